@@ -1,0 +1,53 @@
+"""Shared fixtures: the scripted model server and real git repositories."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from tests.modelserver import ScriptedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+CALCULATOR = ROOT / "examples" / "calculator"
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[ScriptedModel]:
+    """One scripted OpenAI-compatible server process for the whole run; each
+    test scripts it afresh (scripting clears the call log)."""
+    server = ScriptedModel().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def commit_all(repo: pygit2.Repository, message: str) -> pygit2.Oid:
+    """Stage everything in the work tree and commit it (a real git commit)."""
+    repo.index.add_all()
+    repo.index.write()
+    tree = repo.index.write_tree()
+    sig = pygit2.Signature("Test Author", "author@example.com")
+    parents = [] if repo.head_is_unborn else [repo.head.target]
+    return repo.create_commit("HEAD", sig, sig, message, tree, parents)
+
+
+def make_git_repo(path: Path, source: Path | None = None) -> pygit2.Repository:
+    if source is not None:
+        shutil.copytree(source, path, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    repo = pygit2.init_repository(str(path), initial_head="main")
+    commit_all(repo, "Initial commit")
+    return repo
+
+
+@pytest.fixture
+def calculator_repo(tmp_path: Path) -> Path:
+    """A fresh git checkout of the example calculator project."""
+    path = tmp_path / "calculator"
+    make_git_repo(path, CALCULATOR)
+    return path
