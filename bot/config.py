@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     )
     # Parallel jobs across repositories (one at a time per repository branch).
     workers: int = 2
+    # The job queue: SQLite under data_dir when unset, or `redis://...` for RedisHuey.
+    queue_url: str | None = None
 
     @classmethod
     def settings_customise_sources(

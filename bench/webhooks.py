@@ -1,0 +1,249 @@
+"""Webhook intake benchmark: signed `/edit` deliveries to Patchling's endpoint
+versus a bare Starlette endpoint that only answers 200, under the same uvicorn
+settings, in the same run, from concurrent keep-alive clients on loopback.
+
+    .venv/bin/python -m bench.webhooks [--requests 3000] [--clients 64]
+
+Every delivery has its own delivery id and comment id, so none deduplicates:
+afterwards the number of jobs waiting in the queue must equal the number of
+202 answers. Targets: throughput at least 0.5x the bare endpoint's, p99 at
+most 50 ms, nothing lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SHARED = Path(os.environ.get("PATCHLING_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+PAYLOAD = SHARED / "github-payloads" / "issue_comment" / "created.with-installation.payload.json"
+SECRET = "bench-webhook-secret"
+PATH = "/api/github/webhooks"
+UVICORN = {"host": "127.0.0.1", "log_level": "warning", "access_log": False, "lifespan": "off"}
+
+
+# -- servers (each in its own process) -------------------------------------------------
+
+
+def bare_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def ok(request: Request) -> Response:
+        await request.body()  # read it, as any webhook endpoint must
+        return Response(status_code=200)
+
+    return Starlette(routes=[Route(PATH, ok, methods=["POST"])])
+
+
+def patchling_app(data_dir: Path) -> Any:
+    from bot.config import Settings
+    from bot.jobs import JobQueue
+    from bot.web import create_app
+
+    settings = Settings(_env_file=None, data_dir=data_dir, github_webhook_secret=SECRET)  # type: ignore[call-arg]
+    # No consumer: accepted jobs stay queued so they can be counted.
+    return create_app(settings, queue=JobQueue(settings))
+
+
+def serve(kind: str, port: int, data_dir: Path) -> None:
+    import uvicorn
+
+    app = bare_app() if kind == "bare" else patchling_app(data_dir)
+    uvicorn.run(app, port=port, **UVICORN)  # type: ignore[arg-type]
+
+
+def start_server(kind: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    from tests.modelserver import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.webhooks",
+            "--serve",
+            kind,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ]
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(url + PATH, content=b"{}", timeout=0.5)
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{kind} server did not start")
+
+
+# -- load ------------------------------------------------------------------------------
+
+
+def deliveries(count: int, start: int) -> list[tuple[bytes, dict[str, str]]]:
+    """`count` signed issue_comment deliveries, each with its own ids."""
+    template = json.loads(PAYLOAD.read_text())
+    out = []
+    for n in range(start, start + count):
+        data = copy.deepcopy(template)
+        data["comment"]["id"] = 10_000_000 + n
+        data["comment"]["body"] = "/edit add memory clear"
+        body = json.dumps(data).encode()
+        signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "content-type": "application/json",
+            "x-github-event": "issue_comment",
+            "x-github-delivery": f"bench-{n}",
+            "x-hub-signature-256": signature,
+        }
+        out.append((body, headers))
+    return out
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    statuses: dict[int, int]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<10} {self.requests:>6} req  {self.rps:>8.0f} req/s  "
+            f"p50 {self.percentile(50):6.2f} ms  p99 {self.percentile(99):6.2f} ms  "
+            f"mean {statistics.fmean(self.latencies_ms):6.2f} ms  statuses {dict(sorted(self.statuses.items()))}"
+        )
+
+
+def raw_request(host: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {PATH} HTTP/1.1", f"host: {host}", f"content-length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def load(name: str, url: str, work: list[tuple[bytes, dict[str, str]]], clients: int) -> Result:
+    """`clients` concurrent clients, each on its own keep-alive connection,
+    sending until `work` is used up. A minimal HTTP/1.1 client (requests built
+    up front) so that the client's own cost stays small next to the server's."""
+    host, port = url.removeprefix("http://").split(":")
+    requests = [raw_request(f"{host}:{port}", body, headers) for body, headers in reversed(work)]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while requests:
+                request = requests.pop()
+                started = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return Result(name, len(work), time.perf_counter() - started, latencies, statuses)
+
+
+def queued_jobs(data_dir: Path) -> tuple[int, int]:
+    """(jobs waiting in huey's queue, jobs in the ledger)."""
+    from huey import SqliteHuey
+
+    from bot.jobs import Ledger
+
+    huey = SqliteHuey("patchling", filename=str(data_dir / "queue.sqlite3"), results=False)
+    return huey.pending_count(), Ledger(data_dir / "jobs.sqlite3").count()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=3000, help="measured requests per endpoint")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--serve", choices=["bare", "patchling"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.data_dir)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="patchling-bench-") as tmp:
+        data_dir = Path(tmp)
+        results: dict[str, Result] = {}
+        warm_accepted = 0
+        for kind in ("bare", "patchling"):
+            proc, url = start_server(kind, data_dir)
+            try:
+                warm = asyncio.run(load(kind, url, deliveries(args.warmup, 0), args.clients))
+                warm_accepted = warm.statuses.get(202, 0)
+                work = deliveries(args.requests, args.warmup)
+                results[kind] = asyncio.run(load(kind, url, work, args.clients))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+        waiting, ledger = queued_jobs(data_dir)
+
+    bare, ours = results["bare"], results["patchling"]
+    accepted = ours.statuses.get(202, 0) + warm_accepted
+    print(
+        f"{args.requests} signed deliveries per endpoint, {args.clients} concurrent keep-alive clients, loopback"
+    )
+    print(bare.line())
+    print(ours.line())
+    ratio = ours.rps / bare.rps
+    print(f"throughput ratio patchling/bare: {ratio:.2f} (target >= 0.5)")
+    print(f"p99 patchling: {ours.percentile(99):.2f} ms (target <= 50)")
+    print(
+        f"accepted deliveries (202, warm-up included): {accepted}; jobs queued: {waiting}; ledger rows: {ledger}"
+    )
+    ok = ratio >= 0.5 and ours.percentile(99) <= 50 and waiting == accepted == ledger
+    print("PASS" if ok else "FAIL")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

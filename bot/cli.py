@@ -1,0 +1,255 @@
+"""The `patchling` command: edit, apply, context, stats, serve.
+
+Exit codes: 0 success (an edit verified or unverified, a patch applied), 1 the
+work failed (every tier failed, a patch did not apply), 2 bad input (not a
+directory or git work tree, empty instruction, unreadable patch file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import pygit2
+import typer
+from rich.console import Console
+
+from bot.config import Settings, Tier, load_settings
+
+app = typer.Typer(
+    name="patchling",
+    help="Turn an instruction into a tested change, written by small models first.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+RepoOption = Annotated[Path, typer.Option("--repo", help="The repository's work tree.")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Settings file (replaces patchling.toml).", dir_okay=False)
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where records and caches live (default: settings).")
+]
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
+def _bad_input(message: str) -> NoReturn:
+    _err().print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _settings(config: Path | None) -> Settings:
+    if config is not None and not config.is_file():
+        _bad_input(f"no such settings file: {config}")
+    try:
+        return load_settings(config)
+    except Exception as exc:  # pydantic's messages say what is wrong
+        _bad_input(f"cannot read the settings: {exc}")
+
+
+def _work_tree(repo: Path) -> Path:
+    if not repo.exists():
+        _bad_input(f"no such directory: {repo}")
+    if not repo.is_dir():
+        _bad_input(f"not a directory: {repo}")
+    if pygit2.discover_repository(str(repo)) is None:
+        _bad_input(f"not a git work tree: {repo}")
+    return repo.resolve()
+
+
+def _instruction(text: str) -> str:
+    if not text.strip():
+        _bad_input("the instruction is empty")
+    return text.strip()
+
+
+def _pick_tiers(settings: Settings, names: list[str] | None) -> list[Tier]:
+    if not names:
+        return list(settings.tiers)
+    by_name = {t.name: t for t in settings.tiers}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        _bad_input(f"unknown tier {', '.join(unknown)} (configured: {', '.join(by_name) or 'none'})")
+    return [by_name[n] for n in names]
+
+
+@app.command()
+def edit(
+    instruction: Annotated[str, typer.Argument(help="What to change, in plain words.")],
+    repo: RepoOption = Path("."),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change; write nothing.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+    config: ConfigOption = None,
+    tier: Annotated[
+        list[str] | None, typer.Option("--tier", help="Use only these tiers, in this order (repeatable).")
+    ] = None,
+    test_command: Annotated[
+        str | None, typer.Option("--test-command", help="Overrides the settings.")
+    ] = None,
+    setup_command: Annotated[
+        str | None, typer.Option("--setup-command", help="Run once before tests.")
+    ] = None,
+    protected: Annotated[
+        list[str] | None, typer.Option("--protected", help="Glob of paths never to change (repeatable).")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Make a change with the smallest tier that gets it right."""
+    from bot.engine import run_edit
+    from bot.records import RecordStore
+    from bot.report import ProgressReporter, render_result
+
+    root = _work_tree(repo)
+    text = _instruction(instruction)
+    settings = _settings(config)
+    tiers = _pick_tiers(settings, tier)
+    data = data_dir or settings.data_dir
+    records = RecordStore(data / "records.sqlite3")
+    err = _err()
+
+    async def go(on_progress: ProgressReporter | None) -> object:
+        return await run_edit(
+            root,
+            text,
+            tiers=tiers,
+            test_command=test_command or settings.test_command,
+            setup_command=setup_command,
+            test_timeout_s=settings.test_timeout_s,
+            protected_paths=protected or (),
+            dry_run=dry_run,
+            records=records,
+            data_dir=data,
+            on_progress=on_progress,
+        )
+
+    try:
+        if json_output:
+            result = asyncio.run(go(None))
+        else:
+            with ProgressReporter(err) as progress:
+                result = asyncio.run(go(progress))
+    except ValueError as exc:
+        _bad_input(str(exc))
+    from bot.engine import EditResult
+
+    assert isinstance(result, EditResult)
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        render_result(result, Console())
+    raise typer.Exit(EXIT_FAILED if result.status == "failed" else EXIT_OK)
+
+
+@app.command("apply")
+def apply_patch(
+    patchfile: Annotated[
+        str, typer.Argument(metavar="PATCHFILE", help="A model reply or patch; '-' reads stdin.")
+    ],
+    repo: RepoOption = Path("."),
+) -> None:
+    """Apply a patch in any format Patchling reads (diff, search/replace, whole file)."""
+    from bot.apply import ApplyError, apply_edit
+
+    root = _work_tree(repo)
+    try:
+        text = sys.stdin.read() if patchfile == "-" else Path(patchfile).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _bad_input(f"cannot read {patchfile}: {exc}")
+    if not text.strip():
+        _bad_input(f"{patchfile} is empty")
+    err = _err()
+    try:
+        changed = apply_edit(root, text)
+    except ApplyError as exc:
+        where = " ".join(
+            part
+            for part in (
+                f"in {exc.path}" if exc.path else "",
+                f"(block {exc.block})" if exc.block is not None else "",
+            )
+            if part
+        )
+        err.print(
+            f"[bold red]not applied{' ' + where if where else ''}:[/bold red] {exc.message}", highlight=False
+        )
+        if exc.nearest:
+            err.print(f"nearest match in {exc.path or 'the file'}:", highlight=False)
+            err.print(exc.nearest, highlight=False, markup=False)
+        err.print("nothing was written", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    except (OSError, ValueError) as exc:
+        err.print(f"[bold red]not applied:[/bold red] {exc}", highlight=False)
+        err.print("nothing was written", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    for path in sorted(changed):
+        typer.echo(f"applied: {path}")
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command()
+def context(
+    instruction: Annotated[str, typer.Argument(help="The instruction to select context for.")],
+    budget: Annotated[int, typer.Option("--budget", help="Token budget for the selection.")],
+    repo: RepoOption = Path("."),
+    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show which files (and how much of each) a model would see."""
+    from bot.context import select_context
+    from bot.report import render_context
+
+    if not repo.is_dir():
+        _bad_input(f"not a directory: {repo}")
+    text = _instruction(instruction)
+    if budget < 0:
+        _bad_input("the budget must be zero or more tokens")
+    cache_dir = data_dir / "index" if data_dir is not None else None
+    selected = select_context(repo.resolve(), text, budget, cache_dir=cache_dir)
+    if json_output:
+        sys.stdout.write(json.dumps(selected.to_json(), indent=2) + "\n")
+    else:
+        render_context(selected, Console())
+
+
+@app.command()
+def stats(
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+) -> None:
+    """Attempts per tier: how often each solved the task, at what cost."""
+    from bot.records import RecordStore
+    from bot.report import render_stats
+
+    data = data_dir or _settings(config).data_dir
+    path = data / "records.sqlite3"
+    rows = RecordStore(path).summary() if path.exists() else []
+    if json_output:
+        sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
+    else:
+        render_stats(rows, Console())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option("--port", help="Port for GitHub's webhooks.")] = 3000,
+    config: ConfigOption = None,
+) -> None:
+    """Run the GitHub App (webhooks in, pull requests out)."""
+    from bot.serve import serve as run_server  # the GitHub side, loaded only here
+
+    run_server(_settings(config), host, port)
+
+
+if __name__ == "__main__":
+    app()

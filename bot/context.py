@@ -1,0 +1,809 @@
+"""Context selection: rank a repository's files for an instruction and trim
+them to a token budget.
+
+Code does what code can: ranking is lexical (BM25 over identifier sub-words,
+symbol names and path parts) plus literal mentions and the import graph; no
+model is asked. Trimming sends the likely edit target in full (or its
+relevant symbols in full, the rest as an outline), neighbours as skeletons
+and the rest as one-line listings, and never goes over the budget: the total
+is the token count of exactly the text that `Context.render()` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from bot.index import (
+    IDENT_RE,
+    STOPWORDS,
+    FileInfo,
+    RepoIndex,
+    Symbol,
+    build_index,
+    identifier_terms,
+    stem,
+)
+from bot.tokens import count_tokens, truncate_to_tokens
+
+Mode = Literal["full", "span", "skeleton", "listing"]
+
+_CODE_LANGUAGES = "python javascript typescript go rust java kotlin ruby php c cpp csharp swift shell"
+CODE_LANGUAGES = frozenset(_CODE_LANGUAGES.split())
+TEST_DIRS = frozenset({"tests", "test", "testsuite", "testing", "__tests__", "spec"})
+AUX_DIRS = frozenset(
+    {"docs", "doc", "examples", "example", "samples", "sample", "benchmarks", "bench", "scripts"}
+)
+AUX_FILES = frozenset(
+    {"setup.py", "conftest.py", "noxfile.py", "tasks.py", "fabfile.py", "conf.py", "manage.py"}
+)
+
+# Words that say what kind of change it is, not where: weak evidence.
+_GENERIC_WORDS = """
+    fix fixes fixed fixing add added adds adding update updated updates use used uses using support
+    supported make makes made change changes changed remove removed removes allow allows allowed improve
+    improved handle handled issue issues bug bugs pr merge merged lint linting typo refactor cleanup clean
+    code new now instead correct correctly properly proper better minor small close closes closed see ref
+    bump version release work works working case cases way like want need needs needed thing things some
+    time first also still should get set call called return returns value values default defaults option
+    options run running check
+"""
+GENERIC_TERMS = frozenset(stem(w) for w in _GENERIC_WORDS.split())
+
+# BM25F-like weights: a term in a symbol name or the path says more than one in the text.
+K1 = 1.2
+B = 0.4
+W_SYMBOL = 3.0
+W_PATH = 4.0
+SUBJECT_WEIGHT = 1.0
+BODY_WEIGHT = 0.4
+GENERIC_WEIGHT = 0.2
+CODE_WEIGHT = 2.0
+PATH_BOOST = 2.0  # a file named in the subject line: twice the best lexical score
+SPREAD = 0.3  # share of a top hit's score its import-graph neighbours get (split by degree)
+SPREAD_SOURCES = 5  # the top hits that spread
+BODY_MENTION = 0.3  # a name in the body is worth this share of one in the subject
+
+# Trimming.
+PRIMARY_SHARE = 0.5  # the top file may take this share of the budget
+SECOND_SHARE = 0.25  # a further likely target, this share
+SECOND_PRIMARY = 0.75  # a second file counts as a likely target at this share of the top score
+FIRST_COVERAGE_SHARE = 0.4  # cheapest outlines for the best-ranked files, before the target
+COVERAGE_SHARE = 0.7  # and after it, until this share of the budget is used
+OUTLINE_SHARE = 0.15  # then outlines may grow to this share each
+SKELETON_RANKS = 40  # files below this rank are only ever listed
+FOCUS_CONTEXT_LINES = 5  # lines shown around a focus span
+LISTING_NAMES = 4
+SPAN_MATCH = 1.0  # the word-match score that makes a definition worth showing in full
+SPAN_SYMBOLS = 3  # at most this many definitions by word match
+HEAD_LINES = 20  # the stand-in outline of a file without definitions
+SMALL_FILE_TOKENS = 120  # a file this small is sent whole rather than outlined
+
+_URL_RE = re.compile(r"https?://\S+")
+_REF_RE = re.compile(r"(?<![\w&])#\d+|\bgh-\d+\b", re.IGNORECASE)
+_BACKTICK_RE = re.compile(r"`([^`\n]+)`")
+_PATHLIKE_RE = re.compile(
+    r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]*\w\.(?:py|pyi|js|jsx|ts|tsx|go|rs|rb|java|c|h|cpp|md|rst|txt|toml|cfg"
+    r"|ini|ya?ml|json|html|css|sh))(?![\w/])"
+)
+_DOTTED_RE = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_CALL_RE = re.compile(r"([A-Za-z_]\w*)\(")
+_TEST_WORD_RE = re.compile(r"\b(?:tests?|testing|pytest|unittest|test_\w+|\w+_test)\b", re.IGNORECASE)
+_DOCS_WORD_RE = re.compile(r"\b(?:docs?|documentation|readme|changelog|changes)\b", re.IGNORECASE)
+_CHANGELOG_WORD_RE = re.compile(r"\b(?:change ?log|changes|history|news|release notes?)\b", re.IGNORECASE)
+_CHANGELOG_NAME_RE = re.compile(r"^(?:change(?:s|log)|history|news|releases?)(?:\.\w+)?$", re.IGNORECASE)
+_DEF_LINE_RE = re.compile(r"^\s*(?:async\s+)?(?:def|class)\b")
+
+
+@dataclass
+class Focus:
+    """A review comment's place: that span goes in full."""
+
+    path: str
+    start_line: int
+    end_line: int
+    hunk: str | None = None
+
+
+@dataclass
+class ContextFile:
+    path: str
+    mode: Mode
+    text: str  # exactly what is sent for this file (with its header line)
+    tokens: int
+
+
+@dataclass
+class Context:
+    files: list[ContextFile]  # ranked most relevant first
+    tokens: int  # total tokens of render(), never over budget
+    budget: int
+
+    def render(self) -> str:
+        return "".join(f.text for f in self.files)
+
+    def to_json(self) -> dict:
+        return {
+            "files": [{"path": f.path, "mode": f.mode, "tokens": f.tokens} for f in self.files],
+            "tokens": self.tokens,
+        }
+
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+
+# --------------------------------------------------------------------------
+# The instruction as a query
+
+
+@dataclass
+class Query:
+    weights: dict[str, float]  # stemmed term -> weight
+    code_names: set[str]  # identifiers written as code: `raise_for_status`, HTTPError, foo()
+    words: set[str]  # every identifier as written
+    subject_code_names: set[str]  # those of them in the subject line
+    path_mentions: dict[str, float]  # "httpx/_models.py", "_models.py", "httpx._models" -> strength
+    test_factor: float  # how much test files are worth
+    docs: bool  # the instruction talks about documentation
+    changelog: bool  # ... or about the changelog
+
+
+def parse_query(instruction: str, extra: str = "") -> Query:
+    """Terms of the instruction; the subject line counts more than the body,
+    code-looking words more than prose, change-kind words ("fix") little."""
+    text = _REF_RE.sub(" ", _URL_RE.sub(" ", instruction))
+    lines = [line for line in text.splitlines() if line.strip()]
+    subject = lines[0] if lines else ""
+    body = "\n".join(lines[1:])
+    code_names = _code_names(text)
+    weights: dict[str, float] = {}
+    mentions: dict[str, float] = {}
+    subject_codes: set[str] = set()
+    parts = (
+        (subject, SUBJECT_WEIGHT, 1.0),
+        (body, BODY_WEIGHT, BODY_MENTION),
+        (extra, BODY_WEIGHT, BODY_MENTION),
+    )
+    for n, (part, weight, mention_weight) in enumerate(parts):
+        for mention in _mentions(part):
+            mentions[mention] = max(mentions.get(mention, 0.0), mention_weight)
+        # "httpx/_models.py" says httpx and models; the extension says nothing.
+        prose = _PATHLIKE_RE.sub(lambda m: m.group(1).rsplit(".", 1)[0], part)
+        for ident in IDENT_RE.findall(prose):
+            factor = CODE_WEIGHT if ident in code_names else 1.0
+            if n == 0 and ident in code_names:
+                subject_codes.add(ident)
+            for term in identifier_terms(ident):
+                w = weight * factor * (GENERIC_WEIGHT if term in GENERIC_TERMS else 1.0)
+                weights[term] = max(weights.get(term, 0.0), w)
+    if _TEST_WORD_RE.search(subject):
+        test_factor = 1.0
+    elif _TEST_WORD_RE.search(body):
+        test_factor = 0.6
+    else:
+        test_factor = 0.3
+    return Query(
+        weights=weights,
+        code_names=code_names,
+        subject_code_names=subject_codes,
+        words=set(IDENT_RE.findall(text)),
+        path_mentions=mentions,
+        test_factor=test_factor,
+        docs=bool(_DOCS_WORD_RE.search(subject)),
+        changelog=bool(_CHANGELOG_WORD_RE.search(subject)),
+    )
+
+
+def _mentions(text: str) -> list[str]:
+    found = [m.group(1).lstrip("./") for m in _PATHLIKE_RE.finditer(text)]
+    found += [m.group(0) for m in _DOTTED_RE.finditer(text) if not _PATHLIKE_RE.fullmatch(m.group(0))]
+    return found
+
+
+def _code_names(text: str) -> set[str]:
+    names: set[str] = set()
+    for m in _BACKTICK_RE.finditer(text):
+        names.update(IDENT_RE.findall(m.group(1)))
+    names.update(_CALL_RE.findall(text))
+    for m in _DOTTED_RE.finditer(text):
+        names.update(m.group(0).split("."))
+    for ident in IDENT_RE.findall(text):
+        core = ident.strip("_")
+        if "_" in core or re.search(r"[a-z][A-Z]", core) or (ident.startswith("_") and core):
+            names.add(ident)
+    return {n for n in names if len(n) > 1 and n.lower() not in STOPWORDS}
+
+
+# --------------------------------------------------------------------------
+# Ranking
+
+
+@dataclass
+class _Corpus:
+    """Ranking statistics derived once per index (kept in `index.memo`)."""
+
+    postings: dict[str, list[tuple[str, float]]]  # term -> [(path, weighted tf)]
+    lengths: dict[str, float]
+    avg_length: float
+    defs: dict[str, set[str]]  # symbol name -> defining files
+    neighbours: dict[str, set[str]]  # imports and importers
+
+
+def _corpus(index: RepoIndex) -> _Corpus:
+    cached = index.memo.get("context.corpus")
+    if isinstance(cached, _Corpus):
+        return cached
+    postings: dict[str, list[tuple[str, float]]] = {}
+    lengths: dict[str, float] = {}
+    defs: dict[str, set[str]] = {}
+    for path, info in index.files.items():
+        tf: Counter[str] = Counter(info.terms)
+        for sym in info.symbols:
+            if sym.kind != "section":
+                defs.setdefault(sym.name, set()).add(path)
+            for term in identifier_terms(sym.name):
+                tf[term] += W_SYMBOL
+        for term in path_terms(path):
+            tf[term] += W_PATH
+        lengths[path] = float(sum(info.terms.values())) + 1.0
+        for term, n in tf.items():
+            postings.setdefault(term, []).append((path, float(n)))
+    neighbours = {p: set(info.imports) | set(index.importers(p)) for p, info in index.files.items()}
+    corpus = _Corpus(
+        postings=postings,
+        lengths=lengths,
+        avg_length=sum(lengths.values()) / max(1, len(lengths)),
+        defs=defs,
+        neighbours=neighbours,
+    )
+    index.memo["context.corpus"] = corpus
+    return corpus
+
+
+def path_terms(path: str) -> list[str]:
+    pure = PurePosixPath(path)
+    parts = [*pure.parent.parts, pure.stem]
+    terms: list[str] = []
+    for part in parts:
+        for ident in IDENT_RE.findall(part):
+            terms.extend(identifier_terms(ident))
+    return terms
+
+
+def is_test(path: str) -> bool:
+    pure = PurePosixPath(path)
+    if any(p in TEST_DIRS for p in pure.parent.parts):
+        return True
+    name = pure.name
+    return (
+        name.startswith("test_")
+        or pure.stem.endswith(("_test", "_tests", ".test", ".spec"))
+        or name == "conftest.py"
+    )
+
+
+def role_factor(info: FileInfo, query: Query) -> float:
+    """Tests and auxiliary files (docs, examples, setup) rank lower unless asked for."""
+    if is_test(info.path):
+        return query.test_factor
+    pure = PurePosixPath(info.path)
+    if _CHANGELOG_NAME_RE.match(pure.name):
+        # A changelog mentions everything, in the very words of commit messages.
+        return 0.8 if query.changelog else 0.1
+    if info.language not in CODE_LANGUAGES:
+        return 0.8 if query.docs else 0.35
+    if any(p in AUX_DIRS for p in pure.parent.parts) or pure.name in AUX_FILES:
+        return 0.5
+    if pure.suffix == ".pyi":
+        return 0.6  # a stub mirrors its module's names; the module is where code changes
+    return 1.0
+
+
+def _bm25(corpus: _Corpus, query: Query, n_files: int) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for term, weight in query.weights.items():
+        posting = corpus.postings.get(term)
+        if not posting:
+            continue
+        idf = math.log(1.0 + (n_files - len(posting) + 0.5) / (len(posting) + 0.5))
+        for path, tf in posting:
+            norm = K1 * (1.0 - B + B * corpus.lengths[path] / corpus.avg_length)
+            scores[path] = scores.get(path, 0.0) + weight * idf * tf * (K1 + 1.0) / (tf + norm)
+    return scores
+
+
+def _path_matches(index: RepoIndex, mention: str) -> list[str]:
+    """Files a literal mention names: a path, a path suffix, a file name or a dotted module."""
+    if "/" in mention or _PATHLIKE_RE.fullmatch(mention):
+        return [p for p in index.files if p == mention or p.endswith("/" + mention)]
+    slashed = mention.replace(".", "/")
+    hits: list[str] = []
+    for suffix in (f"{slashed}.py", f"{slashed}/__init__.py"):
+        hits.extend(p for p in index.files if p == suffix or p.endswith("/" + suffix))
+    return hits
+
+
+def _literal_boosts(index: RepoIndex, corpus: _Corpus, query: Query) -> dict[str, float]:
+    """Relative boosts (in units of the best lexical score) for files named
+    literally: by path, by a symbol written as code, by a class name."""
+    boosts: dict[str, float] = {}
+    for mention, strength in query.path_mentions.items():
+        hits = _path_matches(index, mention)
+        for path in hits:
+            boosts[path] = boosts.get(path, 0.0) + PATH_BOOST * strength / len(hits)
+    for name in query.words:
+        owners = corpus.defs.get(name)
+        if not owners or len(owners) > 8:
+            continue
+        if name in query.subject_code_names:
+            strength = 1.0
+        elif name in query.code_names:
+            strength = BODY_MENTION
+        elif name[:1].isupper() and len(name) > 2:
+            strength = 0.4  # "Response", "Client": a class named in prose
+        else:
+            continue
+        for path in owners:
+            boosts[path] = boosts.get(path, 0.0) + strength / len(owners)
+    return boosts
+
+
+def rank_files(index: RepoIndex, instruction: str, focus: Focus | None = None) -> list[tuple[str, float]]:
+    """Every indexed file with a relevance score, most relevant first."""
+    extra = (focus.hunk or "") if focus else ""
+    return _rank(index, parse_query(instruction, extra), focus)
+
+
+def _rank(index: RepoIndex, query: Query, focus: Focus | None) -> list[tuple[str, float]]:
+    corpus = _corpus(index)
+    lexical = _bm25(corpus, query, len(index.files))
+    top = max(lexical.values(), default=0.0) or 1.0
+    boosts = _literal_boosts(index, corpus, query)
+    base: dict[str, float] = {}
+    for path, info in index.files.items():
+        score = lexical.get(path, 0.0) * role_factor(info, query) + boosts.get(path, 0.0) * top
+        if score > 0:
+            base[path] = score
+    if focus is not None and focus.path in index.files:
+        base[focus.path] = base.get(focus.path, 0.0) + 10.0 * top
+    scores = dict(base)
+    # Spread relevance to the import-graph neighbours of the best hits.
+    for path, score in sorted(base.items(), key=lambda kv: (-kv[1], kv[0]))[:SPREAD_SOURCES]:
+        neighbours = corpus.neighbours.get(path, set())
+        if not neighbours:
+            continue
+        share = SPREAD * score / math.sqrt(len(neighbours))
+        for other in neighbours:
+            scores[other] = scores.get(other, 0.0) + share * role_factor(index.files[other], query)
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    # Unscored files last: code before the rest, much-imported first.
+    rest = sorted(
+        (p for p in index.files if p not in scores),
+        key=lambda p: (-role_factor(index.files[p], query), -len(index.importers(p)), p),
+    )
+    return ranked + [(p, 0.0) for p in rest]
+
+
+# --------------------------------------------------------------------------
+# Rendering one file
+
+
+def _header(path: str, mode: Mode) -> str:
+    return f"### {path} ({mode})\n"
+
+
+def _block(path: str, mode: Mode, body: str) -> str:
+    if body and not body.endswith("\n"):
+        body += "\n"
+    return _header(path, mode) + body + "\n"
+
+
+def render_listing(path: str, info: FileInfo | None) -> str:
+    names: list[str] = []
+    if info is not None:
+        for sym in info.symbols:
+            top_level = "." not in sym.qualname
+            if sym.kind != "variable" and top_level and not _private(sym.name) and sym.name not in names:
+                names.append(sym.name)
+    line = _header(path, "listing").rstrip("\n")
+    if names:
+        shown = names[:LISTING_NAMES]
+        line += ": " + ", ".join(shown) + (", …" if len(names) > len(shown) else "")
+    return line + "\n"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def outline(
+    lines: list[str], symbols: list[Symbol], level: int, full: Collection[tuple[int, int]] = ()
+) -> str:
+    """The file as an outline: `full` line ranges verbatim, other definitions
+    reduced by `level`: 0 headers + docstring line + `...`; 1 headers + `...`;
+    2 first signature line of public ones; 3 public top-level ones only;
+    4 nothing but the headers around the `full` ranges."""
+    entries: dict[tuple[int, int], str] = {}
+
+    def show(ln: int) -> None:
+        if 0 < ln <= len(lines):
+            entries.setdefault((ln, 0), lines[ln - 1])
+
+    for start, end in full:
+        for ln in range(start, end + 1):
+            show(ln)
+    defs = [s for s in symbols if s.kind != "variable"]
+    parents = {d.qualname.rsplit(".", 1)[0] for d in defs if "." in d.qualname}
+    for sym in defs:
+        if _covered(sym, full):
+            continue
+        holds_full = any(not (end < sym.start_line or start > sym.end_line) for start, end in full)
+        if not holds_full:
+            nested = "." in sym.qualname
+            if level >= 4 or (level >= 3 and nested) or (level >= 2 and _private(sym.name)):
+                continue
+        if level <= 1 and not holds_full:
+            for ln in range(sym.start_line, max(sym.start_line, sym.header_end) + 1):
+                show(ln)
+        else:
+            show(_def_line(lines, sym))
+        if sym.one_line or sym.kind == "section" or holds_full:
+            continue
+        indent = " " * sym.body_col
+        if level == 0 and sym.doc:
+            entries[(sym.header_end, 1)] = f'{indent}"""{sym.doc}"""'
+        if level <= 1 and sym.qualname not in parents:
+            entries[(sym.header_end, 2)] = f"{indent}..."
+    return "\n".join(entries[k] for k in sorted(entries)) + ("\n" if entries else "")
+
+
+def _covered(sym: Symbol, full: Collection[tuple[int, int]]) -> bool:
+    return any(start <= sym.start_line and sym.end_line <= end for start, end in full)
+
+
+def _def_line(lines: list[str], sym: Symbol) -> int:
+    """The `def`/`class` line itself, after any decorators."""
+    for ln in range(sym.start_line, min(len(lines), max(sym.start_line, sym.header_end)) + 1):
+        if _DEF_LINE_RE.match(lines[ln - 1]):
+            return ln
+    return sym.start_line
+
+
+# --------------------------------------------------------------------------
+# Trimming to the budget
+
+
+@dataclass
+class _Option:
+    mode: Mode
+    tier: int  # 0 full, 1 span, 2..5 skeleton levels 0..3, 6 listing
+    text: str
+    tokens: int
+
+
+@dataclass
+class _Candidate:
+    path: str
+    role: Literal["focus", "primary", "secondary", "listing"]
+    options: list[_Option]  # richest first, each cheaper than the one before
+    level: int | None = None  # the chosen option; None: not sent
+
+    @property
+    def current(self) -> _Option:
+        assert self.level is not None
+        return self.options[self.level]
+
+    @property
+    def cost(self) -> int:
+        return 0 if self.level is None else self.options[self.level].tokens
+
+    def choose(self, room: int, cap: int | None = None, max_tier: int = 6, cheapest: bool = False) -> bool:
+        """Move to the richest (or cheapest) option within `max_tier` whose extra
+        cost fits `room` and whose size fits `cap`; False when none does."""
+        picks = [
+            i
+            for i, opt in enumerate(self.options)
+            if opt.tier <= max_tier
+            and opt.tokens - self.cost <= room
+            and (cap is None or opt.tokens <= cap)
+            and (self.level is None or i < self.level)
+        ]
+        if not picks:
+            return False
+        self.level = picks[-1] if cheapest else picks[0]
+        return True
+
+
+def _option(path: str, mode: Mode, tier: int, body_or_text: str, *, whole: bool = False) -> _Option:
+    text = body_or_text if whole else _block(path, mode, body_or_text)
+    return _Option(mode, tier, text, count_tokens(text))
+
+
+def _dedupe(options: list[_Option]) -> list[_Option]:
+    out: list[_Option] = []
+    for opt in options:
+        if opt.tokens == 0:
+            continue
+        if out and (opt.text == out[-1].text or opt.tokens >= out[-1].tokens):
+            continue  # not cheaper than the richer option before it: useless
+        out.append(opt)
+    return out
+
+
+@dataclass
+class _Views:
+    """The query-independent renderings of one file, kept per index."""
+
+    sha: str
+    lines: list[str]
+    full: _Option
+    outlines: list[_Option]  # skeleton levels 0..3, cheaper each
+    listing: _Option
+
+
+class _Renderer:
+    def __init__(self, index: RepoIndex, query: Query, budget: int) -> None:
+        self.index = index
+        self.query = query
+        self.budget = budget
+        memo = index.memo.setdefault("context.views", {})
+        assert isinstance(memo, dict)
+        self.memo: dict[str, _Views] = memo
+
+    def views(self, path: str, info: FileInfo) -> _Views | None:
+        cached = self.memo.get(path)
+        if cached is not None and cached.sha == info.sha:
+            return cached
+        try:
+            text = self.index.read(path)
+        except (OSError, UnicodeDecodeError):
+            return None  # gone or changed since indexing: list it only
+        lines = text.splitlines()
+        outlines = [
+            _option(path, "skeleton", 2 + level, body)
+            for level in range(4)
+            if (body := outline(lines, info.symbols, level))
+        ]
+        if not outlines and len(lines) > HEAD_LINES:
+            # Nothing to outline (a script, a config file): its head stands in.
+            head = "\n".join(lines[:HEAD_LINES]) + "\n...\n"
+            outlines = [_option(path, "skeleton", 2, head)]
+        views = _Views(info.sha, lines, _option(path, "full", 0, text), outlines, self.listing(path))
+        self.memo[path] = views
+        return views
+
+    def listing(self, path: str) -> _Option:
+        return _option(path, "listing", 6, render_listing(path, self.index.files.get(path)), whole=True)
+
+    def options(self, path: str, role: str, cap: int) -> list[_Option]:
+        info = self.index.files.get(path)
+        views = self.views(path, info) if info is not None and role != "listing" else None
+        if views is None:
+            return [self.listing(path)]
+        opts: list[_Option] = []
+        richest_outline = views.outlines[0].tokens if views.outlines else 0
+        if role == "primary":
+            if views.full.tokens <= cap:
+                opts.append(views.full)
+            opts.extend(self.spans(path, info, views.lines, cap))
+        elif views.full.tokens <= max(SMALL_FILE_TOKENS, int(1.3 * richest_outline)):
+            opts.append(views.full)  # a small file costs about as much as its outline
+        opts.extend(views.outlines)
+        opts.append(views.listing)
+        return _dedupe(opts)
+
+    def spans(self, path: str, info: FileInfo, lines: list[str], cap: int) -> list[_Option]:
+        """The symbols the instruction points at in full, the rest as outlines."""
+        chosen: list[tuple[int, int]] = []
+        for sym in self.matching_symbols(info, lines):
+            trial = [*chosen, (sym.start_line, sym.end_line)]
+            if _option(path, "span", 1, outline(lines, info.symbols, 4, trial)).tokens <= cap:
+                chosen = trial
+        if not chosen:
+            return []
+        return [_option(path, "span", 1, outline(lines, info.symbols, level, chosen)) for level in range(5)]
+
+    def matching_symbols(self, info: FileInfo, lines: list[str]) -> list[Symbol]:
+        """Definitions the instruction names literally; failing that, the few
+        functions whose names and bodies match its words best."""
+        defs = [s for s in info.symbols if s.kind not in ("variable", "section")]
+        words = self.query.words
+        named = [s for s in defs if s.name in self.query.code_names or (s.name in words and len(s.name) > 3)]
+        if named:
+            named.sort(key=lambda s: (s.name not in self.query.code_names, s.end_line - s.start_line))
+            return named[:SPAN_SYMBOLS]
+        scored: list[tuple[float, int, Symbol]] = []
+        parents = {d.qualname.rsplit(".", 1)[0] for d in defs if "." in d.qualname}
+        for sym in defs:
+            if sym.kind == "class" and sym.qualname in parents:
+                continue  # its methods compete on their own
+            score = self.body_score(sym, lines)
+            if score >= SPAN_MATCH:
+                scored.append((score, sym.end_line - sym.start_line, sym))
+        scored.sort(key=lambda x: (-x[0], x[1], x[2].start_line))
+        return [s for _, _, s in scored[:SPAN_SYMBOLS]]
+
+    def body_score(self, sym: Symbol, lines: list[str]) -> float:
+        """Query words in a definition's name (counted thrice) and body."""
+        counts: Counter[str] = Counter()
+        for ident in identifier_terms(sym.name):
+            counts[ident] += 3
+        for line in lines[sym.start_line - 1 : sym.end_line]:
+            for ident in IDENT_RE.findall(line):
+                counts.update(identifier_terms(ident))
+        weights = self.query.weights
+        return sum(weights[t] * math.log1p(n) for t, n in counts.items() if t in weights)
+
+    def focus_options(self, focus: Focus) -> list[_Option]:
+        path = focus.path
+        info = self.index.files.get(path)
+        try:
+            text = self.index.read(path)
+        except (OSError, UnicodeDecodeError):
+            return []
+        lines = text.splitlines()
+        n = len(lines)
+        start = max(1, min(focus.start_line, n))
+        end = max(start, min(focus.end_line, n))
+        symbols = info.symbols if info else []
+        around = (max(1, start - FOCUS_CONTEXT_LINES), min(n, end + FOCUS_CONTEXT_LINES))
+        opts = [_option(path, "full", 0, text)] if text else []
+        if opts and opts[0].tokens > int(self.budget * PRIMARY_SHARE):
+            opts = []
+        enclosing = _enclosing(symbols, start, end)
+        ranges = [around]
+        if enclosing is not None:
+            ranges = _merge([around, (enclosing.start_line, enclosing.end_line)])
+        for rng in (ranges, [around]):
+            for level in (0, 2, 3, 4):
+                opts.append(_option(path, "span", 1, outline(lines, symbols, level, rng)))
+        # Last resort: the span itself, cut to whatever the budget allows.
+        snippet = "\n".join(lines[around[0] - 1 : around[1]])
+        header = _header(path, "span")
+        room = self.budget - count_tokens(header) - 1
+        if room > 0:
+            cut = truncate_to_tokens(snippet, room)
+            opts.append(_option(path, "span", 1, header + cut + ("\n" if cut else ""), whole=True))
+        return _dedupe(opts)
+
+
+def _enclosing(symbols: list[Symbol], start: int, end: int) -> Symbol | None:
+    best: Symbol | None = None
+    for sym in symbols:
+        if sym.kind in ("variable", "section"):
+            continue
+        inside = sym.start_line <= start and end <= sym.end_line
+        if inside and (best is None or sym.end_line - sym.start_line < best.end_line - best.start_line):
+            best = sym
+    return best
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _allocate(cands: list[_Candidate], budget: int) -> None:
+    """Fill the budget greedily, in rank order within each step: the focus;
+    a cheap outline for the best-ranked files; the likely target(s) in full
+    or as a span; cheap outlines for more files; richer outlines; one-line
+    listings for the rest; whatever is left to upgrades."""
+    used = 0
+
+    def take(cand: _Candidate, room: int, **how: object) -> None:
+        nonlocal used
+        before = cand.cost
+        if cand.choose(room, **how):  # type: ignore[arg-type]
+            used += cand.cost - before
+
+    def cover(limit: float) -> None:
+        for cand in cands:
+            if cand.role in outlined and cand.level is None:
+                take(cand, min(budget, int(limit * budget)) - used, max_tier=5, cheapest=True)
+
+    outlined = ("primary", "secondary")
+    first_primary = next((c for c in cands if c.role == "primary"), None)
+    for cand in cands:
+        if cand.role == "focus":
+            take(cand, budget - used)
+    cover(FIRST_COVERAGE_SHARE)
+    for cand in cands:
+        if cand.role == "primary":
+            cap = int(budget * (PRIMARY_SHARE if cand is first_primary else SECOND_SHARE))
+            take(cand, budget - used, cap=cap, max_tier=1)
+    cover(COVERAGE_SHARE)
+    for cand in cands:
+        if cand.role in outlined and cand.level is not None:
+            take(cand, budget - used, cap=int(budget * OUTLINE_SHARE))
+    for cand in cands:
+        if cand.level is None:
+            take(cand, budget - used, max_tier=6, cheapest=True)
+    for cand in cands:
+        if cand.role in outlined and cand.level is not None:
+            take(cand, budget - used)
+
+
+def _shrink(cands: list[_Candidate], budget: int) -> None:
+    """Get back under `budget`: the least relevant file first, a cheaper
+    rendering before dropping it; the focus last."""
+    total = sum(c.cost for c in cands)
+    order = [c for c in reversed(cands) if c.role != "focus"] + [c for c in cands if c.role == "focus"]
+    for cand in order:
+        while total > budget and cand.level is not None:
+            before = cand.cost
+            cand.level = cand.level + 1 if cand.level + 1 < len(cand.options) else None
+            total += cand.cost - before
+        if total <= budget:
+            return
+
+
+def _candidates(
+    renderer: _Renderer, ranked: list[tuple[str, float]], focus: Focus | None, budget: int
+) -> list[_Candidate]:
+    cands: list[_Candidate] = []
+    if focus is not None:
+        opts = renderer.focus_options(focus)
+        if opts:
+            cands.append(_Candidate(focus.path, "focus", opts))
+    top = ranked[0][1] if ranked else 0.0
+    primaries = 0
+    # Even a bare listing line costs a few tokens: no more of them could fit.
+    ranked = ranked[: max(SKELETON_RANKS, budget // 5)]
+    for rank, (path, score) in enumerate(ranked):
+        if focus is not None and path == focus.path:
+            continue
+        if score <= 0 or rank >= SKELETON_RANKS:
+            role = "listing"
+        elif focus is None and (primaries == 0 or (primaries == 1 and score >= SECOND_PRIMARY * top)):
+            role = "primary"
+        else:
+            role = "secondary"
+        share = PRIMARY_SHARE if primaries == 0 else SECOND_SHARE
+        if role == "primary":
+            primaries += 1
+        opts = renderer.options(path, role, int(budget * share))
+        cands.append(_Candidate(path, role, opts))
+    return cands
+
+
+def select_context(
+    root: Path,
+    instruction: str,
+    budget: int,
+    *,
+    focus: Focus | None = None,
+    index: RepoIndex | None = None,
+    cache_dir: Path | None = None,
+    exclude: Collection[str] = (),
+) -> Context:
+    """The files to send a model for `instruction`, trimmed to `budget` tokens."""
+    if index is None:
+        index = build_index(Path(root), cache_dir)
+    query = parse_query(instruction, (focus.hunk or "") if focus else "")
+    excluded = set(exclude)
+    ranked = [(p, s) for p, s in _rank(index, query, focus) if p not in excluded]
+    if focus is not None and focus.path in excluded:
+        focus = None
+    renderer = _Renderer(index, query, budget)
+    cands = _candidates(renderer, ranked, focus, budget)
+    _allocate(cands, budget)
+    target = budget
+    while True:
+        _shrink(cands, target)
+        kept = [c for c in cands if c.level is not None]
+        files = [ContextFile(c.path, c.current.mode, c.current.text, c.current.tokens) for c in kept]
+        total = count_tokens("".join(f.text for f in files))
+        if total <= budget:
+            return Context(files=files, tokens=total, budget=budget)
+        # Tokens did not add up across file boundaries: aim lower and shrink again.
+        target -= max(1, total - budget)

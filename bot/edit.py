@@ -1,0 +1,508 @@
+"""Plan, generate and apply one tier's edit, all in memory.
+
+Plan: without a model when the instruction names files or unambiguous symbols,
+else one PlanEdit call. Generate: one model call per planned file, all files at
+once (N files cost about one round-trip). Apply: each reply through bot.apply;
+a reply that does not apply is retried once with the error and the nearest
+match as feedback. The result is all-or-nothing and nothing is written here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
+
+from bot import models
+from bot.apply import ApplyError, compute_changes
+from bot.config import Tier
+from bot.context import Context, Focus, select_context
+from bot.index import RepoIndex
+from bot.models import ModelError, Usage
+from bot.tokens import count_tokens, truncate_to_tokens
+
+log = logging.getLogger(__name__)
+
+MAX_PLAN_FILES = 5
+# Tokens of the fixed prompt text around the fields (measured: PlanEdit 123,
+# edit functions up to 101 with a feedback section), with headroom for chat
+# framing and tokenizer differences at field boundaries.
+PLAN_OVERHEAD_TOKENS = 180
+EDIT_OVERHEAD_TOKENS = 160
+# Below this many tokens neighbour context is not worth sending.
+MIN_CONTEXT_TOKENS = 48
+# Lines kept above and below a relevant span as a floor for small budgets.
+SPAN_MIN_LINES = 20
+FEEDBACK_MAX_TOKENS = 600
+# Always protected, whatever the configuration says.
+ALWAYS_PROTECTED = (".git", ".git/*")
+
+_PATH_RE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.[A-Za-z0-9]+)(?![\w/-])")
+_BACKTICK_RE = re.compile(r"`([^`\s]+)`")
+_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
+
+
+class EditError(Exception):
+    """A tier's edit failed. `outcome` is an Attempt outcome (apply_failed,
+    model_error, unreachable, too_large, no_change)."""
+
+    def __init__(self, outcome: str, message: str, *, last_output: str = "", usage: Usage | None = None):
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.last_output = last_output
+        self.usage = usage or Usage()
+
+
+@dataclass
+class PlannedFile:
+    path: str
+    change: str
+    exists: bool
+
+
+@dataclass
+class Plan:
+    files: list[PlannedFile]
+    notes: str
+    source: str  # "path", "symbol" or "model"
+    usage: Usage = field(default_factory=Usage)
+    dropped: list[str] = field(default_factory=list)  # paths refused, with the reason
+
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+
+@dataclass
+class FileResult:
+    path: str
+    original: str | None  # None: a new file
+    new: str | None  # None: failed
+    reply: str = ""
+    usage: Usage = field(default_factory=Usage)
+    outcome: str | None = None  # set on failure, as in EditError
+    error: str = ""
+    retried: bool = False
+    prompt_tokens: int = 0  # our count of what was sent (the largest call)
+
+
+@dataclass
+class Generated:
+    files: list[FileResult]
+    changes: dict[str, str]  # only files whose content changed
+    originals: dict[str, str | None]
+    usage: Usage
+    wall_s: float
+
+
+# -- paths ------------------------------------------------------------------
+
+
+def is_protected(path: str, patterns: Sequence[str]) -> bool:
+    """True when `path` matches a glob in `patterns` (a pattern naming a
+    directory covers everything below it); .git is always protected."""
+    for pattern in (*ALWAYS_PROTECTED, *patterns):
+        pattern = pattern.strip().removeprefix("./")
+        if not pattern:
+            continue
+        if fnmatch(path, pattern) or fnmatch(path, pattern.rstrip("/") + "/*"):
+            return True
+    return False
+
+
+def normalise_path(root: Path, raw: str) -> str:
+    """A repository-relative posix path, or ValueError saying why not."""
+    path = raw.strip().strip("`'\"").replace("\\", "/")
+    for prefix in ("./", "a/", "b/"):
+        if path.startswith(prefix) and not (root / path).exists():
+            path = path[len(prefix) :]
+    if not path:
+        raise ValueError("empty path")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ValueError(f"{raw}: outside the repository")
+    if ".git" in pure.parts:
+        raise ValueError(f"{raw}: inside .git")
+    root_resolved = root.resolve()
+    target = (root / pure).resolve()
+    if not target.is_relative_to(root_resolved) or target == root_resolved:
+        raise ValueError(f"{raw}: outside the repository")
+    if target.exists() and not target.is_file():
+        raise ValueError(f"{raw}: not a file")
+    return pure.as_posix()
+
+
+def validate_plan(
+    root: Path, changes: Sequence[tuple[str, str]], protected: Sequence[str]
+) -> tuple[list[PlannedFile], list[str]]:
+    """Keep usable paths (inside the repository, not protected, once each, at
+    most MAX_PLAN_FILES); return (kept, dropped-with-reason)."""
+    kept: list[PlannedFile] = []
+    dropped: list[str] = []
+    for raw, change in changes:
+        try:
+            path = normalise_path(root, raw)
+        except ValueError as exc:
+            dropped.append(str(exc))
+            continue
+        if is_protected(path, protected):
+            dropped.append(f"{path}: protected")
+            continue
+        if any(f.path == path for f in kept):
+            continue
+        if len(kept) >= MAX_PLAN_FILES:
+            dropped.append(f"{path}: more than {MAX_PLAN_FILES} files")
+            continue
+        kept.append(PlannedFile(path=path, change=change.strip(), exists=(root / path).is_file()))
+    return kept, dropped
+
+
+# -- planning ---------------------------------------------------------------
+
+
+def _named_paths(index: RepoIndex, instruction: str) -> list[str]:
+    by_name: dict[str, list[str]] = {}
+    for path in index.files:
+        by_name.setdefault(path.rsplit("/", 1)[-1], []).append(path)
+    found: list[str] = []
+    for match in _PATH_RE.finditer(instruction):
+        raw = match.group(1).removeprefix("./")
+        if raw in index.files:
+            hit = raw
+        elif "/" not in raw and len(by_name.get(raw, [])) == 1:
+            hit = by_name[raw][0]
+        else:
+            continue
+        if hit not in found:
+            found.append(hit)
+    return found
+
+
+def _code_identifiers(instruction: str) -> list[str]:
+    """Words that are clearly code: `backticked`, snake_case, camelCase,
+    Dotted.names or call()s. Plain English words ("add") never count."""
+    idents: list[str] = []
+    for raw in _BACKTICK_RE.findall(instruction):
+        word = raw.removesuffix("()")
+        if _WORD_RE.fullmatch(word):
+            idents.append(word)
+    for match in _WORD_RE.finditer(_BACKTICK_RE.sub(" ", instruction)):
+        word = match.group(0)
+        bare = word.removesuffix("()")
+        codey = (
+            word.endswith("()")
+            or "." in bare
+            or "_" in bare.strip("_")
+            or re.search(r"[a-z][A-Z]", bare) is not None
+        )
+        if codey:
+            idents.append(bare)
+    return list(dict.fromkeys(idents))
+
+
+def _symbol_files(index: RepoIndex, instruction: str) -> list[str] | None:
+    """Files defining the instruction's code identifiers, when every one of
+    them is defined in exactly one file; None otherwise."""
+    idents = _code_identifiers(instruction)
+    if not idents:
+        return None
+    files: list[str] = []
+    for ident in idents:
+        defining = {
+            info.path
+            for info in index.files.values()
+            for symbol in info.symbols
+            if symbol.kind != "section" and ident in (symbol.name, symbol.qualname)
+        }
+        if len(defining) != 1:
+            return None
+        path = defining.pop()
+        if path not in files:
+            files.append(path)
+    return files
+
+
+def deterministic_plan(
+    root: Path, index: RepoIndex, instruction: str, protected: Sequence[str]
+) -> Plan | None:
+    """A plan without a model call when the instruction itself says where."""
+    for source, paths in (
+        ("path", _named_paths(index, instruction)),
+        ("symbol", _symbol_files(index, instruction) or []),
+    ):
+        if not paths:
+            continue
+        kept, dropped = validate_plan(root, [(p, instruction) for p in paths], protected)
+        if kept:
+            note = f"planned without a model: the instruction names {', '.join(f.path for f in kept)}"
+            return Plan(files=kept, notes=note, source=source, dropped=dropped)
+    return None
+
+
+def plan_context_budget(tier: Tier, instruction: str) -> int:
+    return max(0, tier.input_budget - PLAN_OVERHEAD_TOKENS - count_tokens(instruction))
+
+
+async def make_plan(
+    tier: Tier,
+    root: Path,
+    instruction: str,
+    *,
+    index: RepoIndex,
+    context: Context | None,
+    protected: Sequence[str] = (),
+) -> Plan:
+    """Which files to change. Raises EditError when nothing usable comes back."""
+    plan = deterministic_plan(root, index, instruction, protected)
+    if plan is not None:
+        return plan
+    budget = plan_context_budget(tier, instruction)
+    if budget <= 0:
+        raise EditError("too_large", f"the instruction is too large for tier {tier.name}")
+    rendered = context.render() if context is not None else ""
+    if count_tokens(rendered) > budget:
+        rendered = truncate_to_tokens(rendered, budget)
+    try:
+        result, usage = await models.plan(tier, instruction, rendered)
+    except ModelError as exc:
+        outcome = "unreachable" if exc.kind == "unreachable" else "model_error"
+        raise EditError(outcome, exc.message, last_output=exc.raw_output, usage=exc.usage) from None
+    kept, dropped = validate_plan(root, [(f.path, f.change) for f in result.files], protected)
+    if not kept:
+        why = f" (refused: {'; '.join(dropped)})" if dropped else ""
+        raise EditError(
+            "model_error",
+            f"tier {tier.name}: the plan names no file that can be changed{why}",
+            last_output=result.model_dump_json(),
+            usage=usage,
+        )
+    return Plan(files=kept, notes=result.notes.strip(), source="model", usage=usage, dropped=dropped)
+
+
+# -- generating -------------------------------------------------------------
+
+
+def relevant_span(
+    content: str, query: str, budget: int, focus: Focus | None = None
+) -> tuple[int, int, str] | None:
+    """(first line, last line, text) of the part of `content` most about
+    `query` (or around `focus`) that fits `budget` tokens; None if nothing does."""
+    lines = content.splitlines(keepends=True)
+    if not lines or budget <= 0:
+        return None
+    if focus is not None:
+        centre = max(0, min(len(lines) - 1, (focus.start_line + focus.end_line) // 2 - 1))
+    else:
+        words = {w.lower() for w in re.findall(r"[A-Za-z_]{3,}", query)}
+        scores = [sum(1 for w in re.findall(r"[A-Za-z_]{3,}", line) if w.lower() in words) for line in lines]
+        centre = max(range(len(lines)), key=lambda i: scores[i]) if any(scores) else 0
+    start = end = centre
+    used = count_tokens(lines[centre])
+    if used > budget:
+        return None
+    # Grow the window one line at a time on alternate sides until the budget is spent.
+    while start > 0 or end < len(lines) - 1:
+        grew = False
+        for side in ("down", "up"):
+            if side == "down" and end < len(lines) - 1:
+                cost = count_tokens(lines[end + 1])
+                if used + cost <= budget:
+                    end, used, grew = end + 1, used + cost, True
+            elif side == "up" and start > 0:
+                cost = count_tokens(lines[start - 1])
+                if used + cost <= budget:
+                    start, used, grew = start - 1, used + cost, True
+        if not grew:
+            break
+    if end - start + 1 < min(SPAN_MIN_LINES, len(lines)):
+        return None
+    return start + 1, end + 1, "".join(lines[start : end + 1])
+
+
+def apply_feedback(exc: ApplyError) -> str:
+    """What the model is told when its reply did not apply: the error and the
+    closest lines of the file ("did you mean")."""
+    text = (
+        f"Your edit could not be applied: {exc.feedback()}\n"
+        "Copy the lines to change exactly from the current content."
+    )
+    return truncate_to_tokens(text, FEEDBACK_MAX_TOKENS)
+
+
+def apply_reply(root: Path, tier: Tier, reply: str, path: str, original: str | None) -> str:
+    """New content of `path` from a reply in the tier's format. Raises
+    ApplyError when the reply does not apply or edits another file."""
+    # The in-memory original stands in for the disk (a new file has none).
+    files = {path: original} if original is not None else None
+    changes = compute_changes(root, reply, path_hint=path, fmt=tier.edit_format, files=files)
+    others = sorted(p for p in changes if p != path)
+    if others:
+        raise ApplyError(f"The reply edits {', '.join(others)}; edit only {path}.", path=path)
+    return changes.get(path, original or "")
+
+
+async def generate_file(
+    tier: Tier,
+    root: Path,
+    instruction: str,
+    planned: PlannedFile,
+    *,
+    index: RepoIndex,
+    focus: Focus | None = None,
+    feedback: str = "",
+    cache_dir: Path | None = None,
+) -> FileResult:
+    """One planned file: one model call (plus one retry when the reply does
+    not apply). Never raises for model or apply problems: see FileResult."""
+    path = planned.path
+    original: str | None = None
+    if planned.exists:
+        try:
+            original = (root / path).read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return FileResult(path, None, None, outcome="apply_failed", error=f"{path}: cannot read ({exc})")
+    content = original or ""
+    result = FileResult(path=path, original=original, new=None)
+    file_focus = focus if focus is not None and focus.path == path else None
+    replies: list[str] = []
+
+    async def call(extra_feedback: str) -> str:
+        full_feedback = "\n\n".join(p for p in (feedback, extra_feedback) if p)
+        fixed = EDIT_OVERHEAD_TOKENS + count_tokens(instruction) + count_tokens(planned.change)
+        fixed += count_tokens(path) + count_tokens(full_feedback)
+        budget = tier.input_budget
+        shown, change = content, planned.change
+        content_tokens = count_tokens(content)
+        if fixed + content_tokens > budget:
+            span = None
+            if tier.edit_format != "whole":
+                span = relevant_span(
+                    content, f"{instruction} {planned.change}", budget - fixed - 40, file_focus
+                )
+            if span is None:
+                raise EditError(
+                    "too_large",
+                    f"{path} ({content_tokens} tokens) is too large for tier {tier.name}"
+                    f" (input budget {budget} tokens)",
+                )
+            first, last, shown = span
+            total = content.count("\n") + 1
+            change += f" (Only lines {first}-{last} of {total} are shown; the rest stays as it is.)"
+        remaining = (
+            budget - fixed - count_tokens(shown) - (count_tokens(change) - count_tokens(planned.change))
+        )
+        context_text = ""
+        if remaining >= MIN_CONTEXT_TOKENS:
+            ctx = select_context(
+                root,
+                instruction,
+                remaining,
+                focus=focus,
+                index=index,
+                cache_dir=cache_dir,
+                exclude=[path],
+            )
+            context_text = ctx.render()
+            if count_tokens(context_text) > remaining:
+                context_text = truncate_to_tokens(context_text, remaining)
+        sent = fixed + count_tokens(shown) + count_tokens(change) + count_tokens(context_text)
+        result.prompt_tokens = max(result.prompt_tokens, sent - EDIT_OVERHEAD_TOKENS)
+        reply, usage = await models.write_file_edit(
+            tier, instruction, change, path, shown, context_text, full_feedback
+        )
+        result.usage = result.usage + usage
+        replies.append(reply)
+        result.reply = reply
+        return reply
+
+    try:
+        reply = await call("")
+        try:
+            result.new = apply_reply(root, tier, reply, path, original)
+        except ApplyError as exc:
+            result.retried = True
+            reply = await call(apply_feedback(exc))
+            result.new = apply_reply(root, tier, reply, path, original)
+    except EditError as exc:
+        result.outcome, result.error = exc.outcome, exc.message
+    except ModelError as exc:
+        result.outcome = "unreachable" if exc.kind == "unreachable" else "model_error"
+        result.error = exc.message
+        result.usage = result.usage + exc.usage
+        if exc.raw_output:
+            result.reply = exc.raw_output
+    except ApplyError as exc:
+        result.outcome = "apply_failed"
+        result.error = f"{path}: {exc.message}"
+    except Exception as exc:  # a reply must never crash the engine
+        log.exception("unexpected error while editing %s", path)
+        result.outcome = "apply_failed"
+        result.error = f"{path}: {type(exc).__name__}: {exc}"
+    return result
+
+
+async def generate(
+    tier: Tier,
+    root: Path,
+    instruction: str,
+    plan: Plan,
+    *,
+    index: RepoIndex,
+    focus: Focus | None = None,
+    feedback: str = "",
+    cache_dir: Path | None = None,
+    concurrency: int | None = None,
+) -> Generated:
+    """Edit every planned file, `concurrency` calls at a time (None: all at
+    once). Raises EditError unless every file applied and something changed."""
+    limit = asyncio.Semaphore(concurrency) if concurrency else None
+
+    async def one(planned: PlannedFile) -> FileResult:
+        if limit is None:
+            return await generate_file(
+                tier,
+                root,
+                instruction,
+                planned,
+                index=index,
+                focus=focus,
+                feedback=feedback,
+                cache_dir=cache_dir,
+            )
+        async with limit:
+            return await generate_file(
+                tier,
+                root,
+                instruction,
+                planned,
+                index=index,
+                focus=focus,
+                feedback=feedback,
+                cache_dir=cache_dir,
+            )
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(*(one(p) for p in plan.files))
+    wall = loop.time() - started
+    usage = sum((r.usage for r in results), Usage())
+    failed = [r for r in results if r.outcome is not None]
+    if failed:
+        outcomes = {r.outcome for r in failed}
+        outcome = next(
+            o for o in ("too_large", "unreachable", "model_error", "apply_failed") if o in outcomes
+        )
+        last = next((r.reply for r in reversed(failed) if r.reply), "")
+        raise EditError(outcome, "; ".join(r.error for r in failed), last_output=last, usage=usage)
+    changes = {r.path: r.new for r in results if r.new is not None and r.new != (r.original or "")}
+    if not changes:
+        last = results[-1].reply if results else ""
+        raise EditError(
+            "no_change", f"tier {tier.name}: the edit changes nothing", last_output=last, usage=usage
+        )
+    originals = {r.path: r.original for r in results if r.path in changes}
+    return Generated(files=results, changes=changes, originals=originals, usage=usage, wall_s=wall)

@@ -1,0 +1,218 @@
+"""GitHub as an App, through githubkit: installation tokens and the few REST
+calls a job makes, plus the Markdown of what Patchling posts.
+
+A job mints one installation token scoped to its one repository and to the
+permissions in JOB_PERMISSIONS, uses it for the API and for git, and revokes
+it at the end. Every body posted passes through `RepoAPI`, which strips the
+job's secrets from it and keeps it under GitHub's size limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
+from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
+from githubkit.exception import RequestFailed
+
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+# What a job needs, and nothing more: push, open PRs, comment and react.
+JOB_PERMISSIONS: dict[str, Literal["read", "write"]] = {
+    "contents": "write",
+    "pull_requests": "write",
+    "issues": "write",
+    "metadata": "read",
+}
+WRITE_ROLES = frozenset({"admin", "maintain", "write"})
+# GitHub refuses comment bodies over 65,536 characters.
+MAX_BODY = 65_000
+
+Reaction = Literal["eyes", "rocket", "confused", "+1", "-1", "laugh", "hooray", "heart"]
+CommentKind = Literal["issue", "review"]
+GitHubFactory = Callable[[], GitHub[Any]]
+
+
+class GitHubConfigError(RuntimeError):
+    """The server lacks the App's id or private key."""
+
+
+def app_client(
+    settings: Settings, *, auto_retry: bool = True, cache_strategy: BaseCacheStrategy | None = None
+) -> GitHub[AppAuthStrategy]:
+    """A client authenticated as the App (JWT), against `github_api_url` (GHES too).
+    Its own token cache unless one is given: tests must not share tokens."""
+    key = settings.private_key()
+    if not settings.github_app_id or not key:
+        raise GitHubConfigError("GITHUB_APP_ID and GITHUB_PRIVATE_KEY(_PATH) must be set")
+    return GitHub(
+        AppAuthStrategy(settings.github_app_id, key),
+        base_url=settings.github_api_url,
+        auto_retry=auto_retry,
+        cache_strategy=cache_strategy or MemCacheStrategy(),
+        http_cache=False,
+        timeout=30.0,
+        user_agent="patchling",
+    )
+
+
+def find_installation(app: GitHub[Any], owner: str, repo: str) -> int:
+    """The installation that covers a repository (for deliveries without one)."""
+    return app.rest.apps.get_repo_installation(owner, repo).parsed_data.id
+
+
+def mint_token(app: GitHub[Any], installation_id: int, repo: str) -> str:
+    """An installation token for the one repository `repo` (its name, no owner)."""
+    response = app.rest.apps.create_installation_access_token(
+        installation_id, repositories=[repo], permissions=dict(JOB_PERMISSIONS)
+    )
+    return response.parsed_data.token
+
+
+def status_of(exc: BaseException) -> int | None:
+    return exc.response.status_code if isinstance(exc, RequestFailed) else None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A comment we posted, and who GitHub says posted it: the App's bot user
+    (`<slug>[bot]` and its id), which is the identity its commits carry."""
+
+    id: int
+    author_login: str
+    author_id: int
+
+
+@dataclass(frozen=True)
+class Pull:
+    number: int
+    state: str
+    head_ref: str
+    head_sha: str
+    head_repo: str | None  # None when the fork was deleted
+    base_ref: str
+    html_url: str
+
+
+class RepoAPI:
+    """The REST calls of one job on one repository, with an installation token."""
+
+    def __init__(self, gh: GitHub[Any], owner: str, repo: str, *, secrets: Sequence[str] = ()) -> None:
+        self.gh = gh
+        self.owner = owner
+        self.repo = repo
+        self._secrets = tuple(s for s in secrets if s)
+
+    @classmethod
+    def with_token(cls, app: GitHub[Any], token: str, owner: str, repo: str) -> RepoAPI:
+        return cls(app.with_auth(TokenAuthStrategy(token)), owner, repo, secrets=[token])
+
+    def safe(self, body: str) -> str:
+        for secret in self._secrets:
+            body = body.replace(secret, "***")
+        return clip(body)
+
+    def permission(self, username: str) -> str:
+        """The user's role ('admin', 'maintain', 'write', 'triage', 'read' or 'none')."""
+        try:
+            data = self.gh.rest.repos.get_collaborator_permission_level(
+                self.owner, self.repo, username
+            ).parsed_data
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return "none"
+            raise
+        # role_name tells maintain from write; `permission` folds them together.
+        return data.role_name or data.permission
+
+    def react(self, kind: CommentKind, comment_id: int, content: Reaction) -> None:
+        if kind == "review":
+            self.gh.rest.reactions.create_for_pull_request_review_comment(
+                self.owner, self.repo, comment_id, content=content
+            )
+        else:
+            self.gh.rest.reactions.create_for_issue_comment(
+                self.owner, self.repo, comment_id, content=content
+            )
+
+    def comment(self, number: int, body: str) -> Posted:
+        data = self.gh.rest.issues.create_comment(
+            self.owner, self.repo, number, body=self.safe(body)
+        ).parsed_data
+        return Posted(data.id, data.user.login if data.user else "", data.user.id if data.user else 0)
+
+    def edit_comment(self, comment_id: int, body: str) -> None:
+        self.gh.rest.issues.update_comment(self.owner, self.repo, comment_id, body=self.safe(body))
+
+    def reply_in_thread(self, pull_number: int, comment_id: int, body: str) -> int:
+        return self.gh.rest.pulls.create_reply_for_review_comment(
+            self.owner, self.repo, pull_number, comment_id, body=self.safe(body)
+        ).parsed_data.id
+
+    def pull(self, number: int) -> Pull:
+        data = self.gh.rest.pulls.get(self.owner, self.repo, number).parsed_data
+        return Pull(
+            number=data.number,
+            state=data.state,
+            head_ref=data.head.ref,
+            head_sha=data.head.sha,
+            head_repo=data.head.repo.full_name if data.head.repo else None,
+            base_ref=data.base.ref,
+            html_url=data.html_url,
+        )
+
+    def open_pull_for(self, branch: str) -> tuple[int, str] | None:
+        """The open PR whose head is `branch` of this repository, if any."""
+        pulls = self.gh.rest.pulls.list(
+            self.owner, self.repo, state="open", head=f"{self.owner}:{branch}"
+        ).parsed_data
+        return (pulls[0].number, pulls[0].html_url) if pulls else None
+
+    def create_pull(self, *, title: str, head: str, base: str, body: str, draft: bool) -> tuple[int, str]:
+        data = self.gh.rest.pulls.create(
+            self.owner,
+            self.repo,
+            title=clip(title, 250),
+            head=head,
+            base=base,
+            body=self.safe(body),
+            draft=draft,
+        ).parsed_data
+        return data.number, data.html_url
+
+    def revoke_token(self) -> None:
+        """End the token's life with the job; a failure only shortens nothing."""
+        try:
+            self.gh.rest.apps.revoke_installation_access_token()
+        except Exception:  # the token expires within the hour anyway
+            log.warning("could not revoke the installation token for %s/%s", self.owner, self.repo)
+
+
+# -- Markdown ------------------------------------------------------------------
+
+
+def clip(text: str, limit: int = MAX_BODY) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 40] + "\n\n… (cut to fit GitHub's limit)"
+
+
+def fenced(text: str, lang: str = "") -> str:
+    """A code block whose fence cannot be closed by the text inside."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def details(summary: str, body: str) -> str:
+    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+def quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.strip().splitlines())

@@ -1,0 +1,752 @@
+"""Jobs: the durable queue, the ledger that deduplicates them, and the work.
+
+web.py hands a JobRequest to `JobQueue.submit`, which records it in the ledger
+(unique on delivery id and on comment) and enqueues it with huey: SqliteHuey
+under data_dir, or RedisHuey when `queue_url` says `redis://`. Consumer threads
+run `work()`: permission check, target, one job at a time per repository
+branch, mirror fetch and checkout, the engine, commit, push, PR, comments.
+
+A job that was running when the process died is found in the ledger at the
+next start and enqueued once more (`JobQueue.recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pygit2
+from huey import Huey, RedisHuey, SqliteHuey
+from huey.exceptions import TaskLockedException
+from huey.storage import SqliteStorage
+from pydantic import BaseModel
+
+from bot import github as gh
+from bot import workspace
+from bot.commands import USAGE
+from bot.config import Settings, Tier
+from bot.repo_settings import RepoSettings, RepoSettingsError, load_repo_settings, select_tiers
+
+if TYPE_CHECKING:
+    from bot.engine import EditResult
+
+log = logging.getLogger(__name__)
+
+Target = Literal["issue", "pull", "review"]
+EditFn = Callable[..., Awaitable["EditResult"]]
+# A job that finds its branch busy tries again this much later.
+BUSY_RETRY_S = 15
+# A job interrupted by a restart runs again at most this many times in all.
+MAX_RUNS = 2
+
+
+class JobRequest(BaseModel):
+    """Everything a job needs from the delivery: small, and plain JSON in the queue."""
+
+    job_id: str
+    delivery_id: str
+    event: Literal["issue_comment", "pull_request_review_comment"]
+    target: Target
+    command: Literal["edit", "help"]
+    instruction: str = ""
+    owner: str
+    repo: str
+    clone_url: str
+    default_branch: str
+    installation_id: int | None = None
+    number: int  # the issue or pull request
+    title: str = ""  # of the issue or pull request
+    comment_id: int
+    comment_url: str = ""
+    requester_login: str
+    requester_id: int
+    # A review comment's place in the diff.
+    path: str | None = None
+    start_line: int | None = None
+    end_line: int | None = None
+    diff_hunk: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.repo}"
+
+    @property
+    def comment_kind(self) -> gh.CommentKind:
+        return "review" if self.event == "pull_request_review_comment" else "issue"
+
+    @property
+    def comment_key(self) -> str:
+        return f"{self.comment_kind}:{self.comment_id}"
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+# -- the ledger ----------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    delivery_id TEXT NOT NULL UNIQUE,
+    comment_key TEXT NOT NULL UNIQUE,
+    repo TEXT NOT NULL,
+    status TEXT NOT NULL,
+    runs INTEGER NOT NULL DEFAULT 0,
+    lock_name TEXT,
+    request TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS installations (
+    installation_id INTEGER NOT NULL,
+    repo TEXT NOT NULL,
+    PRIMARY KEY (installation_id, repo)
+);
+"""
+
+
+class Ledger:
+    """SQLite record of jobs and installations under data_dir. The unique
+    constraints are the deduplication: a redelivery or a second delivery for
+    the same comment cannot insert a second job."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        # One connection per thread: the web loop and each consumer thread.
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        yield db
+
+    def claim(self, job: JobRequest) -> bool:
+        """Record a new job; False when its delivery or comment is known already."""
+        now = time.time()
+        try:
+            with self._db() as db:
+                db.execute(
+                    "INSERT INTO jobs (job_id, delivery_id, comment_key, repo, status, request, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    (
+                        job.job_id,
+                        job.delivery_id,
+                        job.comment_key,
+                        job.full_name,
+                        job.model_dump_json(),
+                        now,
+                        now,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def forget(self, job_id: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
+    def set_status(
+        self, job_id: str, status: str, *, lock_name: str | None = None, run: bool = False
+    ) -> None:
+        with self._db() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, lock_name = ?, runs = runs + ?, updated_at = ? WHERE job_id = ?",
+                (status, lock_name, 1 if run else 0, time.time(), job_id),
+            )
+
+    def status(self, job_id: str) -> str | None:
+        with self._db() as db:
+            row = db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def count(self, status: str | None = None) -> int:
+        with self._db() as db:
+            if status is None:
+                return int(db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+            return int(db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0])
+
+    def interrupted(self) -> list[tuple[JobRequest, int, str | None]]:
+        """Jobs left running by a process that is gone: (request, runs, lock)."""
+        with self._db() as db:
+            rows = db.execute("SELECT request, runs, lock_name FROM jobs WHERE status = 'running'").fetchall()
+        return [(JobRequest.model_validate_json(r[0]), int(r[1]), r[2]) for r in rows]
+
+    def add_repositories(self, installation_id: int, repos: list[str]) -> None:
+        with self._db() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO installations (installation_id, repo) VALUES (?, ?)",
+                [(installation_id, repo) for repo in repos],
+            )
+
+    def remove_repositories(self, installation_id: int, repos: list[str] | None = None) -> None:
+        """Forget some repositories of an installation, or (None) the whole installation."""
+        with self._db() as db:
+            if repos is None:
+                db.execute("DELETE FROM installations WHERE installation_id = ?", (installation_id,))
+            else:
+                db.executemany(
+                    "DELETE FROM installations WHERE installation_id = ? AND repo = ?",
+                    [(installation_id, repo) for repo in repos],
+                )
+
+    def installation_for(self, repo: str) -> int | None:
+        with self._db() as db:
+            row = db.execute("SELECT installation_id FROM installations WHERE repo = ?", (repo,)).fetchone()
+        return None if row is None else int(row[0])
+
+
+# -- the queue -----------------------------------------------------------------------
+
+
+class BranchBusy(Exception):
+    """Another job holds this repository branch; try again later."""
+
+
+class _SqliteStorage(SqliteStorage):
+    """huey's SQLite storage in WAL mode with synchronous=NORMAL: a queued job
+    survives a crash or restart of the process; only a power cut could lose the
+    last few, and the fsync per enqueue (FULL) would cost most of a delivery's time."""
+
+    def _create_connection(self) -> sqlite3.Connection:
+        conn = super()._create_connection()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+
+def make_huey(settings: Settings) -> Huey:
+    url = settings.queue_url
+    if url and url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisHuey("patchling", url=url, results=False)
+    if url:
+        raise ValueError(f"unsupported queue_url {url.split(':', 1)[0]}: use redis://… or leave it unset")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(
+        "patchling",
+        filename=str(settings.data_dir / "queue.sqlite3"),
+        results=False,
+        storage_class=_SqliteStorage,
+    )
+
+
+class JobQueue:
+    """huey plus the ledger, with the job task registered under a fixed name so
+    a new process (or a new JobQueue on the same storage) can run what an
+    earlier one enqueued."""
+
+    TASK_NAME = "patchling_job"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        huey: Huey | None = None,
+        ledger: Ledger | None = None,
+        github: gh.GitHubFactory | None = None,
+        edit: EditFn | None = None,
+        busy_retry_s: float = BUSY_RETRY_S,
+    ) -> None:
+        self.settings = settings
+        self.huey = huey if huey is not None else make_huey(settings)
+        self.ledger = ledger if ledger is not None else Ledger(settings.data_dir / "jobs.sqlite3")
+        self.github = github if github is not None else lambda: gh.app_client(settings)
+        self.edit = edit
+        self.busy_retry_s = busy_retry_s
+        self._task = self.huey.task(name=self.TASK_NAME)(self._execute)
+
+    def submit(self, job: JobRequest) -> bool:
+        """Record and enqueue; False (and nothing enqueued) for a duplicate."""
+        if not self.ledger.claim(job):
+            return False
+        try:
+            self._task(job.model_dump(mode="json"))
+        except Exception:
+            self.ledger.forget(job.job_id)  # let a redelivery try again
+            raise
+        return True
+
+    def run_pending(self) -> int:
+        """Run every queued job in this thread (tests, and draining by hand)."""
+        count = 0
+        while (task := self.huey.dequeue()) is not None:
+            if not self.huey.ready_to_run(task):
+                self.huey.add_schedule(task)  # one for later, as the consumer would
+                continue
+            self.huey.execute(task)
+            count += 1
+        return count
+
+    def recover(self) -> int:
+        """At start-up: free the locks of jobs a dead process left running, and
+        run those jobs again (up to MAX_RUNS runs in all)."""
+        count = 0
+        for job, runs, lock_name in self.ledger.interrupted():
+            if lock_name:
+                self.huey.flush_locks(lock_name)
+            if runs >= MAX_RUNS:
+                self.ledger.set_status(job.job_id, "interrupted")
+                continue
+            self.ledger.set_status(job.job_id, "queued")
+            self._task(job.model_dump(mode="json"))
+            count += 1
+        return count
+
+    def _execute(self, payload: dict[str, Any]) -> None:
+        job = JobRequest.model_validate(payload)
+        self.ledger.set_status(job.job_id, "running", run=True)
+        held: list[str] = []
+
+        @contextmanager
+        def branch_lock(name: str) -> Iterator[None]:
+            try:
+                with self.huey.lock_task(name):
+                    held.append(name)
+                    self.ledger.set_status(job.job_id, "running", lock_name=name)
+                    yield
+            except TaskLockedException:
+                raise BranchBusy(name) from None
+
+        try:
+            outcome = work(job, self.settings, self.github, lock=branch_lock, edit=self.edit)
+        except BranchBusy as busy:
+            log.info("job %s waits: %s is busy", job.job_id, busy)
+            self.ledger.set_status(job.job_id, "queued")
+            self._task.schedule((payload,), delay=self.busy_retry_s)
+            return
+        except Exception:
+            log.exception("job %s failed", job.job_id)
+            outcome = "error"
+        self.ledger.set_status(job.job_id, outcome)
+
+
+# -- the work ------------------------------------------------------------------------
+
+LockFn = Callable[[str], AbstractContextManager[None]]
+
+
+@contextmanager
+def _no_lock(name: str) -> Iterator[None]:
+    yield
+
+
+class Declined(Exception):
+    """The job cannot go ahead; the message goes to the requester."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where the change goes, and with which repository settings."""
+
+    branch: str  # committed on and pushed to
+    start: str  # the branch the work tree starts from
+    settings: RepoSettings
+    tiers: list[Tier]
+    pull: gh.Pull | None = None  # set when pushing to an existing pull request
+
+
+def slug(text: str, limit: int = 40) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = ""
+    for word in words:
+        candidate = f"{out}-{word}" if out else word
+        if len(candidate) > limit:
+            break
+        out = candidate
+    return out or "edit"
+
+
+def issue_branch(prefix: str, number: int, title: str) -> str:
+    # From the issue's title, so a second /edit on the issue lands on the same branch and PR.
+    name = f"{prefix}{number}-{slug(title)}"
+    return name if pygit2.reference_is_valid_name(f"refs/heads/{name}") else f"patchling/{number}"
+
+
+def pr_title(instruction: str, limit: int = 72) -> str:
+    first = next((line.strip() for line in instruction.splitlines() if line.strip()), "Patchling edit")
+    first = first[0].upper() + first[1:]
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+def work(
+    job: JobRequest,
+    settings: Settings,
+    github: gh.GitHubFactory,
+    *,
+    lock: LockFn = _no_lock,
+    edit: EditFn | None = None,
+) -> str:
+    """Carry out one job; returns its outcome for the ledger. Raises BranchBusy
+    (before posting anything) when another job holds the branch."""
+    app = github()
+    installation_id = job.installation_id or gh.find_installation(app, job.owner, job.repo)
+    token = gh.mint_token(app, installation_id, job.repo)
+    api = gh.RepoAPI.with_token(app, token, job.owner, job.repo)
+    try:
+        return _work(job, settings, api, token, lock, edit)
+    except BranchBusy:
+        raise
+    except Exception as exc:
+        log.exception("job %s could not start", job.job_id)
+        try:
+            _reply(api, job, f"Patchling could not start on this (job `{job.job_id}`): {_describe(exc)}.")
+            api.react(job.comment_kind, job.comment_id, "confused")
+        except Exception:
+            log.warning("could not tell job %s's requester why it stopped", job.job_id)
+        return "error"
+    finally:
+        api.revoke_token()
+
+
+def _work(
+    job: JobRequest, settings: Settings, api: gh.RepoAPI, token: str, lock: LockFn, edit: EditFn | None
+) -> str:
+    if job.command == "help":
+        _reply(api, job, USAGE)
+        return "help"
+    # Permission first: nothing else happens for people who cannot push.
+    if api.permission(job.requester_login) not in gh.WRITE_ROLES:
+        _reply(
+            api,
+            job,
+            f"Thanks for the request, @{job.requester_login}. Patchling only takes `/edit` requests "
+            "from people with write access to this repository, so I have left this one alone.",
+        )
+        return "denied"
+    try:
+        plan = _plan(job, api, settings, token)
+    except Declined as declined:
+        _reply(api, job, str(declined))
+        api.react(job.comment_kind, job.comment_id, "confused")
+        return "declined"
+    with lock(f"{job.full_name}@{plan.branch}"):
+        api.react(job.comment_kind, job.comment_id, "eyes")
+        board = StatusBoard(api, job)
+        try:
+            delivered = _edit_and_deliver(job, settings, api, token, plan, board, edit)
+        except Exception as exc:
+            log.exception("job %s stopped", job.job_id)
+            board.finish(f"stopped: {_describe(exc)}", ok=False)
+            delivered = False
+        api.react(job.comment_kind, job.comment_id, "rocket" if delivered else "confused")
+        return "done" if delivered else "failed"
+
+
+def _reply(api: gh.RepoAPI, job: JobRequest, body: str) -> None:
+    """Answer where the request was made: in the review thread, or the conversation."""
+    if job.target == "review":
+        api.reply_in_thread(job.number, job.comment_id, body)
+    else:
+        api.comment(job.number, body)
+
+
+def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings, token: str) -> Plan:
+    """Check the target and read the repository's settings (from a fresh fetch of
+    the default branch) to name the branch the job will lock and push."""
+    pull = None
+    if job.target != "issue":
+        pull = api.pull(job.number)
+        if pull.state != "open":
+            raise Declined(
+                f"Pull request #{pull.number} is {pull.state}; Patchling only pushes to open ones."
+            )
+        if pull.head_repo != job.full_name:
+            where = f"`{pull.head_repo}`" if pull.head_repo else "a fork that no longer exists"
+            raise Declined(
+                f"This pull request's branch lives in {where}, not in this repository, so Patchling cannot "
+                "push to it (and never runs a fork's code with this repository's credentials). Push the "
+                "branch to this repository, or apply the change yourself."
+            )
+    mirror_dir = workspace.mirror_path(settings.data_dir, job.full_name)
+    with workspace.mirror_lock(mirror_dir):
+        mirror = workspace.update_mirror(mirror_dir, job.clone_url, token)
+    try:
+        repo_settings = load_repo_settings(mirror, f"refs/heads/{job.default_branch}")
+        tiers = select_tiers(settings.tiers, repo_settings.tiers)
+    except RepoSettingsError as exc:
+        raise Declined(
+            f"Patchling cannot start: {exc}. Fix it on `{job.default_branch}` and ask again."
+        ) from None
+    if pull is not None:
+        return Plan(pull.head_ref, pull.head_ref, repo_settings, tiers, pull)
+    branch = issue_branch(repo_settings.branch_prefix, job.number, job.title)
+    # A second /edit on the issue continues its branch rather than starting over.
+    start = branch if workspace.branch_tip(mirror, branch) is not None else job.default_branch
+    return Plan(branch, start, repo_settings, tiers)
+
+
+def _edit_and_deliver(
+    job: JobRequest,
+    settings: Settings,
+    api: gh.RepoAPI,
+    token: str,
+    plan: Plan,
+    board: StatusBoard,
+    edit: EditFn | None,
+) -> bool:
+    # The engine's side is imported only where a job runs: the web process stays light.
+    from bot.context import Focus
+    from bot.edit import is_protected
+    from bot.records import RecordStore
+
+    if edit is None:
+        from bot.engine import run_edit
+
+        edit = run_edit
+    data_dir = settings.data_dir
+    (data_dir / "work").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=data_dir / "work"))
+    try:
+        mirror_dir = workspace.mirror_path(data_dir, job.full_name)
+        with workspace.mirror_lock(mirror_dir):
+            # Again, now that the branch is ours: a job that held it may have pushed since.
+            mirror = workspace.update_mirror(mirror_dir, job.clone_url, token)
+            start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
+            tree = workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
+        board.done(f"cloned `{start}` at `{str(tree.head.target)[:7]}`")
+
+        focus = None
+        if job.target == "review" and job.path and job.end_line:
+            focus = Focus(job.path, job.start_line or job.end_line, job.end_line, job.diff_hunk)
+        protected = plan.settings.protected_paths()
+        result = asyncio.run(
+            edit(
+                Path(tree.workdir),
+                job.instruction,
+                tiers=plan.tiers,
+                test_command=plan.settings.test or settings.test_command,
+                setup_command=plan.settings.setup,
+                test_timeout_s=settings.test_timeout_s,
+                focus=focus,
+                protected_paths=protected,
+                records=RecordStore(data_dir / "records.sqlite3"),
+                job_id=job.job_id,
+                data_dir=data_dir,
+                on_progress=board.progress,
+            )
+        )
+        if result.status == "failed" or not result.files_changed:
+            board.finish(f"no change made: {result.message}", ok=False)
+            _reply(api, job, no_change_report(job, result))
+            return False
+        touched = [p for p in result.files_changed if is_protected(p, protected)]
+        if touched:  # the engine refuses these too; never commit one regardless
+            board.finish(f"refused: the change touches protected paths {', '.join(touched)}", ok=False)
+            return False
+
+        requester = workspace.Identity.user(job.requester_login, job.requester_id)
+        message = commit_message(job, result)
+        oid = workspace.commit_paths(tree, result.files_changed, message, board.author, [requester])
+        workspace.push(tree, job.clone_url, plan.branch, plan.branch, token)
+        return _deliver(job, api, plan, str(oid), result, workspace.commit_diff(tree, oid), board)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _deliver(
+    job: JobRequest, api: gh.RepoAPI, plan: Plan, sha: str, result: EditResult, diff: str, board: StatusBoard
+) -> bool:
+    if plan.pull is not None:
+        board.finish(
+            f"pushed `{sha[:7]}` to `{plan.branch}`", ok=True, report=change_report(job, result, sha)
+        )
+        if job.target == "review":
+            api.reply_in_thread(
+                job.number,
+                job.comment_id,
+                f"Pushed {sha} to `{plan.branch}`. {_verdict(result)}\n\n"
+                + gh.fenced(gh.clip(diff, 50_000), "diff"),
+            )
+        return True
+    board.done(f"committed `{sha[:7]}` and pushed to `{plan.branch}`")
+    existing = api.open_pull_for(plan.branch)
+    if existing is not None:
+        number, url = existing
+        api.comment(number, change_report(job, result, sha))
+        board.finish(f"pushed `{sha[:7]}` to #{number}: {url}", ok=True)
+        return True
+    verified = result.status == "verified"
+    number, url = api.create_pull(
+        title=pr_title(job.instruction),
+        head=plan.branch,
+        base=job.default_branch,
+        body=pr_body(job, result, sha),
+        draft=not verified,
+    )
+    board.finish(f"{'pull request' if verified else 'draft pull request'} opened: #{number} {url}", ok=True)
+    return True
+
+
+def _describe(exc: BaseException) -> str:
+    status = gh.status_of(exc)
+    if status is not None:
+        return f"GitHub answered {status}"
+    if isinstance(exc, workspace.WorkspaceError | ValueError):
+        return str(exc)
+    return f"an internal error ({type(exc).__name__}); the server log has the details"
+
+
+# -- what is posted -------------------------------------------------------------------
+
+
+class StatusBoard:
+    """One comment per job, edited in place as stages finish."""
+
+    def __init__(self, api: gh.RepoAPI, job: JobRequest) -> None:
+        self.api = api
+        self.job = job
+        self.lines: list[str] = ["✅ queued"]
+        posted = api.comment(job.number, self.render())
+        self.comment_id = posted.id
+        # GitHub names the poster: the App's bot user, whose name and id sign our commits.
+        self.author = workspace.Identity.user(posted.author_login, posted.author_id)
+
+    def render(self, report: str | None = None, *, finished: bool = False) -> str:
+        doing = "worked" if finished else "is working"
+        head = f"**Patchling** {doing} on @{self.job.requester_login}'s request (job `{self.job.job_id}`):"
+        lines = self.lines if finished else [*self.lines, "⏳ working…"]
+        body = "\n".join(f"- {line}" for line in lines)
+        text = f"{head}\n\n{gh.quote(self.job.instruction)}\n\n{body}"
+        return f"{text}\n\n{report}" if report else text
+
+    def _update(self, report: str | None = None, *, finished: bool = False) -> None:
+        try:
+            self.api.edit_comment(self.comment_id, self.render(report, finished=finished))
+        except Exception:  # a status line is not worth failing the job over
+            log.warning("could not update the status comment of job %s", self.job.job_id, exc_info=True)
+
+    def done(self, text: str) -> None:
+        self.lines.append(f"✅ {text}")
+        self._update()
+
+    def progress(self, stage: str, data: dict[str, Any]) -> None:
+        """The engine's `on_progress`: one line per finished stage."""
+        tier = f" (tier `{data['tier']}`)" if data.get("tier") else ""
+        if stage == "context":
+            files = data.get("files") or []
+            count = len(files) if isinstance(files, list) else int(files)
+            self.done(f"context chosen: {count} files, {int(data.get('tokens', 0)):,} tokens{tier}")
+        elif stage == "plan":
+            self.done(f"plan: {_paths(data.get('files') or [])}{tier}")
+        elif stage == "generated":
+            self.done(f"edits generated{tier}")
+        elif stage == "applied":
+            self.done(f"applied: {_paths(data.get('files') or [])}{tier}")
+        elif stage in ("tests_before", "tests_after"):
+            when = "before" if stage == "tests_before" else "after"
+            self.done(f"tests {when}: {_tests_line(data)}{tier}")
+        else:
+            self.done(stage)
+
+    def finish(self, text: str, *, ok: bool, report: str | None = None) -> None:
+        self.lines.append(f"{'🚀' if ok else '😕'} {text}")
+        self._update(report, finished=True)
+
+
+def _paths(paths: list[str]) -> str:
+    shown = ", ".join(f"`{p}`" for p in paths[:8])
+    return (shown + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")) or "nothing"
+
+
+def _tests_line(data: dict[str, Any]) -> str:
+    if not data.get("ran", True):
+        return "not run"
+    text = f"{data.get('passed', 0)} passed, {data.get('failed', 0)} failed, {data.get('errors', 0)} errors"
+    if data.get("duration_s") is not None:
+        text += f" in {float(data['duration_s']):.1f}s"
+    return text + (" (timed out)" if data.get("timed_out") else "")
+
+
+def commit_message(job: JobRequest, result: EditResult) -> str:
+    lines = [pr_title(job.instruction), ""]
+    if result.notes:
+        lines += [result.notes.strip(), ""]
+    if job.comment_url:
+        lines.append(f"Requested in {job.comment_url}")
+    lines.append(f"Patchling job {job.job_id}, tier {result.tier}.")
+    return "\n".join(lines)
+
+
+def _tests_table(result: EditResult) -> str:
+    rows = ["| | command | passed | failed | errors | skipped | duration |", "|---|---|---|---|---|---|---|"]
+    for label, run in (("before", result.tests_before), ("after", result.tests_after)):
+        if run is None:
+            rows.append(f"| {label} | not run | | | | | |")
+        else:
+            timed_out = " (timed out)" if run.timed_out else ""
+            rows.append(
+                f"| {label} | `{run.command}` | {run.passed} | {run.failed} | {run.errors} | {run.skipped} "
+                f"| {run.duration_s:.1f}s{timed_out} |"
+            )
+    text = "\n".join(rows)
+    for label, run in (("before", result.tests_before), ("after", result.tests_after)):
+        if run is not None and run.failing:
+            names = "\n".join(f"- `{name}`" for name in run.failing[:30])
+            text += f"\n\nFailing {label}:\n{names}"
+    return text
+
+
+def _verdict(result: EditResult) -> str:
+    if result.status == "verified":
+        return "✅ **Verified**: the tests pass with this change and none got worse."
+    if result.tests_after is None:
+        return (
+            "⚠️ **Not verified: no tests ran** (no test command was found or configured). Review it with care."
+        )
+    return f"⚠️ **Not verified**: {result.message}. Review it with care."
+
+
+def change_report(job: JobRequest, result: EditResult, sha: str) -> str:
+    tried = ", ".join(f"`{a.tier}` ({a.outcome})" for a in result.attempts) or "none"
+    parts = [
+        _verdict(result),
+        f"### Notes\n{result.notes.strip() or '(none)'}",
+        "### Files changed\n" + "\n".join(f"- `{p}`" for p in result.files_changed),
+        "### Tests\n" + _tests_table(result),
+        f"### Models\nSucceeded with tier `{result.tier}`; tiers tried: {tried}.\n"
+        f"Tokens: {result.tokens_in:,} in, {result.tokens_out:,} out.",
+        f"<sub>Commit {sha} · Patchling job `{job.job_id}` · requested by @{job.requester_login}"
+        + (f" in {job.comment_url}" if job.comment_url else "")
+        + "</sub>",
+    ]
+    return "\n\n".join(parts)
+
+
+def pr_body(job: JobRequest, result: EditResult, sha: str) -> str:
+    # Closes only when verified: an unverified change should not close the issue on merge by surprise.
+    link = f"Closes #{job.number}" if result.status == "verified" else f"Refs #{job.number}"
+    return f"{link}: {gh.quote(job.instruction).removeprefix('> ')}\n\n{change_report(job, result, sha)}"
+
+
+def no_change_report(job: JobRequest, result: EditResult) -> str:
+    text = (
+        f"Patchling could not make a change for this request (job `{job.job_id}`), so no pull request "
+        f"was opened or commit pushed.\n\n**Why**: {result.message}"
+    )
+    if result.attempts:
+        text += "\n\nTiers tried: " + ", ".join(
+            f"`{a.tier}` ({a.outcome}: {a.detail[:200]})" for a in result.attempts
+        )
+    if result.last_output:
+        text += "\n\n" + gh.details("Last model output", gh.fenced(gh.clip(result.last_output, 30_000)))
+    return text

@@ -1,0 +1,110 @@
+"""Per-repository settings: `.github/patchling.yml` on the default branch.
+
+Read from the local mirror with pygit2 (never through the API), so what
+configures a job is exactly the commit the job starts from.
+
+    test: python -m pytest -q          # test command (else the server's setting)
+    setup: pip install -e .            # run once before the tests
+    protected: ["migrations/**"]       # globs the bot may not touch
+    branch_prefix: patchling/          # branches for issue edits
+    tiers: [qwen-7b, gpt-4o-mini]      # names of configured tiers, in order
+
+A file that does not validate stops the job with a comment that says why,
+rather than running on defaults: a typo in `protected` must not let the bot
+edit what the maintainers meant to fence off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pygit2
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.config import Tier
+
+SETTINGS_PATHS = (".github/patchling.yml", ".github/patchling.yaml")
+# The bot never edits its own configuration or the repository's workflows.
+ALWAYS_PROTECTED = ".github/**"
+
+
+class RepoSettingsError(ValueError):
+    """The settings file is there but unusable; the message is for people."""
+
+
+class RepoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    test: str | None = None
+    setup: str | None = None
+    protected: tuple[str, ...] = ()
+    branch_prefix: str = "patchling/"
+    tiers: tuple[str, ...] | None = Field(default=None, min_length=1)
+
+    @field_validator("test", "setup")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("branch_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not pygit2.reference_is_valid_name(f"refs/heads/{value}x"):
+            raise ValueError(f"{value!r} cannot start a git branch name")
+        return value
+
+    def protected_paths(self) -> list[str]:
+        return [ALWAYS_PROTECTED, *(p for p in self.protected if p != ALWAYS_PROTECTED)]
+
+
+def parse_repo_settings(text: str, source: str = SETTINGS_PATHS[0]) -> RepoSettings:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RepoSettingsError(f"`{source}` is not valid YAML: {exc}") from None
+    if data is None:
+        return RepoSettings()
+    if not isinstance(data, dict):
+        raise RepoSettingsError(f"`{source}` must be a mapping of settings, not {type(data).__name__}")
+    try:
+        return RepoSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"`{'.'.join(str(p) for p in err['loc']) or '(file)'}`: {err['msg']}" for err in exc.errors()
+        )
+        raise RepoSettingsError(f"`{source}` has invalid settings: {problems}") from None
+
+
+def load_repo_settings(repo: pygit2.Repository, ref: str) -> RepoSettings:
+    """Settings as committed at `ref` (e.g. `refs/heads/main`); defaults when absent."""
+    tree = repo.revparse_single(ref).peel(pygit2.Commit).tree
+    for path in SETTINGS_PATHS:
+        try:
+            entry = tree[path]
+        except KeyError:
+            continue
+        blob = repo[entry.id]
+        if not isinstance(blob, pygit2.Blob):
+            raise RepoSettingsError(f"`{path}` is not a file")
+        try:
+            text = blob.data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RepoSettingsError(f"`{path}` is not UTF-8 text") from None
+        return parse_repo_settings(text, path)
+    return RepoSettings()
+
+
+def select_tiers(configured: Sequence[Tier], names: Sequence[str] | None) -> list[Tier]:
+    """The repository's choice of tiers, in its order; all configured ones by default."""
+    if names is None:
+        return list(configured)
+    by_name = {tier.name: tier for tier in configured}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise RepoSettingsError(
+            f"unknown tier(s) {', '.join(unknown)} in `tiers`; this server offers: {', '.join(by_name)}"
+        )
+    return [by_name[name] for name in names]

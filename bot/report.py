@@ -1,0 +1,160 @@
+"""Human-readable output with rich: progress while an edit runs (stderr), and
+summaries of results, context selections and records afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.status import Status
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from bot.context import Context
+from bot.engine import EditResult
+from bot.records import TierSummary
+from bot.verify import TestRun
+
+STATUS_STYLES = {"verified": "bold green", "unverified": "bold yellow", "failed": "bold red"}
+OUTCOME_STYLES = {"verified": "green", "unverified": "yellow", "unreachable": "dim"}
+
+
+class ProgressReporter:
+    """An `on_progress` callback: a spinner plus one line per finished stage."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._status: Status | None = None
+
+    def __enter__(self) -> ProgressReporter:
+        self._status = self.console.status("starting…")
+        self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def __call__(self, stage: str, data: dict[str, Any]) -> None:
+        tier = f"{data['tier']}: " if "tier" in data else ""
+        line = {
+            "context": lambda: f"context: {len(data.get('files', []))} files, {data.get('tokens', 0)} tokens",
+            "plan": lambda: f"plan: {', '.join(data.get('files', [])) or 'nothing'}",
+            "generated": lambda: "model replies received",
+            "applied": lambda: f"applied in memory: {', '.join(data.get('files', []))}",
+            "tests_before": lambda: f"tests before: {_tests_line(data)}",
+            "tests_after": lambda: f"tests after: {_tests_line(data)}",
+        }.get(stage, lambda: stage)()
+        self.console.print(Text.assemble(("• ", "dim"), (tier, "cyan"), line), highlight=False)
+        if self._status is not None:
+            following = {
+                "tests_before": "planning…",
+                "context": "planning…",
+                "plan": "writing the change…",
+                "generated": "applying…",
+                "applied": "running the tests…",
+            }
+            self._status.update(following.get(stage, "working…"))
+
+
+def _tests_line(data: dict[str, Any]) -> str:
+    if not data.get("ran", True):
+        return "not run"
+    text = f"{data.get('passed', 0)} passed, {data.get('failed', 0)} failed, {data.get('errors', 0)} errors"
+    return text + (" (timed out)" if data.get("timed_out") else "")
+
+
+def _tests_cell(run: TestRun | None) -> str:
+    if run is None:
+        return "—"
+    return run.summary()
+
+
+def attempts_table(result: EditResult) -> Table:
+    table = Table(title="attempts", title_justify="left", expand=True)
+    table.add_column("tier", no_wrap=True)
+    table.add_column("format", no_wrap=True)
+    table.add_column("in", justify="right", no_wrap=True)
+    table.add_column("out", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("detail", ratio=1, overflow="fold")
+    for a in result.attempts:
+        table.add_row(
+            a.tier,
+            a.edit_format,
+            str(a.tokens_in),
+            str(a.tokens_out),
+            f"{a.latency_s:.1f}s",
+            Text(a.outcome, style=OUTCOME_STYLES.get(a.outcome, "red")),
+            Text(a.detail[:300]),
+        )
+    return table
+
+
+def render_result(result: EditResult, console: Console) -> None:
+    style = STATUS_STYLES[result.status]
+    # The verdict on one unwrapped line: easy to read, copy and grep.
+    console.print(Text.assemble((result.status.upper(), style), "  ", result.message), soft_wrap=True)
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row("tier", result.tier or "—")
+    facts.add_row("files", ", ".join(result.files_changed) or "—")
+    facts.add_row("tests before", _tests_cell(result.tests_before))
+    facts.add_row("tests after", _tests_cell(result.tests_after))
+    facts.add_row("tokens", f"{result.tokens_in} in, {result.tokens_out} out")
+    if result.notes:
+        facts.add_row("notes", result.notes)
+    console.print(Panel(facts, title="patchling edit", title_align="left", border_style=style))
+    if result.attempts:
+        console.print(attempts_table(result))
+    if result.diff:
+        console.print(Syntax(result.diff, "diff", theme="ansi_dark", word_wrap=True))
+    elif result.status == "failed" and result.last_output:
+        console.print(Panel(Text(result.last_output[-2000:]), title="last model output", border_style="dim"))
+    if result.tests_after is not None and result.status == "failed":
+        console.print(Panel(Text(result.tests_after.output_tail[-2000:]), title="test output"))
+
+
+def render_context(context: Context, console: Console) -> None:
+    table = Table(title=f"context: {context.tokens} of {context.budget} tokens", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("path")
+    table.add_column("mode")
+    table.add_column("tokens", justify="right")
+    for rank, file in enumerate(context.files, 1):
+        table.add_row(str(rank), file.path, file.mode, str(file.tokens))
+    console.print(table)
+
+
+def render_stats(rows: Sequence[TierSummary], console: Console) -> None:
+    if not rows:
+        console.print("no attempts recorded yet")
+        return
+    table = Table(title="attempts per tier", title_justify="left")
+    for column in (
+        "tier",
+        "attempts",
+        "verified",
+        "unverified",
+        "success",
+        "tokens in",
+        "tokens out",
+        "latency",
+    ):
+        table.add_column(column, justify="left" if column == "tier" else "right")
+    for row in rows:
+        table.add_row(
+            row.tier,
+            str(row.attempts),
+            str(row.verified),
+            str(row.unverified),
+            f"{row.success_rate:.0%}",
+            f"{row.mean_tokens_in:.0f}",
+            f"{row.mean_tokens_out:.0f}",
+            f"{row.mean_latency_s:.1f}s",
+        )
+    console.print(table)

@@ -1,0 +1,264 @@
+"""Receiving webhooks: verify, parse, record, enqueue, answer. Nothing else.
+
+The request does no GitHub, git or model work: it checks the signature over
+the raw body before looking at it, reads the event, and hands a JobRequest to
+the queue (which records it and deduplicates). Handlers are plain functions
+of the event and the queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import Any, Protocol
+
+from githubkit_schemas.latest.webhooks import IssueCommentEvent, PullRequestReviewCommentEvent
+from pydantic import TypeAdapter, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.commands import Command, is_bot, issue_instruction, parse_comment
+from bot.config import Settings
+from bot.jobs import JobRequest, Ledger, new_job_id
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/api/github/webhooks"
+# GitHub caps deliveries at 25 MB.
+MAX_BODY = 25 * 1024 * 1024
+_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+
+
+class JobSink(Protocol):
+    """What the web side needs of the queue (jobs.JobQueue, or a test double)."""
+
+    ledger: Ledger
+
+    def submit(self, job: JobRequest) -> bool: ...
+
+
+def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
+    """`X-Hub-Signature-256` over the raw body. Only sha256: the sha1 header
+    GitHub also sends is not accepted on its own."""
+    match = _SIGNATURE.fullmatch(header or "")
+    if match is None:
+        return False
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, match[1].lower())
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The header value GitHub would send (for tests and the benchmark)."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+@cache
+def _adapter(event: str) -> TypeAdapter[Any]:
+    # githubkit's own event unions; githubkit.webhooks.parse builds this adapter
+    # anew on every call (about 1 ms), so build it once per event.
+    return TypeAdapter(
+        {"issue_comment": IssueCommentEvent, "pull_request_review_comment": PullRequestReviewCommentEvent}[
+            event
+        ]
+    )
+
+
+def parse_event(event: str, payload: dict[str, Any]) -> Any:
+    return _adapter(event).validate_python(payload)
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- handlers: (delivery id, payload, queue) -> response ---------------------------------
+
+
+def handle_ping(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
+    return JSONResponse({"pong": True, "zen": payload.get("zen")})
+
+
+def handle_installation(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
+    # Plain JSON: githubkit's typed models reject real installation deliveries.
+    installation_id = int(payload["installation"]["id"])
+    action = payload.get("action")
+    if action == "deleted":
+        queue.ledger.remove_repositories(installation_id)
+    elif action in ("created", "new_permissions_accepted", "unsuspend"):
+        queue.ledger.add_repositories(installation_id, _names(payload.get("repositories")))
+    elif action == "suspend":
+        queue.ledger.remove_repositories(installation_id)
+    return JSONResponse({"installation": installation_id, "action": action})
+
+
+def handle_installation_repositories(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
+    installation_id = int(payload["installation"]["id"])
+    queue.ledger.add_repositories(installation_id, _names(payload.get("repositories_added")))
+    queue.ledger.remove_repositories(installation_id, _names(payload.get("repositories_removed")))
+    return JSONResponse({"installation": installation_id, "action": payload.get("action")})
+
+
+def _names(repos: Any) -> list[str]:
+    return [str(r["full_name"]) for r in repos or [] if isinstance(r, dict) and r.get("full_name")]
+
+
+def _command_of(payload: dict[str, Any]) -> Command | None:
+    """Cheap checks on the plain payload first: most comments are not for us."""
+    if payload.get("action") != "created":
+        return None  # edits and deletions never start work
+    comment = payload.get("comment") or {}
+    user = comment.get("user") or {}
+    if is_bot(user.get("login"), user.get("type")):
+        return None
+    return parse_comment(comment.get("body"))
+
+
+def handle_issue_comment(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
+    command = _command_of(payload)
+    if command is None:
+        return Response(status_code=204)
+    event = parse_event("issue_comment", payload)
+    issue = event.issue
+    on_pull = bool(issue.pull_request)
+    instruction = command.instruction
+    if command.name == "edit" and not instruction:
+        if on_pull:
+            command = Command("help")  # a PR asks nothing by itself
+        else:
+            instruction = issue_instruction(issue.title, issue.body)
+    job = _job(
+        delivery,
+        "issue_comment",
+        event,
+        command,
+        instruction,
+        target="pull" if on_pull else "issue",
+        number=issue.number,
+        title=issue.title,
+    )
+    return _submit(queue, job)
+
+
+def handle_review_comment(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
+    command = _command_of(payload)
+    if command is None:
+        return Response(status_code=204)
+    event = parse_event("pull_request_review_comment", payload)
+    comment = event.comment
+    if command.name == "edit" and not command.instruction:
+        command = Command("help")
+    job = _job(
+        delivery,
+        "pull_request_review_comment",
+        event,
+        command,
+        command.instruction,
+        target="review",
+        number=event.pull_request.number,
+        title=event.pull_request.title,
+        path=comment.path,
+        # Lines of the current diff, or of the original one for an outdated comment.
+        start_line=comment.start_line or comment.original_start_line,
+        end_line=comment.line or comment.original_line,
+        diff_hunk=comment.diff_hunk,
+    )
+    return _submit(queue, job)
+
+
+def _job(
+    delivery: str, name: str, event: Any, command: Command, instruction: str, **fields: Any
+) -> JobRequest:
+    repo = event.repository
+    installation = getattr(event, "installation", None)
+    installation_id = installation.id if installation else None
+    return JobRequest(
+        job_id=new_job_id(),
+        delivery_id=delivery,
+        event=name,
+        command=command.name,
+        instruction=instruction,
+        owner=repo.owner.login,
+        repo=repo.name,
+        clone_url=repo.clone_url,
+        default_branch=repo.default_branch,
+        installation_id=installation_id,
+        comment_id=event.comment.id,
+        comment_url=event.comment.html_url,
+        requester_login=event.comment.user.login,
+        requester_id=event.comment.user.id,
+        **fields,
+    )
+
+
+def _submit(queue: JobSink, job: JobRequest) -> Response:
+    if job.installation_id is None:
+        # Deliveries to an App carry the installation; fall back to what we recorded.
+        job = job.model_copy(update={"installation_id": queue.ledger.installation_for(job.full_name)})
+    if not queue.submit(job):
+        log.info("delivery %s duplicates an earlier one (comment %s)", job.delivery_id, job.comment_key)
+        return JSONResponse({"duplicate": True}, status_code=200)
+    log.info("delivery %s: job %s queued for %s#%s", job.delivery_id, job.job_id, job.full_name, job.number)
+    return JSONResponse({"job": job.job_id}, status_code=202)
+
+
+Handler = Callable[[str, dict[str, Any], JobSink], Response]
+HANDLERS: dict[str, Handler] = {
+    "ping": handle_ping,
+    "installation": handle_installation,
+    "installation_repositories": handle_installation_repositories,
+    "issue_comment": handle_issue_comment,
+    "pull_request_review_comment": handle_review_comment,
+}
+
+
+def create_app(settings: Settings, queue: JobSink) -> Starlette:
+    if settings.github_webhook_secret is None or not settings.github_webhook_secret.get_secret_value():
+        raise ValueError("GITHUB_WEBHOOK_SECRET must be set: unsigned deliveries are never accepted")
+    secret = settings.github_webhook_secret.get_secret_value().encode()
+
+    async def webhook(request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            return JSONResponse({"error": "payload too large"}, status_code=413)
+        body = await request.body()
+        if not verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        event = request.headers.get("x-github-event")
+        delivery = request.headers.get("x-github-delivery")
+        if not event or not delivery:
+            return JSONResponse({"error": "missing X-GitHub-Event or X-GitHub-Delivery"}, status_code=400)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return JSONResponse({"error": "malformed JSON"}, status_code=400)
+        if not isinstance(payload, dict):
+            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+        handler = HANDLERS.get(event)
+        if handler is None:
+            return Response(status_code=204)
+        try:
+            return handler(delivery, payload, queue)
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            log.warning(
+                "delivery %s (%s) does not have the expected shape: %s", delivery, event, type(exc).__name__
+            )
+            return JSONResponse({"error": f"unexpected {event} payload"}, status_code=400)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,189 @@
+"""Git for jobs, with pygit2: a bare mirror per repository, a work tree per job.
+
+The mirror under `data_dir/mirrors/<owner>/<repo>.git` is fetched for each job
+(no full clone each time); a job's work tree is a local clone of the mirror in
+a temporary folder, removed when the job ends. The installation token reaches
+git only through the credential callback: it is never part of a remote URL,
+the git config or any file.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_MIRROR_REFSPEC = "+refs/heads/*:refs/heads/*"
+
+_locks_guard = threading.Lock()
+_mirror_locks: dict[Path, threading.Lock] = {}
+
+
+class WorkspaceError(RuntimeError):
+    """A git step failed; the message is safe to show (it never holds a token)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    @classmethod
+    def app_bot(cls, slug: str, bot_user_id: int) -> Identity:
+        """How GitHub names an App's commits: `<slug>[bot]` with its noreply address."""
+        return cls(f"{slug}[bot]", f"{bot_user_id}+{slug}[bot]@users.noreply.github.com")
+
+    @classmethod
+    def user(cls, login: str, user_id: int) -> Identity:
+        return cls(login, f"{user_id}+{login}@users.noreply.github.com")
+
+    def signature(self) -> pygit2.Signature:
+        return pygit2.Signature(self.name, self.email)
+
+
+class _TokenCallbacks(pygit2.RemoteCallbacks):
+    """Hands the token to libgit2 once per operation (a wrong token must fail,
+    not loop), and collects the refs a push had rejected."""
+
+    def __init__(self, token: str | None) -> None:
+        super().__init__()
+        self._token = token
+        self._offered = False
+        self.rejected: dict[str, str] = {}
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: pygit2.enums.CredentialType
+    ) -> pygit2.UserPass:
+        if self._token is None or self._offered:
+            raise WorkspaceError("the remote refused the credentials")
+        self._offered = True
+        return pygit2.UserPass("x-access-token", self._token)
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message:
+            self.rejected[refname] = message
+
+
+def mirror_path(data_dir: Path, full_name: str) -> Path:
+    if not _NAME.match(full_name) or ".." in full_name:
+        raise WorkspaceError(f"not a repository name: {full_name!r}")
+    owner, name = full_name.split("/")
+    return data_dir / "mirrors" / owner / f"{name}.git"
+
+
+def mirror_lock(path: Path) -> threading.Lock:
+    """One fetch or clone at a time per mirror (jobs on other branches share it)."""
+    with _locks_guard:
+        return _mirror_locks.setdefault(path.resolve(), threading.Lock())
+
+
+def update_mirror(path: Path, clone_url: str, token: str | None = None) -> pygit2.Repository:
+    """Create the bare mirror if needed and fetch every branch (pruning deleted ones).
+    Call it holding `mirror_lock(path)`."""
+    if (path / "HEAD").exists():
+        mirror = pygit2.Repository(str(path))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mirror = pygit2.init_repository(str(path), bare=True)
+    if "origin" not in mirror.remotes.names():
+        mirror.remotes.create("origin", clone_url, _MIRROR_REFSPEC)
+    elif mirror.remotes["origin"].url != clone_url:
+        # Renamed or transferred repository: follow the payload's URL.
+        mirror.remotes.set_url("origin", clone_url)
+    try:
+        mirror.remotes["origin"].fetch(
+            [_MIRROR_REFSPEC], callbacks=_TokenCallbacks(token), prune=pygit2.enums.FetchPrune.PRUNE
+        )
+    except (pygit2.GitError, OSError) as exc:
+        raise WorkspaceError(f"fetching {_safe_url(clone_url)} failed: {_scrub(exc, token)}") from None
+    return mirror
+
+
+def branch_tip(repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
+    ref = repo.references.get(f"refs/heads/{branch}")
+    return None if ref is None else ref.target
+
+
+def checkout(
+    mirror: pygit2.Repository, base_branch: str, dest: Path, branch: str | None = None
+) -> pygit2.Repository:
+    """A work tree of `base_branch` from the mirror at `dest`; with `branch`, on a
+    new local branch of that name starting at the same commit."""
+    if branch_tip(mirror, base_branch) is None:
+        raise WorkspaceError(f"branch {base_branch!r} is not in the repository")
+    try:
+        repo = pygit2.clone_repository(mirror.path, str(dest), checkout_branch=base_branch)
+    except pygit2.GitError as exc:
+        raise WorkspaceError(f"checking out {base_branch!r} failed: {exc}") from None
+    if branch is not None and branch != base_branch:
+        commit = repo.head.peel(pygit2.Commit)
+        ref = repo.branches.local.create(branch, commit)
+        repo.checkout(ref)
+    return repo
+
+
+def commit_paths(
+    repo: pygit2.Repository,
+    paths: Iterable[str],
+    message: str,
+    author: Identity,
+    co_authors: Iterable[Identity] = (),
+) -> pygit2.Oid:
+    """Commit exactly `paths` (changed, added or deleted) on HEAD's branch.
+    Only the paths the edit reported: test runs leave caches in the tree."""
+    root = Path(repo.workdir).resolve()
+    index = repo.index
+    index.read()
+    for rel in sorted(set(paths)):
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root) or target == root or ".git" in Path(rel).parts:
+            raise WorkspaceError(f"refusing to commit a path outside the work tree: {rel!r}")
+        if target.is_file():
+            index.add(rel)
+        elif rel in index:
+            index.remove(rel)
+    index.write()
+    tree = index.write_tree()
+    parent = repo.head.peel(pygit2.Commit)
+    if tree == parent.tree_id:
+        raise WorkspaceError("the edit left no change to commit")
+    trailers = "".join(f"\nCo-authored-by: {who.name} <{who.email}>" for who in co_authors)
+    full_message = f"{message.rstrip()}\n{trailers}\n" if trailers else f"{message.rstrip()}\n"
+    signature = author.signature()
+    return repo.create_commit("HEAD", signature, signature, full_message, tree, [parent.id])
+
+
+def commit_diff(repo: pygit2.Repository, oid: pygit2.Oid) -> str:
+    commit = repo[oid].peel(pygit2.Commit)
+    return repo.diff(commit.parents[0], commit).patch or ""
+
+
+def push(
+    repo: pygit2.Repository, clone_url: str, local_branch: str, remote_branch: str, token: str | None
+) -> None:
+    """Push `local_branch` to `remote_branch` of `clone_url` (fast-forward only).
+    The remote is anonymous: the URL is not saved in the work tree's config."""
+    callbacks = _TokenCallbacks(token)
+    remote = repo.remotes.create_anonymous(clone_url)
+    try:
+        remote.push([f"refs/heads/{local_branch}:refs/heads/{remote_branch}"], callbacks=callbacks)
+    except (pygit2.GitError, OSError) as exc:
+        raise WorkspaceError(f"pushing to {remote_branch!r} failed: {_scrub(exc, token)}") from None
+    if callbacks.rejected:
+        reasons = "; ".join(f"{ref}: {why}" for ref, why in callbacks.rejected.items())
+        raise WorkspaceError(f"the remote rejected the push ({reasons})")
+
+
+def _safe_url(url: str) -> str:
+    # Drop any userinfo a configured URL might carry before it reaches a message.
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+def _scrub(exc: BaseException, token: str | None) -> str:
+    text = str(exc)
+    return text.replace(token, "***") if token else text

@@ -1,0 +1,105 @@
+"""Tiers as BAML clients, against the scripted OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot import models
+from bot.config import Tier
+from bot.models import ModelError
+from tests.modelserver import ScriptedModel, free_port
+
+PLAN_REPLY = """Here is the plan.
+```json
+{"files": [{"path": "calc.py", "change": "add clear"}], "notes": "small change"}
+```"""
+
+
+def tier(server: ScriptedModel, **kw: object) -> Tier:
+    return Tier(
+        name=str(kw.pop("name", "tiny")), model=str(kw.pop("model", "tiny")), base_url=server.url, **kw
+    )  # type: ignore[arg-type]
+
+
+async def test_plan_parses_a_fenced_json_reply(model_server: ScriptedModel) -> None:
+    model_server.script({"reply": PLAN_REPLY})
+    plan, usage = await models.plan(tier(model_server), "add memory clear", "context here")
+    assert [(f.path, f.change) for f in plan.files] == [("calc.py", "add clear")]
+    assert plan.notes == "small change"
+    assert usage.tokens_in > 0 and usage.tokens_out > 0 and usage.latency_s > 0
+    (call,) = model_server.calls()
+    assert call["model"] == "tiny"
+    assert "add memory clear" in str(call["messages"])
+
+
+@pytest.mark.parametrize(
+    ("edit_format", "marker"),
+    [("whole", "complete new content"), ("search_replace", "SEARCH/REPLACE"), ("diff", "unified diff")],
+)
+async def test_edit_format_picks_the_function(
+    model_server: ScriptedModel, edit_format: str, marker: str
+) -> None:
+    model_server.script({"reply": "REPLY"})
+    reply, _ = await models.write_file_edit(
+        tier(model_server, edit_format=edit_format), "do it", "change", "a.py", "x = 1\n", "ctx", "fb"
+    )
+    assert reply == "REPLY"
+    text = str(model_server.calls()[0]["messages"])
+    assert marker in text and "A previous attempt failed: fb" in text
+
+
+async def test_unparseable_plan_is_a_model_error(model_server: ScriptedModel) -> None:
+    model_server.script({"reply": "I think you should edit some files."})
+    with pytest.raises(ModelError) as caught:
+        await models.plan(tier(model_server), "x", "")
+    assert caught.value.kind == "unparseable"
+    assert caught.value.message.startswith("tier tiny: the reply could not be parsed")
+    assert caught.value.raw_output == "I think you should edit some files."
+
+
+async def test_http_error_is_a_model_error(model_server: ScriptedModel) -> None:
+    model_server.script({"reply": "overloaded", "status": 503})
+    with pytest.raises(ModelError) as caught:
+        await models.write_file_edit(tier(model_server), "x", "c", "a.py", "", "", "")
+    assert caught.value.kind == "http"
+    assert "HTTP 503" in caught.value.message and len(caught.value.message) < 300
+
+
+async def test_timeout_comes_from_the_tier(model_server: ScriptedModel) -> None:
+    model_server.script({"reply": "late", "delay": 3})
+    started = time.monotonic()
+    with pytest.raises(ModelError) as caught:
+        await models.write_file_edit(tier(model_server, timeout_s=0.5), "x", "c", "a.py", "", "", "")
+    assert time.monotonic() - started < 2.5
+    assert caught.value.kind == "timeout"
+    assert "within 0.5s" in caught.value.message
+
+
+async def test_connection_refused_is_clear() -> None:
+    port = free_port()
+    dead = Tier(name="qwen-1.5b", model="m", base_url=f"http://127.0.0.1:{port}/v1")
+    with pytest.raises(ModelError) as caught:
+        await models.write_file_edit(dead, "x", "c", "a.py", "", "", "")
+    assert caught.value.kind == "unreachable"
+    assert (
+        caught.value.message
+        == f"tier qwen-1.5b: cannot reach http://127.0.0.1:{port}/v1 (connection refused)"
+    )
+    assert await models.reachable(dead) == "connection refused"
+
+
+async def test_reachable(model_server: ScriptedModel) -> None:
+    assert await models.reachable(tier(model_server)) is None
+
+
+def test_api_key_comes_from_the_named_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_TIER_KEY", "sk-test")
+    keyed = Tier(name="k", model="m", provider="openai", api_key_env="TEST_TIER_KEY", timeout_s=7)
+    options = models._client_options(keyed)
+    assert options["api_key"] == "sk-test"
+    assert options["max_retries"] == 0
+    assert options["http"]["request_timeout_ms"] == 7000
+    assert "base_url" not in options
+    assert models.base_url(keyed) == "https://api.openai.com/v1"

@@ -1,0 +1,222 @@
+"""Syntax checks, the sandboxed test runner and test-output parsing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.verify import (
+    TestRun,
+    check_syntax,
+    command_argv,
+    default_test_command,
+    parse_test_output,
+    run_tests,
+    worse_than,
+)
+
+PY = shlex.quote(sys.executable)
+
+
+def _run(passed: int = 0, failed: int = 0, errors: int = 0, failing: list[str] | None = None, code: int = 0):
+    return TestRun("pytest", passed, failed, errors, 0, failing or [], 0.1, code, False, "")
+
+
+def test_syntax_check_finds_broken_python_and_json() -> None:
+    problems = check_syntax(
+        {
+            "ok.py": "x = 1\n",
+            "bad.py": "def f(:\n    pass\n",
+            "data.json": "{",
+            "conf.toml": "a = 1\n",
+            "notes.txt": "anything\n",
+            "blob.bin": b"\xff\xfe",
+        }
+    )
+    assert [p.split(":")[0] for p in problems] == ["bad.py", "blob.bin", "data.json"]
+    assert problems[0].startswith("bad.py:1:")
+
+
+def test_environment_is_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "GITHUB_TOKEN": "ghs_fake",
+        "OPENAI_API_KEY": "sk-fake",
+        "ANTHROPIC_API_KEY": "sk-ant-fake",
+        "PATCHLING_DATA_DIR": "/secret",
+        "BOT_PRIVATE": "x",
+        "MY_SECRET": "hunter2",
+        "AWS_SESSION_TOKEN": "tok",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    script = tmp_path / "dump_env.py"
+    out = tmp_path / "env.json"
+    script.write_text(f"import json, os\nopen({str(out)!r}, 'w').write(json.dumps(dict(os.environ)))\n")
+    run = run_tests(tmp_path, f"{PY} {shlex.quote(str(script))}", timeout_s=30)
+    assert run.exit_code == 0, run.output_tail
+    env = json.loads(out.read_text())
+    for name, value in secrets.items():
+        assert name not in env
+        assert value not in env.values()
+    assert env["HOME"] != os.environ.get("HOME")
+    assert env["TMPDIR"] == env["HOME"]
+    assert not Path(env["HOME"]).exists()  # a fresh directory, gone afterwards
+    assert "PATH" in env
+    assert set(env) <= {
+        "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONHASHSEED", "SYSTEMROOT",
+        "HOME", "TMPDIR", "TMP", "TEMP", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
+    }  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state  # a zombie is dead, only not yet reaped
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = tmp_path / "spawn.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import subprocess, sys, time
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            open({str(pidfile)!r}, "w").write(str(child.pid))
+            print("spawned", flush=True)
+            time.sleep(60)
+            """
+        )
+    )
+    started = time.monotonic()
+    run = run_tests(tmp_path, f"{PY} {shlex.quote(str(script))}", timeout_s=1.5)
+    assert time.monotonic() - started < 10
+    assert run.timed_out and run.exit_code is None
+    assert "spawned" in run.output_tail
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def test_stdin_is_closed(tmp_path: Path) -> None:
+    run = run_tests(tmp_path, f'{PY} -c "import sys; print(repr(sys.stdin.read()))"', timeout_s=30)
+    assert run.exit_code == 0
+    assert "''" in run.output_tail
+
+
+def test_shell_only_when_the_command_needs_one() -> None:
+    assert command_argv("python -m pytest -q 'a b'") == ["python", "-m", "pytest", "-q", "a b"]
+    assert command_argv("make test && echo ok")[:2] == ["/bin/sh", "-c"]
+    assert command_argv("FOO=1 pytest")[:2] == ["/bin/sh", "-c"]
+    assert command_argv("pytest tests/*.py")[:2] == ["/bin/sh", "-c"]
+    with pytest.raises(ValueError):
+        command_argv("   ")
+
+
+def test_setup_failure_is_reported(tmp_path: Path) -> None:
+    run = run_tests(tmp_path, f"{PY} -c 'print(1)'", timeout_s=30, setup_command="false")
+    assert run.errors == 1 and run.exit_code == 1
+    assert "setup command failed" in run.output_tail
+
+
+def _pytest_project(root: Path) -> None:
+    (root / "tests").mkdir()
+    (root / "tests" / "test_mixed.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.fixture
+            def broken():
+                raise RuntimeError("fixture")
+
+            def test_ok_one():
+                assert True
+
+            def test_ok_two():
+                assert 1 + 1 == 2
+
+            def test_bad():
+                assert 1 == 2
+
+            def test_errors(broken):
+                pass
+
+            @pytest.mark.skip(reason="later")
+            def test_skipped():
+                pass
+
+            @pytest.mark.parametrize("n", [1, 2])
+            def test_param(n):
+                assert n == 1
+            """
+        )
+    )
+
+
+def test_real_pytest_run_is_parsed(tmp_path: Path) -> None:
+    _pytest_project(tmp_path)
+    command = default_test_command(tmp_path)
+    assert command is not None
+    run = run_tests(tmp_path, command, timeout_s=60)
+    assert (run.passed, run.failed, run.errors, run.skipped) == (3, 2, 1, 1), run.output_tail
+    assert sorted(run.failing) == [
+        "tests/test_mixed.py::test_bad",
+        "tests/test_mixed.py::test_errors",
+        "tests/test_mixed.py::test_param[2]",
+    ]
+    assert run.exit_code == 1 and not run.timed_out and run.duration_s > 0
+    # PYTHONDONTWRITEBYTECODE and no cache provider: the checkout stays clean.
+    assert not list(tmp_path.rglob("__pycache__")) and not (tmp_path / ".pytest_cache").exists()
+
+
+def test_real_pytest_run_with_no_tests(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_none.py").write_text("x = 1\n")
+    run = run_tests(tmp_path, default_test_command(tmp_path) or "", timeout_s=60)
+    assert (run.passed, run.failed, run.errors) == (0, 0, 0)
+    assert run.exit_code == 5
+
+
+def test_no_default_command_without_python_tests(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("print(1)\n")
+    assert default_test_command(tmp_path) is None
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "thing_test.py").write_text("def test_x(): pass\n")
+    assert default_test_command(tmp_path) is not None
+
+
+def test_plain_runner_output_fallback() -> None:
+    jest = parse_test_output("npm test", "Tests:       1 failed, 4 passed, 5 total\n", exit_code=1)
+    assert (jest.passed, jest.failed) == (4, 1)
+    cargo = parse_test_output("cargo test", "test result: ok. 7 passed; 0 failed; 1 ignored\n", exit_code=0)
+    assert (cargo.passed, cargo.failed) == (7, 0)
+    silent_ok = parse_test_output("make check", "all good\n", exit_code=0)
+    assert (silent_ok.passed, silent_ok.failed) == (1, 0)
+    silent_bad = parse_test_output("make check", "boom\n", exit_code=2)
+    assert (silent_bad.passed, silent_bad.failed, silent_bad.failing) == (0, 1, ["make check"])
+
+
+def test_worse_than_baseline() -> None:
+    base = _run(passed=5, failed=1, failing=["t::a"], code=1)
+    assert worse_than(base, _run(passed=5, failed=1, failing=["t::a"], code=1)) is None
+    assert worse_than(base, _run(passed=6, failed=0, code=0)) is None  # fixed one
+    assert "t::b" in (worse_than(base, _run(passed=5, failed=1, failing=["t::b"], code=1)) or "")
+    assert "fewer" in (worse_than(base, _run(passed=4, failed=1, failing=["t::a"], code=1)) or "")
+    assert "more failures" in (worse_than(base, _run(passed=5, failed=1, errors=1, failing=["t::a"])) or "")
+    clean = _run(passed=3)
+    assert worse_than(clean, _run(passed=3, code=2)) is not None
+    timed = _run(passed=3)
+    timed.timed_out = True
+    assert "timed out" in (worse_than(clean, timed) or "")

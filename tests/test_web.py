@@ -1,0 +1,217 @@
+"""The webhook endpoint on its own: signatures, routing, what reaches the queue.
+Real deliveries from shared/github-payloads, signed like GitHub signs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.config import Settings
+from bot.jobs import JobRequest, Ledger
+from bot.web import create_app, sign, verify_signature
+from tests.fakegithub import (
+    WEBHOOK_SECRET,
+    FakePull,
+    RemoteRepo,
+    delivery_headers,
+    issue_comment,
+    payload,
+    post,
+    review_comment,
+)
+
+REPO = RemoteRepo(owner="acme", name="calculator", clone_url="https://github.test/acme/calculator.git")
+
+
+class RecordingQueue:
+    """Stands in for JobQueue: the real ledger, no huey."""
+
+    def __init__(self, path: Path) -> None:
+        self.ledger = Ledger(path)
+        self.jobs: list[JobRequest] = []
+
+    def submit(self, job: JobRequest) -> bool:
+        if not self.ledger.claim(job):
+            return False
+        self.jobs.append(job)
+        return True
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> RecordingQueue:
+    return RecordingQueue(tmp_path / "jobs.sqlite3")
+
+
+@pytest.fixture
+def app(tmp_path: Path, queue: RecordingQueue) -> Any:
+    settings = Settings(_env_file=None, data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET)  # type: ignore[call-arg]
+    return create_app(settings, queue=queue)
+
+
+def deliver(app: Any, event: str, data: Any, **headers: str) -> httpx.Response:
+    body = json.dumps(data).encode()
+    all_headers = delivery_headers(WEBHOOK_SECRET.encode(), body, event)
+    all_headers.update(headers)
+    return asyncio.run(post(app, "/api/github/webhooks", body, all_headers))
+
+
+def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
+    secret, body = b"It's a Secret to Everybody", b"Hello, World!"
+    # GitHub's documented example of X-Hub-Signature-256.
+    expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert sign(secret, body) == expected
+    assert verify_signature(secret, body, expected)
+    assert verify_signature(secret, body, expected.upper().replace("SHA256=", "sha256="))
+    assert not verify_signature(secret, body + b" ", expected)
+    assert not verify_signature(b"other", body, expected)
+    assert not verify_signature(secret, body, expected.replace("sha256=", "sha1="))
+    assert not verify_signature(secret, body, expected + "00")
+    assert not verify_signature(secret, body, "sha256=ü" + expected[8:])
+    assert not verify_signature(secret, body, None)
+
+
+def test_the_app_refuses_to_start_without_a_secret(tmp_path: Path, queue: RecordingQueue) -> None:
+    with pytest.raises(ValueError, match="GITHUB_WEBHOOK_SECRET"):
+        create_app(Settings(_env_file=None, data_dir=tmp_path), queue=queue)  # type: ignore[call-arg]
+
+
+def test_healthz(app: Any) -> None:
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/healthz")
+
+    assert asyncio.run(get()).json() == {"ok": True}
+
+
+def test_ping_answers_pong(app: Any) -> None:
+    response = deliver(app, "ping", payload("ping/with-app_id"))
+    assert response.status_code == 200 and response.json()["pong"] is True
+
+
+def test_missing_delivery_id_is_a_bad_request(app: Any, queue: RecordingQueue) -> None:
+    data = issue_comment(REPO, "/edit add memory clear")
+    body = json.dumps(data).encode()
+    headers = delivery_headers(WEBHOOK_SECRET.encode(), body, "issue_comment")
+    del headers["x-github-delivery"]
+    assert asyncio.run(post(app, "/api/github/webhooks", body, headers)).status_code == 400
+    assert queue.jobs == []
+
+
+def test_installations_are_recorded_and_forgotten(app: Any, queue: RecordingQueue) -> None:
+    created = payload("installation/created")
+    installation_id = created["installation"]["id"]
+    names = [r["full_name"] for r in created["repositories"]]
+    assert deliver(app, "installation", created).status_code == 200
+    assert all(queue.ledger.installation_for(name) == installation_id for name in names)
+
+    added = payload("installation_repositories/added")
+    added["installation"]["id"] = installation_id
+    assert deliver(app, "installation_repositories", added).status_code == 200
+    for repo in added["repositories_added"]:
+        assert queue.ledger.installation_for(repo["full_name"]) == installation_id
+
+    removed = payload("installation_repositories/removed")
+    removed["installation"]["id"] = installation_id
+    assert deliver(app, "installation_repositories", removed).status_code == 200
+    for repo in removed["repositories_removed"]:
+        assert queue.ledger.installation_for(repo["full_name"]) is None
+
+    deleted = payload("installation/deleted")
+    deleted["installation"]["id"] = installation_id
+    assert deliver(app, "installation", deleted).status_code == 200
+    assert all(queue.ledger.installation_for(name) is None for name in names)
+
+
+def test_issue_comment_becomes_a_job(app: Any, queue: RecordingQueue) -> None:
+    data = issue_comment(REPO, "> /edit quoted\n\n/edit add memory clear\nand say so in the help", number=7)
+    response = deliver(app, "issue_comment", data, **{"x-github-delivery": "d-1"})
+    assert response.status_code == 202
+    (job,) = queue.jobs
+    assert response.json() == {"job": job.job_id}
+    assert job.target == "issue" and job.command == "edit"
+    assert job.instruction == "add memory clear\nand say so in the help"
+    assert (job.owner, job.repo, job.number, job.default_branch) == ("acme", "calculator", 7, "main")
+    assert job.installation_id == data["installation"]["id"]
+    assert (job.requester_login, job.requester_id, job.delivery_id) == ("maintainer", 5150, "d-1")
+    assert job.clone_url == REPO.clone_url
+
+
+def test_bare_edit_on_an_issue_takes_the_issue_as_instruction(app: Any, queue: RecordingQueue) -> None:
+    data = issue_comment(REPO, "/edit", title="Add memory clear", issue_body="An `mc` command too.")
+    assert deliver(app, "issue_comment", data).status_code == 202
+    assert queue.jobs[0].instruction == "Add memory clear\n\nAn `mc` command too."
+
+
+def test_comment_on_a_pull_request_targets_the_pull(app: Any, queue: RecordingQueue) -> None:
+    data = issue_comment(REPO, "/edit add memory clear", number=12, on_pull=True)
+    assert deliver(app, "issue_comment", data).status_code == 202
+    assert queue.jobs[0].target == "pull" and queue.jobs[0].number == 12
+    bare = issue_comment(REPO, "/edit", number=12, on_pull=True)
+    assert deliver(app, "issue_comment", bare).status_code == 202
+    assert queue.jobs[1].command == "help"  # a PR asks for nothing by itself
+
+
+def test_review_comment_carries_its_place(app: Any, queue: RecordingQueue) -> None:
+    pull = FakePull(number=12, head_ref="feature", head_repo=REPO.full_name)
+    data = review_comment(
+        REPO, "/edit use a dict", pull=pull, path="calculator/cli.py", start_line=20, line=24
+    )
+    data["comment"]["diff_hunk"] = "@@ -18,7 +18,7 @@ def handle"
+    assert deliver(app, "pull_request_review_comment", data).status_code == 202
+    (job,) = queue.jobs
+    assert job.target == "review" and job.event == "pull_request_review_comment"
+    assert (job.path, job.start_line, job.end_line) == ("calculator/cli.py", 20, 24)
+    assert job.diff_hunk == "@@ -18,7 +18,7 @@ def handle"
+    assert job.comment_key == f"review:{data['comment']['id']}"
+
+
+def test_outdated_review_comment_falls_back_to_original_lines(app: Any, queue: RecordingQueue) -> None:
+    pull = FakePull(number=12, head_ref="feature", head_repo=REPO.full_name)
+    data = review_comment(REPO, "/edit use a dict", pull=pull, path="calculator/cli.py", line=24)
+    data["comment"].update(line=None, start_line=None, original_line=30, original_start_line=28)
+    assert deliver(app, "pull_request_review_comment", data).status_code == 202
+    assert (queue.jobs[0].start_line, queue.jobs[0].end_line) == (28, 30)
+
+
+def test_delivery_without_installation_uses_the_recorded_one(app: Any, queue: RecordingQueue) -> None:
+    queue.ledger.add_repositories(31337, [REPO.full_name])
+    data = issue_comment(REPO, "/edit add memory clear")
+    del data["installation"]
+    assert deliver(app, "issue_comment", data).status_code == 202
+    assert queue.jobs[0].installation_id == 31337
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Looks good to me",
+        "/editor add memory clear",
+        "/retest",
+        "> /edit add memory clear",
+        "```\n/edit add memory clear\n```",
+        "    /edit add memory clear",
+    ],
+)
+def test_comments_without_a_command_are_ignored(app: Any, queue: RecordingQueue, body: str) -> None:
+    assert deliver(app, "issue_comment", issue_comment(REPO, body)).status_code == 204
+    assert queue.jobs == []
+
+
+@pytest.mark.parametrize("action", ["edited", "deleted"])
+def test_only_new_comments_start_work(app: Any, queue: RecordingQueue, action: str) -> None:
+    data = issue_comment(REPO, "/edit add memory clear", action=action)
+    assert deliver(app, "issue_comment", data).status_code == 204
+    assert queue.jobs == []
+
+
+def test_payload_of_the_wrong_shape_is_a_bad_request(app: Any, queue: RecordingQueue) -> None:
+    data = issue_comment(REPO, "/edit add memory clear")
+    del data["repository"]
+    assert deliver(app, "issue_comment", data).status_code == 400
+    assert queue.jobs == []
