@@ -126,14 +126,22 @@ def _numbers(h: Hunk, da: int = 0, db: int = 0, dn: tuple[int, int] = (0, 0)) ->
     return f"@@ -{_range(h.a_start + da, a_len)} +{_range(h.b_start + db, b_len)} @@"
 
 
-def render_sr(hunks: Sequence[Hunk], path: str, *, marker: int = 7, fenced: bool = False) -> str:
+def render_sr(
+    hunks: Sequence[Hunk],
+    path: str,
+    *,
+    marker: int = 7,
+    fenced: bool = False,
+    search: Callable[[list[str]], list[str]] = list,
+) -> str:
+    """SEARCH/REPLACE blocks; `search` distorts the SEARCH side only."""
     out: list[str] = []
     for h in hunks:
         out.append(f"`{path}`" if fenced else path)
         if fenced:
             out.append("```python")
         out.append("<" * marker + " SEARCH")
-        out += h.old()
+        out += search(h.old())
         out.append("=" * marker)
         out += h.new()
         out.append(">" * marker + " REPLACE")
@@ -167,18 +175,22 @@ def _strip_indent(h: Hunk) -> Hunk | None:
     return Hunk(h.a_start, h.b_start, [(tag, t[cut:] if t.strip() else t) for tag, t in h.ops])
 
 
-def _ws_drift(h: Hunk, *, context_only: bool) -> Hunk:
+def _ws_drift(h: Hunk) -> Hunk:
+    """Diff context and removed lines gain trailing blanks; blank context loses its space."""
     ops = []
     for k, (tag, text) in enumerate(h.ops):
         if tag == " " and not text.strip():
-            ops.append((tag, ""))  # blank context written as an empty line
+            ops.append((tag, ""))  # written as an empty line, without the leading space
         elif tag in (" ", "-") and k % 2 == 0:
             ops.append((tag, text + "  "))
-        elif tag == "-" and context_only:
-            ops.append((tag, text.rstrip()))
         else:
             ops.append((tag, text))
     return Hunk(h.a_start, h.b_start, ops)
+
+
+def _drift_lines(lines: list[str]) -> list[str]:
+    """SEARCH lines copied with trailing blanks (REPLACE is written as given, so it stays)."""
+    return [line + " \t" if k % 2 == 0 else line for k, line in enumerate(lines)]
 
 
 def _elide(before: str, after: str, rng: random.Random, context: int = 3) -> list[Hunk] | None:
@@ -230,7 +242,7 @@ def diff_variants(case: dict[str, str], rng: random.Random) -> Iterator[Variant]
         yield v(
             "lost_indent", render_diff([d or h for d, h in zip(lost, hunks, strict=True)], a_path, b_path)
         )
-    drift = [_ws_drift(h, context_only=True) for h in hunks]
+    drift = [_ws_drift(h) for h in hunks]
     yield v("trailing_ws", render_diff(drift, a_path, b_path))
     elided = _elide(before, after, rng)
     if elided:
@@ -259,8 +271,7 @@ def sr_variants(case: dict[str, str], rng: random.Random) -> Iterator[Variant]:
     lost = [_strip_indent(h) for h in hunks]
     if any(lost):
         yield v("lost_indent", render_sr([d or h for d, h in zip(lost, hunks, strict=True)], path))
-    drift = [_ws_drift(h, context_only=False) for h in hunks]
-    yield v("trailing_ws", render_sr(drift, path))
+    yield v("trailing_ws", render_sr(hunks, path, search=_drift_lines))
     elided = _elide(before, after, rng, context)
     if elided:
         yield v("elision", render_sr(elided, path))

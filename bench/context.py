@@ -28,6 +28,7 @@ from bot.index import build_index
 
 VISIBLE_MODES = frozenset({"full", "span", "skeleton"})
 STRICT_MODES = frozenset({"full", "span"})
+TARGET_RECALL = 0.80
 
 
 def data_dir() -> Path:
@@ -71,6 +72,8 @@ class RepoResult:
             "files": self.files,
             "recall": round(self.recall, 4),
             "recall_full_span": round(self.recall_strict, 4),
+            "recall_micro": round(self.found / self.gold, 4) if self.gold else 0.0,
+            "recall_micro_full_span": round(self.found_strict / self.gold, 4) if self.gold else 0.0,
             "all_gold_found": round(self.all_found / n, 4),
             "mean_tokens_sent": round(self.tokens_sent / n, 1),
             "mean_tokens_whole_files": round(self.tokens_whole / n, 1),
@@ -161,10 +164,15 @@ def print_table(results: list[RepoResult], budget: int) -> None:
             f"{s['recall_full_span']:>9.3f} {s['all_gold_found']:>8.3f} {s['mean_tokens_sent']:>6.0f} "
             f"{s['mean_tokens_whole_files']:>7.0f} {s['repo_tokens']:>8} {s['select_ms_per_task']:>7.1f}"
         )
+    total = pooled(results)
     print(
-        "sent: mean tokens sent; whole: mean tokens of sending the gold and shown files whole; "
-        "repo: tokens of the whole repository (pooled: mean)"
+        "recall: mean per task of gold files shown (full/span/skeleton); full/span: the same counting "
+        "only full or span;\nall-gold: tasks with every gold file shown; sent: mean tokens sent; "
+        "whole: mean tokens of sending the gold and shown files whole;\nrepo: tokens of the whole "
+        "indexed repository (pooled: mean over repos)"
     )
+    verdict = "met" if total.recall >= TARGET_RECALL else "NOT met"
+    print(f"target: pooled recall >= {TARGET_RECALL:.2f} within {budget} tokens: {verdict}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,6 +186,33 @@ async def load(name: str, url: str, work: list[tuple[bytes, dict[str, str]]], cl
     return Result(name, len(work), time.perf_counter() - started, latencies, statuses)
 
 
+def run_rounds(
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]],
+    requests: int,
+    warmup: int,
+    clients: int,
+    rounds: int,
+) -> dict[str, Result]:
+    """Both endpoints in alternating rounds, so that a busy moment on the
+    machine weighs on both alike; results add up across rounds."""
+    patchling_warm = asyncio.run(load("warm-up", servers["patchling"][1], deliveries(warmup, 0), clients))
+    asyncio.run(load("warm-up", servers["bare"][1], deliveries(warmup, 0), clients))
+    work = deliveries(requests, warmup)
+    size = -(-requests // rounds)
+    totals = {kind: Result(kind, 0, 0.0, [], {}) for kind in servers}
+    for start in range(0, requests, size):
+        chunk = work[start : start + size]
+        for kind, (_, url) in servers.items():
+            part = asyncio.run(load(kind, url, chunk, clients))
+            total = totals[kind]
+            total.requests += part.requests
+            total.seconds += part.seconds
+            total.latencies_ms += part.latencies_ms
+            for status, count in part.statuses.items():
+                total.statuses[status] = total.statuses.get(status, 0) + count
+    return {**totals, "warm-up": patchling_warm}
+
+
 def queued_jobs(data_dir: Path) -> tuple[int, int]:
     """(jobs waiting in huey's queue, jobs in the ledger)."""
     from huey import SqliteHuey
@@ -203,6 +230,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="measured requests per endpoint")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=6, help="alternate the endpoints in this many rounds")
     parser.add_argument("--serve", choices=["bare", "patchling"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
@@ -213,19 +241,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="patchling-bench-") as tmp:
         data_dir = Path(tmp)
-        results: dict[str, Result] = {}
-        warm_accepted = 0
-        for kind in ("bare", "patchling"):
-            proc, url = start_server(kind, data_dir)
-            try:
-                warm = asyncio.run(load(kind, url, deliveries(args.warmup, 0), args.clients))
-                warm_accepted = warm.statuses.get(202, 0)
-                work = deliveries(args.requests, args.warmup)
-                results[kind] = asyncio.run(load(kind, url, work, args.clients))
-            finally:
+        servers = {kind: start_server(kind, data_dir) for kind in ("bare", "patchling")}
+        try:
+            results = run_rounds(servers, args.requests, args.warmup, args.clients, args.rounds)
+        finally:
+            for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=10)
         waiting, ledger = queued_jobs(data_dir)
+        warm_accepted = results.pop("warm-up").statuses.get(202, 0)
 
     bare, ours = results["bare"], results["patchling"]
     accepted = ours.statuses.get(202, 0) + warm_accepted

@@ -77,7 +77,9 @@ class ApplyError(Exception):
 # ---------------------------------------------------------------------------------------------
 
 Op = tuple[str, str]
-CONTEXT, REMOVE, ADD, GAP = " ", "-", "+", "."  # GAP: an elision ("...") standing for kept lines
+# CONTEXT: a diff context line, the file's text is kept. COPY: a line common to SEARCH and
+# REPLACE, written as REPLACE has it (SEARCH only locates). GAP: an elision ("...") of kept lines.
+CONTEXT, COPY, REMOVE, ADD, GAP = " ", "=", "-", "+", "."
 
 Kind = Literal["diff", "search_replace"]
 
@@ -89,6 +91,7 @@ class _Block:
     ops: tuple[Op, ...]  # literal reading: elision lines are plain context
     elided: tuple[Op, ...] | None = None  # reading with elision lines as gaps, if any
     hint: int | None = None  # 0-based old-side start line from a hunk header
+    new_hint: int | None = None  # 0-based new-side start line
     old_no_eol: bool = False  # "\ No newline at end of file" on the old / new side
     new_no_eol: bool = False
     append: bool = False  # SEARCH/REPLACE with an empty SEARCH
@@ -246,9 +249,10 @@ class _Text:
 # Parsing: SEARCH/REPLACE blocks
 # ---------------------------------------------------------------------------------------------
 
-_SR_START = re.compile(r"^(\s*)<{5,9}\s*SEARCH\b.*$", re.IGNORECASE)
-_SR_DIVIDER = re.compile(r"^(\s*)(={5,9})\s*$")
-_SR_END = re.compile(r"^\s*>{5,9}\s*REPLACE\b.*$", re.IGNORECASE)
+# Markers sit at column 0 (as Aider writes them): an indented one is file content.
+_SR_START = re.compile(r"^<{5,9}\s*SEARCH\b.*$", re.IGNORECASE)
+_SR_DIVIDER = re.compile(r"^={5,9}\s*$")
+_SR_END = re.compile(r"^>{5,9}\s*REPLACE\b.*$", re.IGNORECASE)
 _PATH_LINE = re.compile(r"^(?:\./)?[\w.@+-]+(?:/[\w.@+-]+)*$")
 _PATH_LABEL = re.compile(r"^(?:file(?:name)?|path)\s*:\s*", re.IGNORECASE)
 
@@ -285,14 +289,13 @@ def _parse_search_replace(reply: str) -> list[_Section]:
     floor = 0
     i = 0
     while i < len(lines):
-        start = _SR_START.match(lines[i])
-        if start is None:
+        if not _SR_START.match(lines[i]):
             i += 1
             continue
         number = len(sections) + 1
         path = _path_before(lines, i, floor) or last_path
         end = _find_end(lines, i, number, path)
-        search, replace = _split_body(lines[i + 1 : end], start.group(1), number, path)
+        search, replace = _split_body(lines[i + 1 : end], number, path)
         sections.append(
             _Section("search_replace", new_path=path, blocks=[_sr_block(number, search, replace)])
         )
@@ -319,8 +322,8 @@ def _find_end(lines: Sequence[str], i: int, number: int, path: str | None) -> in
     )
 
 
-def _split_body(body: list[str], indent: str, number: int, path: str | None) -> tuple[list[str], list[str]]:
-    dividers = [k for k, line in enumerate(body) if (m := _SR_DIVIDER.match(line)) and m.group(1) == indent]
+def _split_body(body: list[str], number: int, path: str | None) -> tuple[list[str], list[str]]:
+    dividers = [k for k, line in enumerate(body) if _SR_DIVIDER.match(line)]
     if len(dividers) > 1:
         # A docstring may hold an RST underline: prefer the canonical 7-character divider.
         dividers = [k for k in dividers if body[k].strip() == "======="]
@@ -336,12 +339,12 @@ def _split_body(body: list[str], indent: str, number: int, path: str | None) -> 
 
 
 def _sr_ops(search: Sequence[str], replace: Sequence[str]) -> list[Op]:
-    """Lines common to SEARCH and REPLACE become context: the file's own text is kept there."""
+    """SEARCH/REPLACE as ops; lines common to both keep the file's line endings."""
     ops: list[Op] = []
     matcher = difflib.SequenceMatcher(None, search, replace, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            ops.extend((CONTEXT, line) for line in search[i1:i2])
+            ops.extend((COPY, line) for line in search[i1:i2])
             continue
         ops.extend((REMOVE, line) for line in search[i1:i2])
         ops.extend((ADD, line) for line in replace[j1:j2])
@@ -525,15 +528,21 @@ def _read_hunk(lines: Sequence[str], i: int, number: int) -> tuple[_Block, int]:
         j += 1
     ops = _trim_trailing_blanks(ops, bare)
     old_count = sum(1 for tag, _ in ops if tag != ADD)
-    hint = None
+    new_count = sum(1 for tag, _ in ops if tag != REMOVE)
+    hint = new_hint = None
     if numbers is not None:
-        start = int(numbers.group(1))
-        hint = max(0, start - 1) if old_count else start
+        hint = _position(int(numbers.group(1)), old_count)
+        new_hint = _position(int(numbers.group(3)), new_count)
     elided = None
     if any(tag == CONTEXT and _is_elision(text) for tag, text in ops):
         elided = _valid_gaps([(GAP, t) if tag == CONTEXT and _is_elision(t) else (tag, t) for tag, t in ops])
-    block = _Block(number, "diff", tuple(ops), elided, hint, old_no_eol, new_no_eol)
+    block = _Block(number, "diff", tuple(ops), elided, hint, new_hint, old_no_eol, new_no_eol)
     return block, j
+
+
+def _position(start: int, count: int) -> int:
+    """0-based line index of a hunk side; an empty side names the line before it."""
+    return start if count == 0 else max(0, start - 1)
 
 
 def _trim_trailing_blanks(ops: list[Op], bare: list[bool]) -> list[Op]:
@@ -655,27 +664,37 @@ def _segment_matches(index: _Index, seg: Sequence[str]) -> list[tuple[int, _Inde
     return out
 
 
-_MAX_CANDIDATES = 64
+# Beyond this many places a block is ambiguous without further checks.
+_MAX_CANDIDATES = 200
 
 
-def _candidates(block: _Block, index: _Index) -> list[_Match]:
+@dataclass
+class _Found:
+    matches: list[_Match]
+    complete: bool = True  # False: more places exist than were listed
+
+
+def _candidates(block: _Block, index: _Index) -> _Found:
     """All places the block fits, under every reading and tolerance, one per distinct span."""
     if block.append:
         n = len(index.bodies)
-        return [_Match(n, n, (), _SAME, block.ops)]
+        return _Found([_Match(n, n, (), _SAME, block.ops)])
     found: dict[tuple[int, int], _Match] = {}
     old = block.old_lines()
     for i, indent in _segment_matches(index, old):
         rows = tuple(range(i, i + len(old)))
         found.setdefault((i, i + len(old)), _Match(i, i + len(old), rows, indent or _SAME, block.ops))
+    complete = True
     if block.elided is not None:
-        for m in _gap_matches(index, block.elided):
+        gapped = _gap_matches(index, block.elided, _MAX_CANDIDATES + 1)
+        complete = len(gapped) <= _MAX_CANDIDATES
+        for m in gapped:
             found.setdefault((m.start, m.end), m)
-    return sorted(found.values(), key=lambda m: (m.start, m.end))
+    return _Found(sorted(found.values(), key=lambda m: (m.start, m.end)), complete)
 
 
-def _gap_matches(index: _Index, ops: tuple[Op, ...]) -> list[_Match]:
-    """Matches of an elided reading: its pieces in order, any lines between them."""
+def _gap_matches(index: _Index, ops: tuple[Op, ...], limit: int) -> list[_Match]:
+    """Matches of an elided reading (its pieces in order, any lines between), at most `limit`."""
     pieces = [[text for tag, text in seg if tag != ADD] for seg in _segments(ops)]
     per_piece = [_segment_matches(index, piece) for piece in pieces]
     if any(not options for options in per_piece):
@@ -684,7 +703,7 @@ def _gap_matches(index: _Index, ops: tuple[Op, ...]) -> list[_Match]:
     results: list[_Match] = []
 
     def walk(k: int, lo: int, rows: tuple[int, ...], indent: _Indent | None) -> None:
-        if len(results) >= _MAX_CANDIDATES:
+        if len(results) >= limit:
             return
         if k == len(pieces):
             results.append(_Match(rows[0], rows[-1] + 1, rows, indent or _SAME, ops))
@@ -699,12 +718,15 @@ def _gap_matches(index: _Index, ops: tuple[Op, ...]) -> list[_Match]:
 
 
 def _render(m: _Match, lines: Sequence[Line], eol: str) -> list[Line]:
-    """New lines for a match: the file's own text for context, re-indented added lines."""
+    """New lines for a match: the file's text for context and gaps, re-indented REPLACE text."""
     out: list[Line] = []
     k = 0
     for tag, text in m.ops:
         if tag == CONTEXT:
             out.append(lines[m.rows[k]])
+            k += 1
+        elif tag == COPY:
+            out.append((m.indent.apply(text), lines[m.rows[k]][1]))
             k += 1
         elif tag == REMOVE:
             k += 1
@@ -715,17 +737,37 @@ def _render(m: _Match, lines: Sequence[Line], eol: str) -> list[Line]:
     return out
 
 
-def _hints_trusted(blocks: Sequence[_Block], cands: Sequence[Sequence[_Match]]) -> bool:
-    """Line numbers break ties only if every checkable hunk confirms them and one does exactly."""
+def _hints_trusted(blocks: Sequence[_Block], cands: Sequence[_Found]) -> bool:
+    """Line numbers may break ties only when the diff proves them right.
+
+    The headers must be self-consistent (in file order, new start = old start + the lines
+    added so far), every hunk that can be checked must sit at its number, and at least one
+    hunk must be placed by its text alone at exactly its number.
+    """
+    if not _headers_consistent(blocks):
+        return False
     confirmed = False
     for block, found in zip(blocks, cands, strict=True):
-        if block.hint is None or not found:
+        if not found.matches:
             continue
-        starts = {m.start for m in found}
-        if block.hint not in starts:
+        if block.hint not in {m.start for m in found.matches}:
             return False
-        confirmed = confirmed or len(found) == 1
+        confirmed = confirmed or len(found.matches) == 1
     return confirmed
+
+
+def _headers_consistent(blocks: Sequence[_Block]) -> bool:
+    delta = 0
+    end = 0
+    for block in blocks:
+        if block.hint is None or block.new_hint is None:
+            return False
+        if block.new_hint - block.hint != delta or block.hint < end:
+            return False
+        old, new = len(block.old_lines()), len(block.new_lines())
+        delta += new - old
+        end = block.hint + old
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -828,31 +870,31 @@ def _ambiguous(block: _Block, path: str, index: _Index, found: Sequence[_Match])
     )
 
 
-def _choose(block: _Block, found: Sequence[_Match], hint: int | None, path: str, text: _Text) -> _Match:
-    found = _distinct_outcomes(found, text)
-    if len(found) == 1:
-        return found[0]
+def _choose(block: _Block, found: _Found, hint: int | None, path: str, text: _Text) -> _Match:
+    matches = _distinct_outcomes(found, text)
+    if len(matches) == 1:
+        return matches[0]
     index = _Index(text.bodies())
-    if not found:
+    if not matches:
         raise _not_found(block, path, index)
     if hint is not None:
-        at_hint = [m for m in found if m.start == hint]
+        at_hint = [m for m in matches if m.start == hint]
         if len(at_hint) == 1:
             return at_hint[0]
-    raise _ambiguous(block, path, index, found)
+    raise _ambiguous(block, path, index, matches)
 
 
-_MAX_COMPARED = 8
+def _distinct_outcomes(found: _Found, text: _Text) -> list[_Match]:
+    """One match per distinct resulting file: places that give the same file are not ambiguous.
 
-
-def _distinct_outcomes(found: Sequence[_Match], text: _Text) -> list[_Match]:
-    """One match per distinct resulting file: places that give the same file are not ambiguous."""
-    if not 1 < len(found) <= _MAX_COMPARED:
-        return list(found)
-    lo = min(m.start for m in found)
-    hi = max(m.end for m in found)
+    (E.g. an elided block whose outer context line repeats: context is kept either way.)
+    """
+    if not found.complete or not 1 < len(found.matches) <= _MAX_CANDIDATES:
+        return list(found.matches)
+    lo = min(m.start for m in found.matches)
+    hi = max(m.end for m in found.matches)
     seen: dict[tuple[Line, ...], _Match] = {}
-    for m in found:
+    for m in found.matches:
         local = (*text.lines[lo : m.start], *_render(m, text.lines, text.eol), *text.lines[m.end : hi])
         seen.setdefault(local, m)
     return list(seen.values())

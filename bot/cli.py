@@ -241,7 +241,9 @@ def stats(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "0.0.0.0",
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port for GitHub's webhooks.")] = 3000,
     config: ConfigOption = None,
 ) -> None:

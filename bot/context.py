@@ -15,7 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -70,13 +70,14 @@ SPREAD_SOURCES = 5  # the top hits that spread
 BODY_MENTION = 0.3  # a name in the body is worth this share of one in the subject
 
 # Trimming.
-PRIMARY_SHARE = 0.5  # the top file may take this share of the budget
-SECOND_SHARE = 0.25  # a further likely target, this share
-SECOND_PRIMARY = 0.75  # a second file counts as a likely target at this share of the top score
+# The likely edit targets, in rank order, may take these shares of the budget in full or as spans;
+# after the first, a file counts as a likely target from this share of the top score.
+TARGET_SHARES = (0.5, 0.25, 0.15)
+TARGET_SCORE = 0.5
 FIRST_COVERAGE_SHARE = 0.4  # cheapest outlines for the best-ranked files, before the target
 COVERAGE_SHARE = 0.7  # and after it, until this share of the budget is used
 OUTLINE_SHARE = 0.15  # then outlines may grow to this share each
-SKELETON_RANKS = 40  # files below this rank are only ever listed
+SKELETON_RANKS = 40  # files below this rank (or budget / 100) are only ever listed
 FOCUS_CONTEXT_LINES = 5  # lines shown around a focus span
 LISTING_NAMES = 4
 SPAN_MATCH = 1.0  # the word-match score that makes a definition worth showing in full
@@ -484,14 +485,19 @@ class _Option:
     tier: int  # 0 full, 1 span, 2..5 skeleton levels 0..3, 6 listing
     text: str
     tokens: int
+    late: bool = False  # only for budget left over once every file has its place
 
 
 @dataclass
 class _Candidate:
     path: str
-    role: Literal["focus", "primary", "secondary", "listing"]
+    # focus: the review comment's file; primary: a likely edit target; secondary: a
+    # relevant file, outlined; spare: an unscored file, listed, outlined only with room
+    # to spare; listing: listed only.
+    role: Literal["focus", "primary", "secondary", "spare", "listing"]
     options: list[_Option]  # richest first, each cheaper than the one before
     level: int | None = None  # the chosen option; None: not sent
+    cap: int | None = None  # a likely target's most tokens in full or as a span
 
     @property
     def current(self) -> _Option:
@@ -502,13 +508,16 @@ class _Candidate:
     def cost(self) -> int:
         return 0 if self.level is None else self.options[self.level].tokens
 
-    def choose(self, room: int, cap: int | None = None, max_tier: int = 6, cheapest: bool = False) -> bool:
+    def choose(
+        self, room: int, cap: int | None = None, max_tier: int = 6, cheapest: bool = False, late: bool = False
+    ) -> bool:
         """Move to the richest (or cheapest) option within `max_tier` whose extra
         cost fits `room` and whose size fits `cap`; False when none does."""
         picks = [
             i
             for i, opt in enumerate(self.options)
             if opt.tier <= max_tier
+            and (late or not opt.late)
             and opt.tokens - self.cost <= room
             and (cap is None or opt.tokens <= cap)
             and (self.level is None or i < self.level)
@@ -593,6 +602,8 @@ class _Renderer:
             opts.extend(self.spans(path, info, views.lines, cap))
         elif views.full.tokens <= max(SMALL_FILE_TOKENS, int(1.3 * richest_outline)):
             opts.append(views.full)  # a small file costs about as much as its outline
+        else:
+            opts.append(replace(views.full, late=True))
         opts.extend(views.outlines)
         opts.append(views.listing)
         return _dedupe(opts)
@@ -653,7 +664,7 @@ class _Renderer:
         symbols = info.symbols if info else []
         around = (max(1, start - FOCUS_CONTEXT_LINES), min(n, end + FOCUS_CONTEXT_LINES))
         opts = [_option(path, "full", 0, text)] if text else []
-        if opts and opts[0].tokens > int(self.budget * PRIMARY_SHARE):
+        if opts and opts[0].tokens > int(self.budget * TARGET_SHARES[0]):
             opts = []
         enclosing = _enclosing(symbols, start, end)
         ranges = [around]
@@ -700,10 +711,17 @@ def _allocate(cands: list[_Candidate], budget: int) -> None:
     listings for the rest; whatever is left to upgrades."""
     used = 0
 
-    def take(cand: _Candidate, room: int, **how: object) -> None:
+    def take(
+        cand: _Candidate,
+        room: int,
+        cap: int | None = None,
+        max_tier: int = 6,
+        cheapest: bool = False,
+        late: bool = False,
+    ) -> None:
         nonlocal used
         before = cand.cost
-        if cand.choose(room, **how):  # type: ignore[arg-type]
+        if cand.choose(room, cap=cap, max_tier=max_tier, cheapest=cheapest, late=late):
             used += cand.cost - before
 
     def cover(limit: float) -> None:
@@ -712,15 +730,13 @@ def _allocate(cands: list[_Candidate], budget: int) -> None:
                 take(cand, min(budget, int(limit * budget)) - used, max_tier=5, cheapest=True)
 
     outlined = ("primary", "secondary")
-    first_primary = next((c for c in cands if c.role == "primary"), None)
     for cand in cands:
         if cand.role == "focus":
             take(cand, budget - used)
     cover(FIRST_COVERAGE_SHARE)
     for cand in cands:
         if cand.role == "primary":
-            cap = int(budget * (PRIMARY_SHARE if cand is first_primary else SECOND_SHARE))
-            take(cand, budget - used, cap=cap, max_tier=1)
+            take(cand, budget - used, cap=cand.cap, max_tier=1)
     cover(COVERAGE_SHARE)
     for cand in cands:
         if cand.role in outlined and cand.level is not None:
@@ -729,8 +745,8 @@ def _allocate(cands: list[_Candidate], budget: int) -> None:
         if cand.level is None:
             take(cand, budget - used, max_tier=6, cheapest=True)
     for cand in cands:
-        if cand.role in outlined and cand.level is not None:
-            take(cand, budget - used)
+        if cand.role in (*outlined, "spare") and cand.level is not None:
+            take(cand, budget - used, late=True)
 
 
 def _shrink(cands: list[_Candidate], budget: int) -> None:
@@ -756,23 +772,25 @@ def _candidates(
         if opts:
             cands.append(_Candidate(focus.path, "focus", opts))
     top = ranked[0][1] if ranked else 0.0
-    primaries = 0
+    targets = 0
     # Even a bare listing line costs a few tokens: no more of them could fit.
     ranked = ranked[: max(SKELETON_RANKS, budget // 5)]
+    outline_ranks = max(SKELETON_RANKS, budget // 100)
     for rank, (path, score) in enumerate(ranked):
         if focus is not None and path == focus.path:
             continue
-        if score <= 0 or rank >= SKELETON_RANKS:
+        cap = None
+        if rank >= outline_ranks:
             role = "listing"
-        elif focus is None and (primaries == 0 or (primaries == 1 and score >= SECOND_PRIMARY * top)):
+        elif focus is None and targets < len(TARGET_SHARES) and (targets == 0 or score >= TARGET_SCORE * top):
             role = "primary"
-        else:
+            cap = int(budget * TARGET_SHARES[targets])
+            targets += 1
+        elif score > 0:
             role = "secondary"
-        share = PRIMARY_SHARE if primaries == 0 else SECOND_SHARE
-        if role == "primary":
-            primaries += 1
-        opts = renderer.options(path, role, int(budget * share))
-        cands.append(_Candidate(path, role, opts))
+        else:
+            role = "spare"
+        cands.append(_Candidate(path, role, renderer.options(path, role, cap or 0), cap=cap))
     return cands
 
 

@@ -137,43 +137,44 @@ def unified_diff(originals: Mapping[str, str | None], changes: Mapping[str, str]
 
 @dataclass
 class _Snapshot:
-    """What the work tree held before a tier wrote: bytes and mode per file
-    (None for files that did not exist) and the directories it will create."""
+    """What the work tree held before a tier wrote, per changed path: the real
+    file written (a symlink inside the checkout is written through) and its
+    bytes and mode, or None when it did not exist; plus the directories the
+    write will create."""
 
-    files: dict[str, tuple[bytes, int] | None]
+    files: dict[Path, tuple[bytes, int] | None]
     created_dirs: list[Path]
 
 
 def _snapshot(root: Path, paths: Sequence[str]) -> _Snapshot:
-    files: dict[str, tuple[bytes, int] | None] = {}
+    files: dict[Path, tuple[bytes, int] | None] = {}
     created: list[Path] = []
     for path in paths:
-        full = root / path
-        if full.is_file():
-            files[path] = (full.read_bytes(), full.stat().st_mode)
+        target = (root / path).resolve()
+        if not target.is_relative_to(root):
+            continue  # write_changes refuses it; nothing of ours to restore there
+        if target.is_file():
+            files[target] = (target.read_bytes(), target.stat().st_mode)
             continue
-        files[path] = None
-        parent = full.parent
-        missing: list[Path] = []
-        while parent != root and not parent.exists():
-            missing.append(parent)
+        files[target] = None
+        parent = target.parent
+        while parent != root and parent.is_relative_to(root) and not parent.exists():
+            if parent not in created:
+                created.append(parent)
             parent = parent.parent
-        created.extend(d for d in missing if d not in created)
     return _Snapshot(files, created)
 
 
 def _restore(root: Path, snapshot: _Snapshot) -> None:
-    """Put every file back as it was; remove files and directories we made."""
-    for path, saved in snapshot.files.items():
-        full = root / path
+    """Put every file back as it was; remove the files and directories we made."""
+    for target, saved in snapshot.files.items():
         if saved is None:
-            full.unlink(missing_ok=True)
+            if target.is_file() or target.is_symlink():
+                target.unlink()
             continue
         data, mode = saved
-        if full.is_symlink() or full.is_dir():
-            continue  # never follow a link somewhere else; we wrote neither
-        full.write_bytes(data)
-        os.chmod(full, mode & 0o7777)
+        target.write_bytes(data)
+        os.chmod(target, mode & 0o7777)
     # Deepest first, and only if empty: never remove anything we did not make.
     for directory in sorted(snapshot.created_dirs, key=lambda d: len(d.parts), reverse=True):
         with contextlib.suppress(OSError):
@@ -360,6 +361,8 @@ async def run_edit(
     message = "every tier failed: " + " | ".join(failures)
     if down:
         message += " | unreachable: " + ", ".join(down)
+    if skipped:
+        message += " | skipped: " + ", ".join(skipped)
     return failed(
         message,
         # Waited for even now: no test process may outlive the run.

@@ -29,7 +29,7 @@ from bot.tokens import count_tokens
 log = logging.getLogger(__name__)
 
 # Bump when the cached record format or the parsing rules change.
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 CACHE_FILE = "index.sqlite3"
 
 MAX_FILE_BYTES = 1_000_000
@@ -401,14 +401,16 @@ class _PythonAnalyser:
             elif isinstance(node, ast.ClassDef):
                 self._add(node, prefix, "class")
                 self._body(node.body, prefix + node.name + ".", in_class=True)
-            elif isinstance(node, ast.If | ast.Try | ast.With):
+            elif isinstance(node, ast.If | ast.Try | ast.TryStar | ast.With):
                 # Definitions under `if TYPE_CHECKING:`, `try:` shims and the like.
                 for block in _blocks(node):
                     self._body(block, prefix, in_class)
             elif not in_class and isinstance(node, ast.Assign | ast.AnnAssign):
                 self._add_variable(node, prefix)
 
-    def _add(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, prefix: str, kind) -> None:
+    def _add(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, prefix: str, kind: SymbolKind
+    ) -> None:
         start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
         end = node.end_lineno or node.lineno
         first = node.body[0]
@@ -461,10 +463,10 @@ class _PythonAnalyser:
         return max(def_line, body_line - 1)
 
 
-def _blocks(node: ast.If | ast.Try | ast.With) -> list[list[ast.stmt]]:
+def _blocks(node: ast.If | ast.Try | ast.TryStar | ast.With) -> list[list[ast.stmt]]:
     if isinstance(node, ast.If):
         return [node.body, node.orelse]
-    if isinstance(node, ast.Try):
+    if isinstance(node, ast.Try | ast.TryStar):
         return [node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody]
     return [node.body]
 
@@ -552,18 +554,21 @@ def _regex_python(text: str) -> tuple[list[Symbol], list[ImportRef]]:
             end = _block_end(lines, header_end, _indent(line))
             one_line = end == header_end and not _strip_strings_and_comment(line).rstrip().endswith(":")
             body_col, doc = _regex_body(lines, header_end, end)
+            start = i
+            while start > 1 and lines[start - 2].strip().startswith("@"):
+                start -= 1  # decorators belong to the definition
             symbols.append(
                 Symbol(
-                    m.group(3),
-                    qual,
-                    kind,
-                    i,
-                    end,
-                    line.strip(),
-                    doc,
-                    header_end,
-                    body_col or indent + 4,
-                    one_line,
+                    name=m.group(3),
+                    qualname=qual,
+                    kind=kind,
+                    start_line=start,
+                    end_line=end,
+                    signature=line.strip(),
+                    doc=doc,
+                    header_end=header_end,
+                    body_col=body_col or indent + 4,
+                    one_line=one_line,
                 )
             )
             stack.append((indent, qual, "class" if kind == "class" else "function"))

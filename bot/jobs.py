@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     runs INTEGER NOT NULL DEFAULT 0,
     lock_name TEXT,
-    request TEXT NOT NULL,
+    request TEXT,  -- kept while the job runs, so a restart can run it again
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -146,18 +146,11 @@ class Ledger:
         now = time.time()
         try:
             with self._db() as db:
+                # Small on purpose: this runs in the webhook request; huey holds the request itself.
                 db.execute(
-                    "INSERT INTO jobs (job_id, delivery_id, comment_key, repo, status, request, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                    (
-                        job.job_id,
-                        job.delivery_id,
-                        job.comment_key,
-                        job.full_name,
-                        job.model_dump_json(),
-                        now,
-                        now,
-                    ),
+                    "INSERT INTO jobs (job_id, delivery_id, comment_key, repo, status, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                    (job.job_id, job.delivery_id, job.comment_key, job.full_name, now, now),
                 )
         except sqlite3.IntegrityError:
             return False
@@ -167,13 +160,19 @@ class Ledger:
         with self._db() as db:
             db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 
-    def set_status(
-        self, job_id: str, status: str, *, lock_name: str | None = None, run: bool = False
-    ) -> None:
+    def started(self, job: JobRequest) -> None:
         with self._db() as db:
             db.execute(
-                "UPDATE jobs SET status = ?, lock_name = ?, runs = runs + ?, updated_at = ? WHERE job_id = ?",
-                (status, lock_name, 1 if run else 0, time.time(), job_id),
+                "UPDATE jobs SET status = 'running', runs = runs + 1, request = ?, updated_at = ?"
+                " WHERE job_id = ?",
+                (job.model_dump_json(), time.time(), job.job_id),
+            )
+
+    def set_status(self, job_id: str, status: str, *, lock_name: str | None = None) -> None:
+        with self._db() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, lock_name = ?, updated_at = ? WHERE job_id = ?",
+                (status, lock_name, time.time(), job_id),
             )
 
     def status(self, job_id: str) -> str | None:
@@ -190,7 +189,9 @@ class Ledger:
     def interrupted(self) -> list[tuple[JobRequest, int, str | None]]:
         """Jobs left running by a process that is gone: (request, runs, lock)."""
         with self._db() as db:
-            rows = db.execute("SELECT request, runs, lock_name FROM jobs WHERE status = 'running'").fetchall()
+            rows = db.execute(
+                "SELECT request, runs, lock_name FROM jobs WHERE status = 'running' AND request IS NOT NULL"
+            ).fetchall()
         return [(JobRequest.model_validate_json(r[0]), int(r[1]), r[2]) for r in rows]
 
     def add_repositories(self, installation_id: int, repos: list[str]) -> None:
@@ -314,7 +315,7 @@ class JobQueue:
 
     def _execute(self, payload: dict[str, Any]) -> None:
         job = JobRequest.model_validate(payload)
-        self.ledger.set_status(job.job_id, "running", run=True)
+        self.ledger.started(job)
         held: list[str] = []
 
         @contextmanager

@@ -153,7 +153,12 @@ def describe_error(tier: Tier, exc: BaseException) -> tuple[str, str]:
 
 async def _call(tier: Tier, function: str, **kwargs: str) -> tuple[Any, Usage]:
     collector = baml_py.Collector(name=f"patchling-{tier.name}")
-    options: dict[str, Any] = {"client_registry": client_registry(tier), "collector": collector}
+    try:
+        registry = client_registry(tier)
+    except baml_errors.BamlError as exc:  # an unknown provider, a bad option
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"tier {tier.name}: invalid client settings: {_short(first_line, 120)}") from None
+    options: dict[str, Any] = {"client_registry": registry, "collector": collector}
     started = time.perf_counter()
     try:
         method = getattr(b, function)

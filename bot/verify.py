@@ -210,7 +210,7 @@ def _read_output(path: Path) -> str:
 
 def run_tests(root: Path, command: str, timeout_s: float, setup_command: str | None = None) -> TestRun:
     """Run `setup_command` (if any) then `command` in `root`, sandboxed; both
-    share `timeout_s`. A failing setup is reported as the run's failure."""
+    share `timeout_s`. A failing setup counts as one error of the run."""
     root = Path(root)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="patchling-test-") as tmp:
@@ -218,28 +218,25 @@ def run_tests(root: Path, command: str, timeout_s: float, setup_command: str | N
         home.mkdir()
         env = scrubbed_env(home)
         out_path = Path(tmp) / "output.txt"
+        setup_note = ""
         if setup_command:
             code, timed_out = _run(command_argv(setup_command), root, env, timeout_s, out_path)
             if timed_out or code != 0:
-                output = _read_output(out_path)
-                return TestRun(
-                    command=command,
-                    passed=0,
-                    failed=0,
-                    errors=1,
-                    skipped=0,
-                    failing=[f"setup: {setup_command}"],
-                    duration_s=time.monotonic() - started,
-                    exit_code=code,
-                    timed_out=timed_out,
-                    output_tail=("setup command failed\n" + output)[-OUTPUT_TAIL_CHARS:],
-                )
+                # Reported, and the tests still run: a baseline and an "after" run
+                # see the same (incomplete) setup, so they stay comparable.
+                why = "timed out" if timed_out else f"exited with {code}"
+                setup_note = f"setup command {why}: {setup_command}\n{_read_output(out_path)[-2000:]}\n"
         remaining = max(1.0, timeout_s - (time.monotonic() - started))
         code, timed_out = _run(command_argv(command), root, env, remaining, out_path)
         output = _read_output(out_path)
-    return parse_test_output(
+    run = parse_test_output(
         command, output, exit_code=code, timed_out=timed_out, duration_s=time.monotonic() - started
     )
+    if setup_note:
+        run.errors += 1
+        run.failing.insert(0, f"setup: {setup_command}")
+        run.output_tail = (setup_note + run.output_tail)[-OUTPUT_TAIL_CHARS:]
+    return run
 
 
 # -- parsing ----------------------------------------------------------------

@@ -63,21 +63,16 @@ def sign(secret: bytes, body: bytes) -> str:
 def _adapter(event: str) -> TypeAdapter[Any]:
     # githubkit's own event unions; githubkit.webhooks.parse builds this adapter
     # anew on every call (about 1 ms), so build it once per event.
-    return TypeAdapter(
-        {"issue_comment": IssueCommentEvent, "pull_request_review_comment": PullRequestReviewCommentEvent}[
-            event
-        ]
-    )
+    events = {
+        "issue_comment": IssueCommentEvent,
+        "pull_request_review_comment": PullRequestReviewCommentEvent,
+    }
+    return TypeAdapter(events[event])
 
 
-def parse_event(event: str, payload: dict[str, Any]) -> Any:
-    return _adapter(event).validate_python(payload)
-
-
-class Rejected(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+def parse_event(event: str, body: bytes) -> Any:
+    """The typed githubkit event, parsed straight from the raw JSON."""
+    return _adapter(event).validate_json(body)
 
 
 # -- handlers: (delivery id, payload, queue) -> response ---------------------------------
@@ -111,22 +106,19 @@ def _names(repos: Any) -> list[str]:
     return [str(r["full_name"]) for r in repos or [] if isinstance(r, dict) and r.get("full_name")]
 
 
-def _command_of(payload: dict[str, Any]) -> Command | None:
-    """Cheap checks on the plain payload first: most comments are not for us."""
-    if payload.get("action") != "created":
+def _command_of(event: Any) -> Command | None:
+    if event.action != "created":
         return None  # edits and deletions never start work
-    comment = payload.get("comment") or {}
-    user = comment.get("user") or {}
-    if is_bot(user.get("login"), user.get("type")):
+    user = event.comment.user
+    if user is None or is_bot(user.login, user.type):
         return None
-    return parse_comment(comment.get("body"))
+    return parse_comment(event.comment.body)
 
 
-def handle_issue_comment(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
-    command = _command_of(payload)
+def handle_issue_comment(delivery: str, event: Any, queue: JobSink) -> Response:
+    command = _command_of(event)
     if command is None:
         return Response(status_code=204)
-    event = parse_event("issue_comment", payload)
     issue = event.issue
     on_pull = bool(issue.pull_request)
     instruction = command.instruction
@@ -148,11 +140,10 @@ def handle_issue_comment(delivery: str, payload: dict[str, Any], queue: JobSink)
     return _submit(queue, job)
 
 
-def handle_review_comment(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
-    command = _command_of(payload)
+def handle_review_comment(delivery: str, event: Any, queue: JobSink) -> Response:
+    command = _command_of(event)
     if command is None:
         return Response(status_code=204)
-    event = parse_event("pull_request_review_comment", payload)
     comment = event.comment
     if command.name == "edit" and not command.instruction:
         command = Command("help")
@@ -210,14 +201,33 @@ def _submit(queue: JobSink, job: JobRequest) -> Response:
     return JSONResponse({"job": job.job_id}, status_code=202)
 
 
-Handler = Callable[[str, dict[str, Any], JobSink], Response]
-HANDLERS: dict[str, Handler] = {
-    "ping": handle_ping,
-    "installation": handle_installation,
-    "installation_repositories": handle_installation_repositories,
+Handler = Callable[[str, Any, JobSink], Response]
+# Comment events are parsed into githubkit's typed models; the others stay
+# plain JSON (githubkit's models reject real installation deliveries).
+TYPED_HANDLERS: dict[str, Handler] = {
     "issue_comment": handle_issue_comment,
     "pull_request_review_comment": handle_review_comment,
 }
+JSON_HANDLERS: dict[str, Handler] = {
+    "ping": handle_ping,
+    "installation": handle_installation,
+    "installation_repositories": handle_installation_repositories,
+}
+
+
+def _refused(event: str, delivery: str, body: bytes) -> Response:
+    """A delivery that did not parse: malformed JSON, or a shape we do not know.
+    A comment that asks for nothing is still just ignored, even in an odd shape."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return JSONResponse({"error": "malformed JSON"}, status_code=400)
+    if isinstance(payload, dict) and event in TYPED_HANDLERS:
+        comment = payload.get("comment") if isinstance(payload.get("comment"), dict) else {}
+        if payload.get("action") != "created" or parse_comment(str(comment.get("body") or "")) is None:
+            return Response(status_code=204)
+    log.warning("delivery %s (%s) does not have the expected shape", delivery, event)
+    return JSONResponse({"error": f"unexpected {event} payload"}, status_code=400)
 
 
 def create_app(settings: Settings, queue: JobSink) -> Starlette:
@@ -237,21 +247,15 @@ def create_app(settings: Settings, queue: JobSink) -> Starlette:
         if not event or not delivery:
             return JSONResponse({"error": "missing X-GitHub-Event or X-GitHub-Delivery"}, status_code=400)
         try:
+            if event in TYPED_HANDLERS:
+                return TYPED_HANDLERS[event](delivery, parse_event(event, body), queue)
             payload = json.loads(body)
-        except ValueError:
-            return JSONResponse({"error": "malformed JSON"}, status_code=400)
-        if not isinstance(payload, dict):
-            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
-        handler = HANDLERS.get(event)
-        if handler is None:
-            return Response(status_code=204)
-        try:
-            return handler(delivery, payload, queue)
-        except (ValidationError, KeyError, TypeError, ValueError) as exc:
-            log.warning(
-                "delivery %s (%s) does not have the expected shape: %s", delivery, event, type(exc).__name__
-            )
-            return JSONResponse({"error": f"unexpected {event} payload"}, status_code=400)
+            if not isinstance(payload, dict):
+                return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+            handler = JSON_HANDLERS.get(event)
+            return Response(status_code=204) if handler is None else handler(delivery, payload, queue)
+        except (ValidationError, KeyError, TypeError, ValueError):
+            return _refused(event, delivery, body)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})

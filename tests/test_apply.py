@@ -46,6 +46,11 @@ def put(root: Path, rel: str, text: str | bytes) -> Path:
     return path
 
 
+def sr(path: str, search: str, replace: str) -> str:
+    """A SEARCH/REPLACE block; search and replace are newline-terminated texts ("" for none)."""
+    return f"{path}\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n"
+
+
 def files_in(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -113,7 +118,8 @@ def test_diff_bare_at_at_and_missing_space_on_blank_context(repo: Path) -> None:
 
 
 def test_diff_with_too_little_context_applies_when_unique(repo: Path) -> None:
-    reply = "--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -14 +14 @@\n-        return f\"<{label}>\"\n+        return label\n"
+    reply = '--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -14 +14 @@\n-        return f"<{label}>"\n'
+    reply += "+        return label"
     assert compute_changes(repo, reply)["pkg/calc.py"].endswith("        return label\n")
 
 
@@ -133,7 +139,10 @@ def test_diff_lost_indentation_is_reindented(repo: Path) -> None:
 
 
 def test_diff_trailing_whitespace_drift_keeps_file_text(repo: Path) -> None:
-    reply = "@@ -9,3 +9,3 @@\n class Shape:   \n     def __init__(self, name):\t\n-        self.name = name  \n+        self.name = str(name)\n"
+    reply = (
+        "@@ -9,3 +9,3 @@\n class Shape:   \n     def __init__(self, name):\t\n"
+        "-        self.name = name  \n+        self.name = str(name)\n"
+    )
     text = compute_changes(repo, reply, path_hint="pkg/calc.py")["pkg/calc.py"]
     assert "class Shape:\n    def __init__(self, name):\n        self.name = str(name)\n" in text
 
@@ -267,11 +276,19 @@ README.md
 
 
 def test_search_replace_lost_and_extra_indentation(repo: Path) -> None:
-    lost = "pkg/calc.py\n<<<<<<< SEARCH\ndef __init__(self, name):\n    self.name = name\n=======\ndef __init__(self, name):\n    self.name = name\n    self.size = 0\n>>>>>>> REPLACE\n"
+    init = "def __init__(self, name):\n    self.name = name\n"
+    lost = sr("pkg/calc.py", init, init + "    self.size = 0\n")
     text = compute_changes(repo, lost)["pkg/calc.py"]
     assert "        self.name = name\n        self.size = 0\n" in text
-    extra = "pkg/calc.py\n<<<<<<< SEARCH\n        import math\n=======\n        import cmath\n>>>>>>> REPLACE\n"
+    extra = sr("pkg/calc.py", "        import math\n", "        import cmath\n")
     assert compute_changes(repo, extra)["pkg/calc.py"].startswith("import cmath\n")
+
+
+def test_replace_text_is_written_as_given(tmp_path: Path) -> None:
+    # SEARCH only locates: its whitespace drift never reaches the file, REPLACE text does.
+    put(tmp_path, "t.py", "a = 1  \nb = 2\n")
+    reply = sr("t.py", "a = 1\nb = 2 \t\n", "a = 1\nb = 3\n")
+    assert compute_changes(tmp_path, reply) == {"t.py": "a = 1\nb = 3\n"}
 
 
 def test_search_replace_elision_keeps_skipped_lines(repo: Path) -> None:
@@ -291,8 +308,9 @@ class Shape:
 
 def test_literal_ellipsis_in_the_file_is_matched_literally(tmp_path: Path) -> None:
     put(tmp_path, "p.py", "class P(Protocol):\n    def f(self) -> int:\n        ...\n")
-    reply = "p.py\n<<<<<<< SEARCH\n    def f(self) -> int:\n        ...\n=======\n    def f(self) -> str:\n        ...\n>>>>>>> REPLACE\n"
-    assert compute_changes(tmp_path, reply)["p.py"] == "class P(Protocol):\n    def f(self) -> str:\n        ...\n"
+    reply = sr("p.py", "    def f(self) -> int:\n        ...\n", "    def f(self) -> str:\n        ...\n")
+    expected = "class P(Protocol):\n    def f(self) -> str:\n        ...\n"
+    assert compute_changes(tmp_path, reply)["p.py"] == expected
 
 
 def test_search_replace_empty_search_creates_then_appends(repo: Path) -> None:
@@ -360,11 +378,13 @@ def test_a_b_prefixes_are_optional_but_a_real_a_directory_wins_when_unprefixed(t
 
 def test_unknown_file_suggests_close_paths(repo: Path) -> None:
     reply = "--- a/pkg/calcs.py\n+++ b/pkg/calcs.py\n@@ -1 +1 @@\n-import math\n+import cmath\n"
-    with pytest.raises(ApplyError, match="pkg/calc.py"):
+    with pytest.raises(ApplyError, match=r"Did you mean pkg/calc\.py"):
         compute_changes(repo, reply)
 
 
-@pytest.mark.parametrize("bad", ["../outside.py", "/etc/passwd", "pkg/../../x.py", ".git/config", "sub/.git/HEAD"])
+@pytest.mark.parametrize(
+    "bad", ["../outside.py", "/etc/passwd", "pkg/../../x.py", ".git/config", "sub/.git/HEAD"]
+)
 def test_escaping_paths_are_refused_when_reading_and_writing(repo: Path, bad: str) -> None:
     before = files_in(repo)
     with pytest.raises(ApplyError, match="Refusing"):
@@ -412,7 +432,9 @@ TWICE = "def a():\n    x = 1\n    return x\n\n\ndef b():\n    x = 1\n    return 
 
 def test_ambiguous_search_is_refused_with_both_places(tmp_path: Path) -> None:
     put(tmp_path, "t.py", TWICE)
-    reply = "t.py\n<<<<<<< SEARCH\n    x = 1\n    return x\n=======\n    x = 2\n    return x\n>>>>>>> REPLACE\n"
+    reply = (
+        "t.py\n<<<<<<< SEARCH\n    x = 1\n    return x\n=======\n    x = 2\n    return x\n>>>>>>> REPLACE\n"
+    )
     with pytest.raises(ApplyError) as info:
         apply_edit(tmp_path, reply)
     err = info.value
@@ -482,7 +504,8 @@ pkg/calc.py
 
 def test_crlf_file_keeps_crlf(tmp_path: Path) -> None:
     put(tmp_path, "w.py", CALC.replace("\n", "\r\n"))
-    reply = "w.py\n<<<<<<< SEARCH\ndef area(r):\n    return math.pi * r * r\n=======\ndef area(r):\n    '''Area.'''\n    return math.pi * r * r\n>>>>>>> REPLACE\n"
+    body = "    return math.pi * r * r\n"
+    reply = sr("w.py", "def area(r):\n" + body, "def area(r):\n    '''Area.'''\n" + body)
     apply_edit(tmp_path, reply)
     expected = CALC.replace("def area(r):\n", "def area(r):\n    '''Area.'''\n").replace("\n", "\r\n")
     assert (tmp_path / "w.py").read_bytes() == expected.encode()
@@ -574,7 +597,9 @@ def test_files_override_disk_content(repo: Path) -> None:
 
 
 def test_no_op_edit_returns_nothing(repo: Path) -> None:
-    assert compute_changes(repo, "README.md\n<<<<<<< SEARCH\n# demo\n=======\n# demo\n>>>>>>> REPLACE\n") == {}
+    assert (
+        compute_changes(repo, "README.md\n<<<<<<< SEARCH\n# demo\n=======\n# demo\n>>>>>>> REPLACE\n") == {}
+    )
 
 
 # --- atomicity -------------------------------------------------------------------------------------

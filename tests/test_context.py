@@ -231,7 +231,7 @@ def project_files() -> dict[str, str]:
         ),
         "docs/guide.md": "# Guide\n\n## Invoices\n\nInvoices compute totals with tax.\n",
     }
-    for i in range(25):
+    for i in range(45):
         files[f"shop/misc/helpers_{i}.py"] = filler_module(i)
     files["shop/misc/__init__.py"] = ""
     return files

@@ -427,3 +427,23 @@ def test_result_json_shape() -> None:
         "status", "tier", "attempts", "diff", "tests", "tokens", "files_changed", "notes", "message",
     }  # fmt: skip
     assert result.to_json()["tests"] == {"before": None, "after": None}
+
+
+def test_restore_puts_back_files_links_and_new_directories(calculator_repo: Path) -> None:
+    from bot.apply import write_changes
+    from bot.engine import _restore, _snapshot
+
+    root = calculator_repo.resolve()
+    (root / "link.py").symlink_to("calculator/operations.py")
+    before = tree_state(root)
+    changes = {
+        CALC_PY: "changed\n",
+        "link.py": "through the link\n",
+        "new/deep/dir/file.py": "x = 1\n",
+    }
+    snapshot = _snapshot(root, sorted(changes))
+    write_changes(root, changes)
+    assert (root / "calculator/operations.py").read_text() == "through the link\n"
+    _restore(root, snapshot)
+    assert tree_state(root) == before
+    assert (root / "link.py").is_symlink() and not (root / "new").exists()

@@ -136,8 +136,7 @@ def test_jobs_survive_a_restart(tmp_path: Path) -> None:
     app = harness(tmp_path, FakeEngine())
     data = request(app, "/edit help")
     assert app.queue.huey.pending_count() == 1
-    job_id = app.queue.ledger.interrupted() or None  # nothing is running yet
-    assert job_id is None
+    assert app.queue.ledger.interrupted() == []  # nothing is running yet
 
     restarted = JobQueue(app.settings, github=app.queue.github, edit=app.queue.edit)
     assert restarted.huey is not app.queue.huey
@@ -154,9 +153,10 @@ def test_interrupted_jobs_run_again_once(tmp_path: Path) -> None:
     app = harness(tmp_path, engine)
     request(app)
     task = app.queue.huey.dequeue()  # taken by a worker ...
-    (job_id,) = [j for j in (task.args[0]["job_id"],)]
+    job = JobRequest.model_validate(task.args[0])
     lock = f"acme/calculator@{BRANCH}"
-    app.queue.ledger.set_status(job_id, "running", lock_name=lock, run=True)
+    app.queue.ledger.started(job)
+    app.queue.ledger.set_status(job.job_id, "running", lock_name=lock)
     app.queue.huey.lock_task(lock).acquire()  # ... which died holding the branch
 
     restarted = JobQueue(app.settings, github=app.queue.github, edit=engine)
@@ -164,12 +164,12 @@ def test_interrupted_jobs_run_again_once(tmp_path: Path) -> None:
     assert not restarted.huey.is_locked(lock)
     app.queue = restarted
     assert app.run_jobs() == 1
-    assert restarted.ledger.status(job_id) == "done" and len(engine.calls) == 1
+    assert restarted.ledger.status(job.job_id) == "done" and len(engine.calls) == 1
 
     # A job that keeps dying is given up on.
-    restarted.ledger.set_status(job_id, "running", run=True)
+    restarted.ledger.started(job)
     assert MAX_RUNS == 2 and restarted.recover() == 0
-    assert restarted.ledger.status(job_id) == "interrupted"
+    assert restarted.ledger.status(job.job_id) == "interrupted"
 
 
 def test_one_job_at_a_time_per_branch(tmp_path: Path) -> None:
@@ -276,7 +276,10 @@ def configured_source(tmp_path: Path, text: str) -> Path:
 
 def test_repository_settings_reach_the_engine(tmp_path: Path) -> None:
     engine = FakeEngine()
-    text = "test: python -m pytest -q\nsetup: make deps\nprotected: [docs/**]\nbranch_prefix: bot/\ntiers: [tiny]\n"
+    text = (
+        "test: python -m pytest -q\nsetup: make deps\nprotected: [docs/**]\n"
+        "branch_prefix: bot/\ntiers: [tiny]\n"
+    )
     app = harness(tmp_path, engine, configured_source(tmp_path, text))
     request(app)
     assert app.run_jobs() == 1

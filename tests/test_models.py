@@ -103,3 +103,11 @@ def test_api_key_comes_from_the_named_variable(monkeypatch: pytest.MonkeyPatch) 
     assert options["http"]["request_timeout_ms"] == 7000
     assert "base_url" not in options
     assert models.base_url(keyed) == "https://api.openai.com/v1"
+
+
+async def test_bad_provider_is_a_model_error() -> None:
+    bogus = Tier(name="odd", model="m", provider="no-such-provider", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(ModelError) as caught:
+        await models.plan(bogus, "x", "")
+    assert caught.value.message.startswith("tier odd: invalid client settings:")
+    assert "\n" not in caught.value.message

@@ -124,10 +124,15 @@ def test_shell_only_when_the_command_needs_one() -> None:
         command_argv("   ")
 
 
-def test_setup_failure_is_reported(tmp_path: Path) -> None:
+def test_setup_runs_first_and_its_failure_is_reported(tmp_path: Path) -> None:
+    ok = run_tests(
+        tmp_path, f"{PY} -c 'import os; print(os.path.exists(\"made\"))'", 30, setup_command="touch made"
+    )
+    assert ok.exit_code == 0 and "True" in ok.output_tail and ok.errors == 0
     run = run_tests(tmp_path, f"{PY} -c 'print(1)'", timeout_s=30, setup_command="false")
-    assert run.errors == 1 and run.exit_code == 1
-    assert "setup command failed" in run.output_tail
+    assert (run.passed, run.errors, run.exit_code) == (1, 1, 0)  # the tests still ran
+    assert run.failing == ["setup: false"]
+    assert run.output_tail.startswith("setup command exited with 1: false")
 
 
 def _pytest_project(root: Path) -> None:
