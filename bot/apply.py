@@ -1299,7 +1299,7 @@ def compute_changes(
 
     Returns {repo-relative posix path: new full text} for every file that changes. `files`
     overrides the on-disk content of the given paths. fmt=None detects the format; without
-    SEARCH/REPLACE or diff markers a fenced reply is taken as the whole new content of
+    SEARCH/REPLACE or diff markers a fenced code block is taken as the whole new content of
     path_hint (refused when it is much shorter than the file: probably a snippet).
     Raises ApplyError and never returns a partial result.
     """
@@ -1311,7 +1311,7 @@ def compute_changes(
         return ws.changes()
     sections = _parse(reply, fmt)
     if not sections:
-        if fmt is None and path_hint is not None:
+        if fmt is None and path_hint is not None and _looks_like_whole_file(reply):
             _whole_change(ws, reply, path_hint, guard=True)
             return ws.changes()
         wanted = {"diff": "a unified diff", "search_replace": "SEARCH/REPLACE blocks"}.get(
@@ -1321,6 +1321,17 @@ def compute_changes(
     for sec in sections:
         _apply_section(ws, sec, path_hint)
     return ws.changes()
+
+
+def _looks_like_whole_file(reply: str) -> bool:
+    """Detection only takes a fenced block as a whole file, and never a diff without hunks."""
+    lines = reply.split("\n")
+    has_header = any(_is_header_pair(lines, i) for i in range(len(lines)))
+    return not has_header and any(b.closed for b in _fenced_blocks(lines))
+
+
+def _is_header_pair(lines: Sequence[str], i: int) -> bool:
+    return lines[i].startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
 
 
 def _parse(reply: str, fmt: EditFormat | None) -> list[_Section]:

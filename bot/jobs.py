@@ -1,13 +1,15 @@
 """Jobs: the durable queue, the ledger that deduplicates them, and the work.
 
-web.py hands a JobRequest to `JobQueue.submit`, which records it in the ledger
-(unique on delivery id and on comment) and enqueues it with huey: SqliteHuey
-under data_dir, or RedisHuey when `queue_url` says `redis://`. Consumer threads
-run `work()`: permission check, target, one job at a time per repository
-branch, mirror fetch and checkout, the engine, commit, push, PR, comments.
+web.py hands JobRequests to an Intake, which has `JobQueue.submit_many`
+record them in the ledger (unique on delivery id and on comment) and enqueue
+them with huey: SqliteHuey under data_dir, or RedisHuey when `queue_url` says
+`redis://`. Consumer threads run `work()`: permission check, target, one job
+at a time per repository branch, mirror fetch and checkout, the engine,
+commit, push, PR, comments.
 
-A job that was running when the process died is found in the ledger at the
-next start and enqueued once more (`JobQueue.recover`).
+At the next start after a crash (`JobQueue.recover`), a job that was running
+is enqueued once more, and a delivery recorded but never enqueued is
+forgotten, so that GitHub's redelivery is taken afresh.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pygit2
 from huey import Huey, RedisHuey, SqliteHuey
@@ -35,7 +37,6 @@ from pydantic import BaseModel
 
 from bot import github as gh
 from bot import workspace
-from bot.commands import USAGE
 from bot.config import Settings, Tier
 from bot.repo_settings import RepoSettings, RepoSettingsError, load_repo_settings, select_tiers
 
@@ -61,6 +62,7 @@ class JobRequest(BaseModel):
     target: Target
     command: Literal["edit", "help"]
     instruction: str = ""
+    reply: str = ""  # what to answer without doing work (the usage, for help)
     owner: str
     repo: str
     clone_url: str
@@ -136,29 +138,56 @@ class Ledger:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            tune_sqlite(db)
             self._local.db = db
         yield db
 
     def claim(self, job: JobRequest) -> bool:
         """Record a new job; False when its delivery or comment is known already."""
-        now = time.time()
-        try:
-            with self._db() as db:
-                # Small on purpose: this runs in the webhook request; huey holds the request itself.
-                db.execute(
-                    "INSERT INTO jobs (job_id, delivery_id, comment_key, repo, status, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-                    (job.job_id, job.delivery_id, job.comment_key, job.full_name, now, now),
-                )
-        except sqlite3.IntegrityError:
-            return False
-        return True
+        return self.claim_many([job])[0]
 
-    def forget(self, job_id: str) -> None:
+    def claim_many(self, jobs: list[JobRequest]) -> list[bool]:
+        """Record jobs in one transaction (one commit for many deliveries); for
+        each, False when its delivery or comment is known already."""
+        now = time.time()
+        claimed: list[bool] = []
         with self._db() as db:
-            db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for job in jobs:
+                    try:
+                        # Small on purpose: this is on the webhook's path; huey holds the request.
+                        db.execute(
+                            "INSERT INTO jobs (job_id, delivery_id, comment_key, repo, status, created_at,"
+                            " updated_at) VALUES (?, ?, ?, ?, 'received', ?, ?)",
+                            (job.job_id, job.delivery_id, job.comment_key, job.full_name, now, now),
+                        )
+                        claimed.append(True)
+                    except sqlite3.IntegrityError:
+                        claimed.append(False)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return claimed
+
+    def forget(self, job_ids: list[str]) -> None:
+        with self._db() as db:
+            db.executemany("DELETE FROM jobs WHERE job_id = ?", [(job_id,) for job_id in job_ids])
+
+    def enqueued(self, job_ids: list[str]) -> None:
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "UPDATE jobs SET status = 'queued' WHERE job_id = ? AND status = 'received'",
+                [(job_id,) for job_id in job_ids],
+            )
+            db.execute("COMMIT")
+
+    def forget_unqueued(self) -> int:
+        """Drop deliveries recorded by a process that died before enqueueing them."""
+        with self._db() as db:
+            return db.execute("DELETE FROM jobs WHERE status = 'received'").rowcount
 
     def started(self, job: JobRequest) -> None:
         with self._db() as db:
@@ -225,14 +254,32 @@ class BranchBusy(Exception):
     """Another job holds this repository branch; try again later."""
 
 
+def tune_sqlite(db: sqlite3.Connection) -> None:
+    """WAL with synchronous=NORMAL: a commit survives a crash or restart of the
+    process (only a power cut could lose the last few), without an fsync per
+    commit. No automatic checkpoints: they fsync in the middle of a webhook's
+    commit; `checkpoint()` runs them from a background thread instead (and
+    SQLite checkpoints when the last connection closes)."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def checkpoint(path: Path) -> None:
+    """Fold the WAL into the database without blocking writers (PASSIVE)."""
+    db = sqlite3.connect(path, timeout=10)
+    try:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        db.close()
+
+
 class _SqliteStorage(SqliteStorage):
-    """huey's SQLite storage in WAL mode with synchronous=NORMAL: a queued job
-    survives a crash or restart of the process; only a power cut could lose the
-    last few, and the fsync per enqueue (FULL) would cost most of a delivery's time."""
+    """huey's SQLite storage, tuned like the ledger (see tune_sqlite)."""
 
     def _create_connection(self) -> sqlite3.Connection:
         conn = super()._create_connection()
-        conn.execute("PRAGMA synchronous=NORMAL")
+        tune_sqlite(conn)
         return conn
 
 
@@ -278,14 +325,22 @@ class JobQueue:
 
     def submit(self, job: JobRequest) -> bool:
         """Record and enqueue; False (and nothing enqueued) for a duplicate."""
-        if not self.ledger.claim(job):
-            return False
-        try:
-            self._task(job.model_dump(mode="json"))
-        except Exception:
-            self.ledger.forget(job.job_id)  # let a redelivery try again
-            raise
-        return True
+        return self.submit_many([job])[0]
+
+    def submit_many(self, jobs: list[JobRequest]) -> list[bool]:
+        """Record the jobs (one transaction), then enqueue the new ones."""
+        claimed = self.ledger.claim_many(jobs)
+        new = [job for job, fresh in zip(jobs, claimed, strict=True) if fresh]
+        for index, job in enumerate(new):
+            try:
+                self._task(job.model_dump(mode="json"))
+            except Exception:
+                # Let GitHub's redelivery of the jobs not enqueued try again.
+                self.ledger.forget([left.job_id for left in new[index:]])
+                self.ledger.enqueued([done.job_id for done in new[:index]])
+                raise
+        self.ledger.enqueued([job.job_id for job in new])
+        return claimed
 
     def run_pending(self) -> int:
         """Run every queued job in this thread (tests, and draining by hand)."""
@@ -301,6 +356,7 @@ class JobQueue:
     def recover(self) -> int:
         """At start-up: free the locks of jobs a dead process left running, and
         run those jobs again (up to MAX_RUNS runs in all)."""
+        self.ledger.forget_unqueued()
         count = 0
         for job, runs, lock_name in self.ledger.interrupted():
             if lock_name:
@@ -313,16 +369,20 @@ class JobQueue:
             count += 1
         return count
 
+    def checkpoint(self) -> None:
+        """Fold the SQLite write-ahead logs into their databases (see tune_sqlite)."""
+        checkpoint(self.ledger.path)
+        if isinstance(self.huey.storage, SqliteStorage):
+            checkpoint(Path(self.huey.storage.filename))
+
     def _execute(self, payload: dict[str, Any]) -> None:
         job = JobRequest.model_validate(payload)
         self.ledger.started(job)
-        held: list[str] = []
 
         @contextmanager
         def branch_lock(name: str) -> Iterator[None]:
             try:
                 with self.huey.lock_task(name):
-                    held.append(name)
                     self.ledger.set_status(job.job_id, "running", lock_name=name)
                     yield
             except TaskLockedException:
@@ -339,6 +399,53 @@ class JobQueue:
             log.exception("job %s failed", job.job_id)
             outcome = "error"
         self.ledger.set_status(job.job_id, outcome)
+
+
+class Submitter(Protocol):
+    ledger: Ledger
+
+    def submit_many(self, jobs: list[JobRequest]) -> list[bool]: ...
+
+
+class Intake:
+    """Group commit for the webhook. Requests hand over their job and wait;
+    one flush at a time records every job gathered so far in one ledger
+    transaction and enqueues them, in a worker thread so that the commits do
+    not stall the event loop. Each request is answered once its job is
+    durable; under load, one commit serves many deliveries."""
+
+    def __init__(self, queue: Submitter) -> None:
+        self.queue = queue
+        self.ledger = queue.ledger
+        self._batch: list[tuple[JobRequest, asyncio.Future[bool]]] = []
+        self._flushing = False
+
+    async def submit(self, job: JobRequest) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._batch.append((job, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                try:
+                    results = await asyncio.to_thread(self.queue.submit_many, [job for job, _ in batch])
+                except Exception as exc:
+                    log.exception("could not record %d job(s)", len(batch))
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._flushing = False
 
 
 # -- the work ------------------------------------------------------------------------
@@ -423,7 +530,7 @@ def _work(
     job: JobRequest, settings: Settings, api: gh.RepoAPI, token: str, lock: LockFn, edit: EditFn | None
 ) -> str:
     if job.command == "help":
-        _reply(api, job, USAGE)
+        _reply(api, job, job.reply)
         return "help"
     # Permission first: nothing else happens for people who cannot push.
     if api.permission(job.requester_login) not in gh.WRITE_ROLES:
@@ -434,6 +541,8 @@ def _work(
             "from people with write access to this repository, so I have left this one alone.",
         )
         return "denied"
+    # As the job starts; GitHub keeps one 👀 per comment, so a retry adds none.
+    api.react(job.comment_kind, job.comment_id, "eyes")
     try:
         plan = _plan(job, api, settings, token)
     except Declined as declined:
@@ -441,7 +550,6 @@ def _work(
         api.react(job.comment_kind, job.comment_id, "confused")
         return "declined"
     with lock(f"{job.full_name}@{plan.branch}"):
-        api.react(job.comment_kind, job.comment_id, "eyes")
         board = StatusBoard(api, job)
         try:
             delivered = _edit_and_deliver(job, settings, api, token, plan, board, edit)

@@ -3,12 +3,15 @@ worker threads) in one process, stopped together on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
+import threading
+import time
 
 import uvicorn
-from huey.consumer import Consumer
+from huey.consumer import Consumer, ConsumerStopped
 
 from bot.config import Settings
 from bot.jobs import JobQueue
@@ -26,6 +29,17 @@ SECRET_ENV = (
 )
 # How long a stop waits for running jobs; one cut short runs again at the next start.
 SHUTDOWN_TIMEOUT_S = 20.0
+CHECKPOINT_EVERY_S = 5.0
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far (githubkit's thousands of model classes
+    above all) out of the garbage collector's sight: a full collection walked
+    them all, stalling every request in flight for 100 ms or more. Rarer young
+    collections too: each request allocates a typed event's worth of objects."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def scrub_environment() -> None:
@@ -34,8 +48,8 @@ def scrub_environment() -> None:
 
 
 def start_consumer(queue: JobQueue, workers: int) -> Consumer:
-    """huey's consumer as threads in this process (its `run()` would want the
-    main thread and its own signal handling; uvicorn owns those here)."""
+    """huey's consumer as threads in this process. Not `consumer.run()`: it wants
+    the main thread and installs its own signal handlers, which must stay uvicorn's."""
     consumer = queue.huey.create_consumer(
         workers=max(1, workers),
         worker_type="thread",
@@ -43,12 +57,35 @@ def start_consumer(queue: JobQueue, workers: int) -> Consumer:
         check_worker_health=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
     )
-    # Start the threads without consumer.start(): that also installs signal
-    # handlers, which must stay uvicorn's.
     consumer.scheduler.start()
     for _, thread in consumer.worker_threads:
         thread.start()
+
+    def supervise() -> None:
+        # The consumer's own main loop, minus signals: restarts dead workers,
+        # and ends when consumer.stop() sets the stop flag.
+        checked = time.monotonic()
+        while True:
+            try:
+                checked = consumer.loop(checked)
+            except ConsumerStopped:
+                return
+
+    threading.Thread(target=supervise, name="huey-supervisor", daemon=True).start()
     return consumer
+
+
+def start_checkpoints(queue: JobQueue, stop: threading.Event, every_s: float = CHECKPOINT_EVERY_S) -> None:
+    """Checkpoint the SQLite logs off the request path, until `stop` is set."""
+
+    def run() -> None:
+        while not stop.wait(every_s):
+            try:
+                queue.checkpoint()
+            except Exception:
+                log.warning("SQLite checkpoint failed", exc_info=True)
+
+    threading.Thread(target=run, name="sqlite-checkpoints", daemon=True).start()
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> None:
@@ -59,7 +96,10 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> None
     if resumed:
         log.info("resuming %d job(s) interrupted by the last stop", resumed)
     app = create_app(settings, queue=queue)
+    settle_heap()
     consumer = start_consumer(queue, settings.workers)
+    stopping = threading.Event()
+    start_checkpoints(queue, stopping)
     log.info(
         "consumer started with %d worker thread(s); queue: %s", settings.workers, type(queue.huey).__name__
     )
@@ -75,4 +115,6 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> None
     finally:
         log.info("stopping the consumer (waiting up to %.0fs for running jobs)", SHUTDOWN_TIMEOUT_S)
         consumer.stop(graceful=True)
+        stopping.set()
+        queue.checkpoint()
     log.info("stopped (%s)", ", ".join(signal.Signals(s).name for s in received) or "server exited")

@@ -1,9 +1,10 @@
 """Receiving webhooks: verify, parse, record, enqueue, answer. Nothing else.
 
 The request does no GitHub, git or model work: it checks the signature over
-the raw body before looking at it, reads the event, and hands a JobRequest to
-the queue (which records it and deduplicates). Handlers are plain functions
-of the event and the queue.
+the raw body before looking at it, parses the event, and hands a JobRequest to
+the queue, which records it (deduplicating on delivery and comment) and
+enqueues it before the 202 goes out. Handlers are plain functions of the
+delivery id, the event and the ledger; they answer or return a job.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 from githubkit_schemas.latest.webhooks import IssueCommentEvent, PullRequestReviewCommentEvent
 from pydantic import TypeAdapter, ValidationError
@@ -24,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.commands import Command, is_bot, issue_instruction, parse_comment
+from bot.commands import USAGE, Command, is_bot, issue_instruction, parse_comment
 from bot.config import Settings
-from bot.jobs import JobRequest, Ledger, new_job_id
+from bot.jobs import Intake, JobRequest, Ledger, Submitter, new_job_id
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +37,13 @@ MAX_BODY = 25 * 1024 * 1024
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
 
-class JobSink(Protocol):
-    """What the web side needs of the queue (jobs.JobQueue, or a test double)."""
-
-    ledger: Ledger
-
-    def submit(self, job: JobRequest) -> bool: ...
-
-
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
     """`X-Hub-Signature-256` over the raw body. Only sha256: the sha1 header
     GitHub also sends is not accepted on its own."""
     match = _SIGNATURE.fullmatch(header or "")
     if match is None:
         return False
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, match[1].lower())
+    return hmac.compare_digest(hmac.digest(secret, body, "sha256"), bytes.fromhex(match[1]))
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -75,30 +67,30 @@ def parse_event(event: str, body: bytes) -> Any:
     return _adapter(event).validate_json(body)
 
 
-# -- handlers: (delivery id, payload, queue) -> response ---------------------------------
+# -- handlers: (delivery id, event, ledger) -> a response, or a job to submit ------------
+
+Outcome = Response | JobRequest
+Handler = Callable[[str, Any, Ledger], Outcome]
 
 
-def handle_ping(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
+def handle_ping(delivery: str, payload: dict[str, Any], ledger: Ledger) -> Outcome:
     return JSONResponse({"pong": True, "zen": payload.get("zen")})
 
 
-def handle_installation(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
-    # Plain JSON: githubkit's typed models reject real installation deliveries.
+def handle_installation(delivery: str, payload: dict[str, Any], ledger: Ledger) -> Outcome:
     installation_id = int(payload["installation"]["id"])
     action = payload.get("action")
-    if action == "deleted":
-        queue.ledger.remove_repositories(installation_id)
+    if action in ("deleted", "suspend"):
+        ledger.remove_repositories(installation_id)
     elif action in ("created", "new_permissions_accepted", "unsuspend"):
-        queue.ledger.add_repositories(installation_id, _names(payload.get("repositories")))
-    elif action == "suspend":
-        queue.ledger.remove_repositories(installation_id)
+        ledger.add_repositories(installation_id, _names(payload.get("repositories")))
     return JSONResponse({"installation": installation_id, "action": action})
 
 
-def handle_installation_repositories(delivery: str, payload: dict[str, Any], queue: JobSink) -> Response:
+def handle_installation_repositories(delivery: str, payload: dict[str, Any], ledger: Ledger) -> Outcome:
     installation_id = int(payload["installation"]["id"])
-    queue.ledger.add_repositories(installation_id, _names(payload.get("repositories_added")))
-    queue.ledger.remove_repositories(installation_id, _names(payload.get("repositories_removed")))
+    ledger.add_repositories(installation_id, _names(payload.get("repositories_added")))
+    ledger.remove_repositories(installation_id, _names(payload.get("repositories_removed")))
     return JSONResponse({"installation": installation_id, "action": payload.get("action")})
 
 
@@ -111,11 +103,11 @@ def _command_of(event: Any) -> Command | None:
         return None  # edits and deletions never start work
     user = event.comment.user
     if user is None or is_bot(user.login, user.type):
-        return None
+        return None  # bots, Patchling included, would loop
     return parse_comment(event.comment.body)
 
 
-def handle_issue_comment(delivery: str, event: Any, queue: JobSink) -> Response:
+def handle_issue_comment(delivery: str, event: Any, ledger: Ledger) -> Outcome:
     command = _command_of(event)
     if command is None:
         return Response(status_code=204)
@@ -124,35 +116,36 @@ def handle_issue_comment(delivery: str, event: Any, queue: JobSink) -> Response:
     instruction = command.instruction
     if command.name == "edit" and not instruction:
         if on_pull:
-            command = Command("help")  # a PR asks nothing by itself
+            command = Command("help")  # a PR asks for nothing by itself
         else:
             instruction = issue_instruction(issue.title, issue.body)
-    job = _job(
+    return _job(
         delivery,
         "issue_comment",
         event,
         command,
         instruction,
+        ledger,
         target="pull" if on_pull else "issue",
         number=issue.number,
         title=issue.title,
     )
-    return _submit(queue, job)
 
 
-def handle_review_comment(delivery: str, event: Any, queue: JobSink) -> Response:
+def handle_review_comment(delivery: str, event: Any, ledger: Ledger) -> Outcome:
     command = _command_of(event)
     if command is None:
         return Response(status_code=204)
     comment = event.comment
     if command.name == "edit" and not command.instruction:
         command = Command("help")
-    job = _job(
+    return _job(
         delivery,
         "pull_request_review_comment",
         event,
         command,
         command.instruction,
+        ledger,
         target="review",
         number=event.pull_request.number,
         title=event.pull_request.title,
@@ -162,26 +155,26 @@ def handle_review_comment(delivery: str, event: Any, queue: JobSink) -> Response
         end_line=comment.line or comment.original_line,
         diff_hunk=comment.diff_hunk,
     )
-    return _submit(queue, job)
 
 
 def _job(
-    delivery: str, name: str, event: Any, command: Command, instruction: str, **fields: Any
+    delivery: str, name: str, event: Any, command: Command, instruction: str, ledger: Ledger, **fields: Any
 ) -> JobRequest:
     repo = event.repository
     installation = getattr(event, "installation", None)
-    installation_id = installation.id if installation else None
     return JobRequest(
         job_id=new_job_id(),
         delivery_id=delivery,
         event=name,
         command=command.name,
         instruction=instruction,
+        reply=USAGE if command.name == "help" else "",
         owner=repo.owner.login,
         repo=repo.name,
         clone_url=repo.clone_url,
         default_branch=repo.default_branch,
-        installation_id=installation_id,
+        # Deliveries to an App carry the installation; else what we recorded.
+        installation_id=installation.id if installation else ledger.installation_for(repo.full_name),
         comment_id=event.comment.id,
         comment_url=event.comment.html_url,
         requester_login=event.comment.user.login,
@@ -190,18 +183,6 @@ def _job(
     )
 
 
-def _submit(queue: JobSink, job: JobRequest) -> Response:
-    if job.installation_id is None:
-        # Deliveries to an App carry the installation; fall back to what we recorded.
-        job = job.model_copy(update={"installation_id": queue.ledger.installation_for(job.full_name)})
-    if not queue.submit(job):
-        log.info("delivery %s duplicates an earlier one (comment %s)", job.delivery_id, job.comment_key)
-        return JSONResponse({"duplicate": True}, status_code=200)
-    log.info("delivery %s: job %s queued for %s#%s", job.delivery_id, job.job_id, job.full_name, job.number)
-    return JSONResponse({"job": job.job_id}, status_code=202)
-
-
-Handler = Callable[[str, Any, JobSink], Response]
 # Comment events are parsed into githubkit's typed models; the others stay
 # plain JSON (githubkit's models reject real installation deliveries).
 TYPED_HANDLERS: dict[str, Handler] = {
@@ -213,6 +194,20 @@ JSON_HANDLERS: dict[str, Handler] = {
     "installation": handle_installation,
     "installation_repositories": handle_installation_repositories,
 }
+
+
+def route(event: str, delivery: str, body: bytes, ledger: Ledger) -> Outcome:
+    """The verified delivery's outcome: an answer, or a job to submit."""
+    try:
+        if event in TYPED_HANDLERS:
+            return TYPED_HANDLERS[event](delivery, parse_event(event, body), ledger)
+        payload = json.loads(body)
+        if not isinstance(payload, dict):
+            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
+        handler = JSON_HANDLERS.get(event)
+        return Response(status_code=204) if handler is None else handler(delivery, payload, ledger)
+    except (ValidationError, KeyError, TypeError, ValueError):
+        return _refused(event, delivery, body)
 
 
 def _refused(event: str, delivery: str, body: bytes) -> Response:
@@ -230,10 +225,15 @@ def _refused(event: str, delivery: str, body: bytes) -> Response:
     return JSONResponse({"error": f"unexpected {event} payload"}, status_code=400)
 
 
-def create_app(settings: Settings, queue: JobSink) -> Starlette:
+def create_app(settings: Settings, queue: Submitter) -> Starlette:
+    """The webhook app. `queue` is a jobs.JobQueue (or anything with a ledger
+    and `submit_many`); submissions go through an Intake (group commit)."""
     if settings.github_webhook_secret is None or not settings.github_webhook_secret.get_secret_value():
         raise ValueError("GITHUB_WEBHOOK_SECRET must be set: unsigned deliveries are never accepted")
     secret = settings.github_webhook_secret.get_secret_value().encode()
+    intake = Intake(queue)
+    for event in TYPED_HANDLERS:
+        _adapter(event)  # build the validators now, not in the first request
 
     async def webhook(request: Request) -> Response:
         length = request.headers.get("content-length")
@@ -246,16 +246,14 @@ def create_app(settings: Settings, queue: JobSink) -> Starlette:
         delivery = request.headers.get("x-github-delivery")
         if not event or not delivery:
             return JSONResponse({"error": "missing X-GitHub-Event or X-GitHub-Delivery"}, status_code=400)
-        try:
-            if event in TYPED_HANDLERS:
-                return TYPED_HANDLERS[event](delivery, parse_event(event, body), queue)
-            payload = json.loads(body)
-            if not isinstance(payload, dict):
-                return JSONResponse({"error": "expected a JSON object"}, status_code=400)
-            handler = JSON_HANDLERS.get(event)
-            return Response(status_code=204) if handler is None else handler(delivery, payload, queue)
-        except (ValidationError, KeyError, TypeError, ValueError):
-            return _refused(event, delivery, body)
+        outcome = route(event, delivery, body, queue.ledger)
+        if isinstance(outcome, Response):
+            return outcome
+        if not await intake.submit(outcome):
+            log.info("delivery %s repeats an earlier one (comment %s)", delivery, outcome.comment_key)
+            return JSONResponse({"duplicate": True}, status_code=200)
+        log.info("delivery %s: job %s for %s#%s", delivery, outcome.job_id, outcome.full_name, outcome.number)
+        return JSONResponse({"job": outcome.job_id}, status_code=202)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})

@@ -208,7 +208,10 @@ class FakeGitHub:
         if denied := self._auth(request):
             return denied
         content = json.loads(request.content)["content"]
-        self.reactions.append((kind, int(cid), content))
+        # Like GitHub: one reaction per user, comment and content; again answers 200.
+        again = (kind, int(cid), content) in self.reactions
+        if not again:
+            self.reactions.append((kind, int(cid), content))
         name = (
             "reactions/create-for-issue-comment"
             if kind == "issue"
@@ -217,7 +220,7 @@ class FakeGitHub:
         data = example(name)
         data.update(id=next(self._ids), content=content)
         data["user"] = _user(data["user"], BOT_LOGIN, BOT_ID, "Bot")
-        return httpx.Response(201, json=data)
+        return httpx.Response(200 if again else 201, json=data)
 
     def _react_issue(self, request: httpx.Request, cid: str) -> httpx.Response:
         return self._react(request, "issue", cid)

@@ -4,13 +4,23 @@ model is the scripted server, git is real (a local bare repo is the remote)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pygit2
 import pytest
 
 from tests.conftest import CALCULATOR
-from tests.fakegithub import BOT_ID, BOT_LOGIN, FakePull, Harness, issue_comment, make_harness, review_comment
+from tests.fakegithub import (
+    BOT_ID,
+    BOT_LOGIN,
+    FakePull,
+    Harness,
+    issue_comment,
+    make_harness,
+    private_key_pem,
+    review_comment,
+)
 from tests.fakegithub import script_memory_clear as script_edit
 from tests.modelserver import ScriptedModel
 
@@ -49,7 +59,8 @@ def assert_no_secret_anywhere(app: Harness) -> None:
     assert all(token not in str(r.url) for r in app.fake.requests for token in app.fake.tokens)
 
 
-def test_issue_comment_opens_a_pull_request(app: Harness) -> None:
+def test_issue_comment_opens_a_pull_request(app: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     main_before = app.remote.references["refs/heads/main"].target
     data = issue_comment(app.repo, "Could you do this?\n\n/edit add memory clear\n\nThanks!", number=7)
     comment_id = data["comment"]["id"]
@@ -109,6 +120,10 @@ def test_issue_comment_opens_a_pull_request(app: Harness) -> None:
         assert stage in final
     assert "pull request opened: #" in final and "🚀" in final
     assert_no_secret_anywhere(app)
+    assert caplog.records  # the logs were captured, and hold no secret
+    webhook_secret = app.settings.github_webhook_secret.get_secret_value()
+    for secret in [*fake.tokens, webhook_secret, private_key_pem().splitlines()[1]]:
+        assert secret not in caplog.text
 
 
 def test_review_comment_commits_on_the_head_branch(app: Harness) -> None:
@@ -207,7 +222,7 @@ def test_fork_pull_request_gets_a_reply_and_no_push(app: Harness, model_server: 
 
     (reply,) = app.fake.comments.values()
     assert "`stranger/calculator`" in reply["body"] and "cannot push" in reply["body"]
-    assert app.fake.reactions_on(data["comment"]["id"]) == ["confused"]
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
     assert list(app.remote.branches.local) == ["main"]
     assert model_server.calls() == []
 

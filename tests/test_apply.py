@@ -383,7 +383,8 @@ def test_unknown_file_suggests_close_paths(repo: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["../outside.py", "/etc/passwd", "pkg/../../x.py", ".git/config", "sub/.git/HEAD"]
+    "bad",
+    ["../outside.py", "/etc/passwd", "pkg/../../x.py", "pkg/../README.md", ".git/config", "sub/.git/HEAD"],
 )
 def test_escaping_paths_are_refused_when_reading_and_writing(repo: Path, bad: str) -> None:
     before = files_in(repo)
@@ -582,6 +583,11 @@ def test_detect_format_and_whole_fallback(repo: Path) -> None:
         compute_changes(repo, "```\nx1 = 2\n```", path_hint="long.py")
     with pytest.raises(ApplyError, match="no edit"):
         compute_changes(repo, "Nothing to do here.", fmt="diff")
+    # A diff without hunks (a model that changed nothing) is no whole file.
+    with pytest.raises(ApplyError, match="no edit"):
+        compute_changes(repo, "--- a/README.md\n+++ b/README.md\n", path_hint="README.md")
+    with pytest.raises(ApplyError, match="no edit"):
+        compute_changes(repo, "x = 1\n", path_hint="README.md")
 
 
 # --- in-memory overrides, no-ops -----------------------------------------------------------------

@@ -119,11 +119,22 @@ def gen_line(rnd: Chooser, base: str = "") -> str:
     return base + "    " * rnd.randint(0, 2) + word + rnd.choice(["", "", "", " "])
 
 
+def gen_lines(rnd: Chooser) -> list[str]:
+    """Random lines, or a short block repeated: every place then has look-alikes."""
+    if rnd.choice([True, False]):
+        return [gen_line(rnd) for _ in range(rnd.randint(1, 30))]
+    block = [gen_line(rnd) for _ in range(rnd.randint(1, 4))]
+    lines = block * rnd.randint(2, 8)
+    for _ in range(rnd.randint(0, 2)):
+        lines[rnd.randint(0, len(lines) - 1)] = gen_line(rnd)
+    return lines
+
+
 def random_edit(rnd: Chooser, sources: Sequence[tuple[str, list[str]]]) -> Edit:
     if sources and rnd.choice([True, False]):
         path, lines = rnd.choice(sources)
     else:
-        path, lines = "src/gen/mod.py", [gen_line(rnd) for _ in range(rnd.randint(1, 30))]
+        path, lines = "src/gen/mod.py", gen_lines(rnd)
     n = len(lines)
     op = rnd.choice(["replace", "insert", "delete"])
     i = rnd.randint(0, n if op == "insert" else n - 1)
@@ -251,7 +262,8 @@ def make_diff(edit: Edit, fault: str, rnd: Chooser) -> str:
 
 
 def _nonzero_shift(h: Hunk, rnd: Chooser) -> int:
-    shift = rnd.choice([-1, 1]) * rnd.randint(1, 30)
+    # Mostly off by a few lines (the usual model error, and the likeliest to hit a look-alike).
+    shift = rnd.choice([-1, 1]) * rnd.choice([1, 1, 2, 3, 4, 7, 12, 30])
     return shift if h.a_start + shift >= 0 and h.b_start + shift >= 0 else abs(shift)
 
 

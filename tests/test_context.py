@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from textwrap import dedent
 
 import pygit2
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.context import Context, Focus, rank_files, select_context
@@ -383,17 +384,32 @@ INSTRUCTIONS = [
 ]
 
 
-@settings(max_examples=80, deadline=None)
+@dataclass
+class Shop:
+    """The generated project and its index, with a short repr: Hypothesis
+    prints its arguments when a case fails."""
+
+    root: Path
+    index: RepoIndex
+
+    def __repr__(self) -> str:
+        return f"Shop({self.root})"
+
+
+@pytest.fixture(scope="module")
+def shop(project: Path, index: RepoIndex) -> Shop:
+    return Shop(project, index)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     budget=st.integers(min_value=50, max_value=5000),
     instruction=st.sampled_from(INSTRUCTIONS),
     focus_line=st.one_of(st.none(), st.integers(min_value=1, max_value=600)),
 )
-def test_budget_is_never_exceeded(
-    project: Path, index: RepoIndex, budget: int, instruction: str, focus_line: int | None
-) -> None:
+def test_budget_is_never_exceeded(shop: Shop, budget: int, instruction: str, focus_line: int | None) -> None:
     focus = Focus("shop/reports.py", focus_line, focus_line + 3) if focus_line else None
-    ctx = select_context(project, instruction, budget, focus=focus, index=index)
+    ctx = select_context(shop.root, instruction, budget, focus=focus, index=shop.index)
     rendered = ctx.render()
     assert ctx.tokens <= budget
     assert count_tokens(rendered) == ctx.tokens

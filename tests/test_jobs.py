@@ -118,7 +118,35 @@ def test_ledger_deduplicates_deliveries_and_comments(tmp_path: Path) -> None:
         update={"job_id": "d", "delivery_id": "d3", "event": "pull_request_review_comment"}
     )
     assert ledger.claim(review)  # review comment ids are another space
-    assert ledger.count() == 2 and ledger.status("a") == "queued"
+    assert ledger.count() == 2 and ledger.status("a") == "received"
+    ledger.enqueued(["a"])
+    assert ledger.status("a") == "queued"
+
+
+def test_a_delivery_recorded_but_never_enqueued_is_taken_again(tmp_path: Path) -> None:
+    app = harness(tmp_path, FakeEngine())
+    data = issue_comment(app.repo, "/edit add memory clear")
+    job = JobRequest(
+        job_id="lost",
+        delivery_id="guid-lost",
+        event="issue_comment",
+        target="issue",
+        command="edit",
+        owner="acme",
+        repo="calculator",
+        clone_url=app.repo.clone_url,
+        default_branch="main",
+        number=7,
+        comment_id=data["comment"]["id"],
+        requester_login="maintainer",
+        requester_id=5150,
+    )
+    assert app.queue.ledger.claim(job)  # ... and the process died before enqueueing it
+    assert app.deliver("issue_comment", data, delivery="guid-lost").status_code == 200  # duplicate
+    app.queue.recover()
+    assert app.queue.ledger.status("lost") is None
+    assert app.deliver("issue_comment", data, delivery="guid-lost").status_code == 202
+    assert app.queue.huey.pending_count() == 1
 
 
 def test_queue_backends(tmp_path: Path) -> None:
@@ -179,7 +207,7 @@ def test_one_job_at_a_time_per_branch(tmp_path: Path) -> None:
     lock = app.queue.huey.lock_task(f"acme/calculator@{BRANCH}")
     lock.acquire()  # another job is working on this branch
     assert app.run_jobs() == 1
-    assert engine.calls == [] and app.fake.comments == {} and app.fake.reactions == []
+    assert engine.calls == [] and app.fake.comments == {}  # no status comment yet
     assert app.queue.huey.scheduled_count() == 1  # tried again later, durably
     lock.release()
 
@@ -299,7 +327,7 @@ def test_bad_settings_file_stops_with_a_clear_comment(tmp_path: Path) -> None:
     assert engine.calls == []
     (reply,) = app.fake.comments.values()
     assert ".github/patchling.yml" in reply["body"] and "`tests`" in reply["body"]
-    assert app.fake.reactions_on(data["comment"]["id"]) == ["confused"]
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
 
 
 def test_review_comment_focus_reaches_the_engine(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bot.config import Settings
-from bot.jobs import JobRequest, Ledger
+from bot.jobs import Intake, JobRequest, Ledger
 from bot.web import create_app, sign, verify_signature
 from tests.fakegithub import (
     WEBHOOK_SECRET,
@@ -26,6 +26,21 @@ from tests.fakegithub import (
 )
 
 REPO = RemoteRepo(owner="acme", name="calculator", clone_url="https://github.test/acme/calculator.git")
+JOB = JobRequest(
+    job_id="j0",
+    delivery_id="d0",
+    event="issue_comment",
+    target="issue",
+    command="edit",
+    owner="acme",
+    repo="calculator",
+    clone_url="x",
+    default_branch="main",
+    number=1,
+    comment_id=1,
+    requester_login="m",
+    requester_id=1,
+)
 
 
 class RecordingQueue:
@@ -35,11 +50,10 @@ class RecordingQueue:
         self.ledger = Ledger(path)
         self.jobs: list[JobRequest] = []
 
-    def submit(self, job: JobRequest) -> bool:
-        if not self.ledger.claim(job):
-            return False
-        self.jobs.append(job)
-        return True
+    def submit_many(self, jobs: list[JobRequest]) -> list[bool]:
+        claimed = self.ledger.claim_many(jobs)
+        self.jobs += [job for job, new in zip(jobs, claimed, strict=True) if new]
+        return claimed
 
 
 @pytest.fixture
@@ -215,3 +229,59 @@ def test_payload_of_the_wrong_shape_is_a_bad_request(app: Any, queue: RecordingQ
     del data["repository"]
     assert deliver(app, "issue_comment", data).status_code == 400
     assert queue.jobs == []
+
+
+def test_intake_records_concurrent_deliveries_in_one_transaction(tmp_path: Path) -> None:
+    class Counting(RecordingQueue):
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            self.batches: list[int] = []
+
+        def submit_many(self, jobs: list[JobRequest]) -> list[bool]:
+            self.batches.append(len(jobs))
+            return super().submit_many(jobs)
+
+    queue = Counting(tmp_path / "jobs.sqlite3")
+    intake = Intake(queue)
+    base = JOB
+    jobs = [
+        base.model_copy(update={"job_id": f"j{n}", "delivery_id": f"d{n}", "comment_id": n})
+        for n in range(20)
+    ]
+    jobs.append(base.model_copy(update={"job_id": "again", "delivery_id": "d-again"}))  # comment 1 again
+
+    async def deliver_all() -> list[bool]:
+        return await asyncio.gather(*(intake.submit(job) for job in jobs))
+
+    assert asyncio.run(deliver_all()) == [True] * 20 + [False]
+    assert queue.batches == [21]
+    assert [job.job_id for job in queue.jobs] == [f"j{n}" for n in range(20)]
+
+
+def test_intake_failure_reaches_every_waiting_request(tmp_path: Path) -> None:
+    class Broken(RecordingQueue):
+        def submit_many(self, jobs: list[JobRequest]) -> list[bool]:
+            raise OSError("disk full")
+
+    intake = Intake(Broken(tmp_path / "jobs.sqlite3"))
+
+    async def one() -> bool:
+        return await intake.submit(JOB)
+
+    with pytest.raises(OSError, match="disk full"):
+        asyncio.run(one())
+
+
+def test_app_manifest() -> None:
+    import yaml
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "app.yml").read_text())
+    assert manifest["hook_attributes"]["url"].endswith("/api/github/webhooks")
+    assert set(manifest["default_events"]) == {"issue_comment", "pull_request_review_comment"}
+    assert manifest["default_permissions"] == {
+        "contents": "write",
+        "pull_requests": "write",
+        "issues": "write",
+        "metadata": "read",
+    }
+    assert manifest["public"] is False and manifest["name"] and manifest["url"]
