@@ -7,6 +7,8 @@ A run is correct (file == after), wrong (applied, file != after) or refused (err
 refusal that changed a file, or left a stray file behind, is a partial write.
 
     .venv/bin/python -m bench.apply [--limit N] [--json] [--jobs J] [--failures K]
+
+Exits 1 unless ours is >= 95 % correct overall with no wrong result and no partial write.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +33,42 @@ from bot.apply import ApplyError, apply_edit
 
 TOOLS = ("ours", "git", "patch")
 ELISIONS = ("...", "# ... existing code ...")
+# Row order of the report; a fault that does not apply to a case (no indentation to lose, a
+# single change group to elide) is skipped for that case, hence the smaller n on those rows.
+DIFF_FAULTS = (
+    "clean",
+    "fenced",
+    "no_line_numbers",
+    "wrong_line_numbers",
+    "wrong_counts",
+    "little_context",
+    "lost_indent",
+    "trailing_ws",
+    "elision",
+    "no_prefix",
+    "basename",
+    "crlf",
+    "no_final_newline",
+)
+SR_FAULTS = (
+    "clean",
+    "fenced_path",
+    "marker_length",
+    "little_context",
+    "lost_indent",
+    "trailing_ws",
+    "elision",
+    "basename",
+    "crlf",
+    "no_final_newline",
+)
+ROWS = (
+    *(f"diff:{f}" for f in DIFF_FAULTS),
+    *(f"sr:{f}" for f in SR_FAULTS),
+    "overall (diff faults)",
+    "overall (sr faults)",
+    "overall (all)",
+)
 
 
 def data_dir() -> Path:
@@ -403,12 +442,10 @@ def tabulate(outcomes: Sequence[Outcome], keep: int) -> dict[tuple[str, str], Ta
 
 
 def print_table(table: dict[tuple[str, str], Tally], out: Callable[[str], None]) -> None:
-    kinds = list(dict.fromkeys(k for k, _ in table))
-    kinds = [k for k in kinds if not k.startswith("overall")] + [k for k in kinds if k.startswith("overall")]
     head = ("fault", "tool", "n", "correct", "wrong", "refused", "partial", "%")
     out("{:<24} {:<6} {:>5} {:>8} {:>6} {:>8} {:>8} {:>7}".format(*head))
-    for kind in kinds:
-        if kind.startswith("overall"):
+    for kind in ROWS:
+        if kind in ("sr:clean", "overall (diff faults)"):
             out("-" * 80)
         for tool in TOOLS:
             t = table.get((kind, tool))
@@ -432,20 +469,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    started = time.monotonic()
     cases = load_cases(args.limit)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         outcomes = [o for batch in pool.map(run_case, cases, chunksize=4) for o in batch]
+    elapsed = time.monotonic() - started
     table = tabulate(outcomes, args.failures)
     ours = table[("overall (all)", "ours")]
     if args.json:
         rows = [
-            {"fault": k, "tool": tool, **asdict(t), "pct_correct": round(t.pct(), 2)}
-            for (k, tool), t in table.items()
+            {"fault": kind, "tool": tool, **asdict(table[(kind, tool)]), "pct_correct": round(t.pct(), 2)}
+            for kind in ROWS
+            for tool in TOOLS
+            if (t := table.get((kind, tool))) is not None
         ]
-        json.dump({"cases": len(cases), "rows": rows}, sys.stdout, indent=2)
+        json.dump({"cases": len(cases), "elapsed_s": round(elapsed, 1), "rows": rows}, sys.stdout, indent=2)
         print()
     else:
-        print(f"{len(cases)} cases, {len(outcomes)} runs ({Counter(o.tool for o in outcomes)})")
+        runs = ", ".join(f"{n} {tool}" for tool, n in Counter(o.tool for o in outcomes).items())
+        print(f"{len(cases)} cases, {len(outcomes)} runs ({runs}) in {elapsed:.0f} s")
         print_table(table, print)
         for (kind, tool), t in table.items():
             if tool == "ours" and t.examples:

@@ -89,7 +89,7 @@ class _Block:
     number: int  # 1-based position in the reply
     kind: Kind
     ops: tuple[Op, ...]  # literal reading: elision lines are plain context
-    elided: tuple[Op, ...] | None = None  # reading with elision lines as gaps, if any
+    elided: tuple[tuple[Op, ...], ...] = ()  # readings with some elision lines as gaps
     hint: int | None = None  # 0-based old-side start line from a hunk header
     new_hint: int | None = None  # 0-based new-side start line
     old_no_eol: bool = False  # "\ No newline at end of file" on the old / new side
@@ -173,7 +173,6 @@ def _split_lines(text: str) -> list[str]:
 @dataclass
 class _Fenced:
     info: str
-    start: int  # index of the first content line
     lines: list[str]
     closed: bool
 
@@ -191,7 +190,7 @@ def _fenced_blocks(lines: Sequence[str]) -> list[_Fenced]:
         j = i + 1
         while j < len(lines) and not _closes(lines[j], fence):
             j += 1
-        blocks.append(_Fenced(m.group(2).lower(), i + 1, list(lines[i + 1 : j]), j < len(lines)))
+        blocks.append(_Fenced(m.group(2).lower(), list(lines[i + 1 : j]), j < len(lines)))
         i = j + 1
     return blocks
 
@@ -355,24 +354,38 @@ def _sr_block(number: int, search: list[str], replace: list[str]) -> _Block:
     # Only a truly empty SEARCH appends: one blank line is a (usually ambiguous) search.
     if not search:
         return _Block(number, "search_replace", tuple((ADD, line) for line in replace), append=True)
-    return _Block(
-        number,
-        "search_replace",
-        tuple(_sr_ops(search, replace)),
-        elided=_sr_elided(search, replace),
-    )
+    return _Block(number, "search_replace", tuple(_sr_ops(search, replace)), _sr_elided(search, replace))
 
 
-def _sr_elided(search: list[str], replace: list[str]) -> tuple[Op, ...] | None:
-    """Pair SEARCH and REPLACE pieces around matching elision lines."""
+_MAX_READINGS = 32
+
+
+def _sr_elided(search: list[str], replace: list[str]) -> tuple[tuple[Op, ...], ...]:
+    """Readings that pair SEARCH and REPLACE pieces around elision lines.
+
+    Any elision-like line may also be real text (`...` is Python), so every pairing of k
+    SEARCH lines with k REPLACE lines is a reading; readings that fit and disagree on the
+    result make the block ambiguous. Too many pairings: no elided reading at all.
+    """
     cuts_s = [k for k, line in enumerate(search) if _is_elision(line)]
     cuts_r = [k for k, line in enumerate(replace) if _is_elision(line)]
-    if not cuts_s or len(cuts_s) != len(cuts_r):
-        return None
-    pieces_s = _cut(search, cuts_s)
-    pieces_r = _cut(replace, cuts_r)
+    pairings = [
+        (chosen_s, chosen_r)
+        for size in range(1, min(len(cuts_s), len(cuts_r)) + 1)
+        for chosen_s in itertools.combinations(cuts_s, size)
+        for chosen_r in itertools.combinations(cuts_r, size)
+    ]
+    if len(pairings) > _MAX_READINGS:
+        return ()
+    readings = [_paired(search, replace, list(cs), list(cr)) for cs, cr in pairings]
+    return tuple(r for r in readings if r is not None)
+
+
+def _paired(
+    search: list[str], replace: list[str], cuts_s: list[int], cuts_r: list[int]
+) -> tuple[Op, ...] | None:
     ops: list[Op] = []
-    for k, (piece_s, piece_r) in enumerate(zip(pieces_s, pieces_r, strict=True)):
+    for k, (piece_s, piece_r) in enumerate(zip(_cut(search, cuts_s), _cut(replace, cuts_r), strict=True)):
         if k:
             ops.append((GAP, search[cuts_s[k - 1]]))
         ops.extend(_sr_ops(piece_s, piece_r))
@@ -533,9 +546,12 @@ def _read_hunk(lines: Sequence[str], i: int, number: int) -> tuple[_Block, int]:
     if numbers is not None:
         hint = _position(int(numbers.group(1)), old_count)
         new_hint = _position(int(numbers.group(3)), new_count)
-    elided = None
+    # Every elision-like context line as a gap: a superset of the places any mixed reading
+    # fits (a literal `...` line just falls inside a gap), and context is kept either way.
+    elided: tuple[tuple[Op, ...], ...] = ()
     if any(tag == CONTEXT and _is_elision(text) for tag, text in ops):
-        elided = _valid_gaps([(GAP, t) if tag == CONTEXT and _is_elision(t) else (tag, t) for tag, t in ops])
+        gaps = _valid_gaps([(GAP, t) if tag == CONTEXT and _is_elision(t) else (tag, t) for tag, t in ops])
+        elided = (gaps,) if gaps else ()
     block = _Block(number, "diff", tuple(ops), elided, hint, new_hint, old_no_eol, new_no_eol)
     return block, j
 
@@ -589,10 +605,11 @@ class _Indent:
             return line
         if self.sign > 0:
             return self.prefix + line
-        if line.startswith(self.prefix):
-            return line[len(self.prefix) :]
-        # Less indented than the shift (an inconsistent reply): drop what indentation it has.
-        return line.lstrip()
+        return line.removeprefix(self.prefix)
+
+    def fits(self, line: str) -> bool:
+        """Whether `line` can be shifted (it has the indentation to remove)."""
+        return self.sign >= 0 or not line.strip() or line.startswith(self.prefix)
 
 
 _SAME = _Indent()
@@ -604,7 +621,7 @@ class _Match:
     start: int
     end: int
     rows: tuple[int, ...]  # file line of each old-side line, in order
-    indent: _Indent
+    indent: _Indent | None  # None: only blank lines matched, the shift is unknown
     ops: tuple[Op, ...]  # the reading that matched (literal or elided)
 
 
@@ -675,22 +692,26 @@ class _Found:
 
 
 def _candidates(block: _Block, index: _Index) -> _Found:
-    """All places the block fits, under every reading and tolerance, one per distinct span."""
+    """All places the block fits, under every reading and tolerance.
+
+    Matches are told apart by the file line of every block line and by the reading: two
+    elided matches may share a span yet place their pieces, or pair them, differently.
+    """
     if block.append:
         n = len(index.bodies)
         return _Found([_Match(n, n, (), _SAME, block.ops)])
-    found: dict[tuple[int, int], _Match] = {}
+    found: dict[tuple[object, ...], _Match] = {}
     old = block.old_lines()
     for i, indent in _segment_matches(index, old):
         rows = tuple(range(i, i + len(old)))
-        found.setdefault((i, i + len(old)), _Match(i, i + len(old), rows, indent or _SAME, block.ops))
+        found.setdefault((i, rows, block.ops), _Match(i, i + len(old), rows, indent, block.ops))
     complete = True
-    if block.elided is not None:
-        gapped = _gap_matches(index, block.elided, _MAX_CANDIDATES + 1)
-        complete = len(gapped) <= _MAX_CANDIDATES
+    for reading in block.elided:
+        gapped = _gap_matches(index, reading, _MAX_CANDIDATES + 1)
+        complete = complete and len(gapped) <= _MAX_CANDIDATES
         for m in gapped:
-            found.setdefault((m.start, m.end), m)
-    return _Found(sorted(found.values(), key=lambda m: (m.start, m.end)), complete)
+            found.setdefault((m.start, m.rows, m.ops), m)
+    return _Found(sorted(found.values(), key=lambda m: (m.start, m.end, m.rows)), complete)
 
 
 def _gap_matches(index: _Index, ops: tuple[Op, ...], limit: int) -> list[_Match]:
@@ -706,7 +727,7 @@ def _gap_matches(index: _Index, ops: tuple[Op, ...], limit: int) -> list[_Match]
         if len(results) >= limit:
             return
         if k == len(pieces):
-            results.append(_Match(rows[0], rows[-1] + 1, rows, indent or _SAME, ops))
+            results.append(_Match(rows[0], rows[-1] + 1, rows, indent, ops))
             return
         for i, off in per_piece[k][bisect.bisect_left(starts[k], lo) :]:
             if off is not None and indent is not None and off != indent:
@@ -720,18 +741,19 @@ def _gap_matches(index: _Index, ops: tuple[Op, ...], limit: int) -> list[_Match]
 def _render(m: _Match, lines: Sequence[Line], eol: str) -> list[Line]:
     """New lines for a match: the file's text for context and gaps, re-indented REPLACE text."""
     out: list[Line] = []
+    indent = m.indent or _SAME
     k = 0
     for tag, text in m.ops:
         if tag == CONTEXT:
             out.append(lines[m.rows[k]])
             k += 1
         elif tag == COPY:
-            out.append((m.indent.apply(text), lines[m.rows[k]][1]))
+            out.append((indent.apply(text), lines[m.rows[k]][1]))
             k += 1
         elif tag == REMOVE:
             k += 1
         elif tag == ADD:
-            out.append((m.indent.apply(text), eol))
+            out.append((indent.apply(text), eol))
         else:
             out.extend(lines[m.rows[k - 1] + 1 : m.rows[k]])
     return out
@@ -871,20 +893,43 @@ def _ambiguous(block: _Block, path: str, index: _Index, found: Sequence[_Match])
 
 
 def _choose(block: _Block, found: _Found, hint: int | None, path: str, text: _Text) -> _Match:
-    matches = _distinct_outcomes(found, text)
+    matches = _distinct_outcomes(block, found, text)
     if len(matches) == 1:
-        return matches[0]
+        return _checked_indent(block, matches[0], path, text)
     index = _Index(text.bodies())
     if not matches:
         raise _not_found(block, path, index)
     if hint is not None:
         at_hint = [m for m in matches if m.start == hint]
         if len(at_hint) == 1:
-            return at_hint[0]
+            return _checked_indent(block, at_hint[0], path, text)
     raise _ambiguous(block, path, index, matches)
 
 
-def _distinct_outcomes(found: _Found, text: _Text) -> list[_Match]:
+def _checked_indent(block: _Block, m: _Match, path: str, text: _Text) -> _Match:
+    """Added code needs a non-blank matched line to check its indentation against.
+
+    (A file with no code yet has no indentation to lose.)
+    """
+    adds_code = any(tag in (ADD, COPY) and line.strip() for tag, line in m.ops)
+    if m.indent is None and adds_code and any(body.strip() for body, _ in text.lines):
+        raise ApplyError(
+            f"{_where(block, path)} matches only blank lines, so the indentation of its new lines cannot"
+            " be checked; include a non-blank unchanged line next to the change.",
+            path=path,
+            block=block.number,
+        )
+    if m.indent is not None and not all(m.indent.fits(line) for tag, line in m.ops if tag in (ADD, COPY)):
+        raise ApplyError(
+            f"{_where(block, path)} is indented {len(m.indent.prefix)} characters deeper than the file,"
+            " but some of its new lines are not; keep the file's indentation.",
+            path=path,
+            block=block.number,
+        )
+    return m
+
+
+def _distinct_outcomes(block: _Block, found: _Found, text: _Text) -> list[_Match]:
     """One match per distinct resulting file: places that give the same file are not ambiguous.
 
     (E.g. an elided block whose outer context line repeats: context is kept either way.)
@@ -893,10 +938,11 @@ def _distinct_outcomes(found: _Found, text: _Text) -> list[_Match]:
         return list(found.matches)
     lo = min(m.start for m in found.matches)
     hi = max(m.end for m in found.matches)
-    seen: dict[tuple[Line, ...], _Match] = {}
+    marked = block.old_no_eol or block.new_no_eol  # a match at the end may change the final newline
+    seen: dict[tuple[object, ...], _Match] = {}
     for m in found.matches:
         local = (*text.lines[lo : m.start], *_render(m, text.lines, text.eol), *text.lines[m.end : hi])
-        seen.setdefault(local, m)
+        seen.setdefault((marked and m.end == len(text.lines), *local), m)
     return list(seen.values())
 
 

@@ -684,3 +684,34 @@ def test_mode_is_preserved_and_new_files_follow_umask(repo: Path) -> None:
     os.umask(umask)
     assert stat.S_IMODE((repo / "fresh.txt").stat().st_mode) == 0o666 & ~umask
     assert not [p for p in repo.rglob("*patchling-tmp*")]
+
+
+def test_elided_matches_with_the_same_span_but_different_pieces_are_ambiguous(tmp_path: Path) -> None:
+    # The piece after the elision fits at line 2 or line 5, both inside the same span.
+    put(tmp_path, "t.py", "head\nx\nmid\ny\nx\nmid\ny\ntail\n")
+    reply = sr("t.py", "head\n...\nmid\ny\n...\ntail\n", "head\n...\nmid\nNEW\ny\n...\ntail\n")
+    with pytest.raises(ApplyError, match="2 places"):
+        compute_changes(tmp_path, reply)
+
+
+def test_blank_only_context_cannot_vouch_for_indentation(tmp_path: Path) -> None:
+    put(tmp_path, "t.py", "def f():\n    a = 1\n\n    return a\n")
+    with pytest.raises(ApplyError, match="only blank lines"):
+        compute_changes(tmp_path, sr("t.py", "\n", "\nb = 2\n"))
+    put(tmp_path, "empty.py", "")
+    reply = "--- a/empty.py\n+++ b/empty.py\n@@ -0,0 +1,2 @@\n+def g():\n+    pass\n"
+    assert compute_changes(tmp_path, reply) == {"empty.py": "def g():\n    pass\n"}
+
+
+def test_elision_like_new_lines_do_not_pair_with_literal_ones(tmp_path: Path) -> None:
+    # The file has a literal "..." line and the new text adds one: pairings disagree, so refuse.
+    put(tmp_path, "t.py", "\nx = 1\nx = 1\n...\n\nx = 1\ny = 2\n")
+    reply = sr("t.py", "\nx = 1\nx = 1\n...\n\n...\ny = 2\n", "... \n\n...\ny = 2\n")
+    with pytest.raises(ApplyError, match="places"):
+        compute_changes(tmp_path, reply)
+
+
+def test_over_indented_block_with_a_shallower_new_line_is_refused(repo: Path) -> None:
+    reply = sr("pkg/calc.py", "    import math\n", "    import math\nimport sys\n")
+    with pytest.raises(ApplyError, match="deeper"):
+        compute_changes(repo, reply)

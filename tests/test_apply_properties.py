@@ -413,3 +413,18 @@ def test_distorted_edits_of_project_files_mostly_apply(empty_root: Path) -> None
         k: t for k, t in outcomes.items() if t["correct"] < SWEEP_MINIMUM.get(k[1], 0.85) * sum(t.values())
     }
     assert not low, low
+
+
+@pytest.mark.parametrize("source", SOURCES[:12], ids=lambda s: s[0])
+def test_whole_file_replies_round_trip(source: tuple[str, list[str]], empty_root: Path) -> None:
+    path, lines = source
+    if any(line.startswith("```") for line in lines):
+        pytest.skip("a fenced reply cannot carry a file with its own fence lines")
+    text = "".join(line + "\n" for line in lines)
+    reply = f"Here is the file:\n\n```python\n{text}```\n"
+    assert compute_changes(empty_root, reply, path_hint=path, fmt="whole", files={path: text}) == {}
+    edited = text.replace("\n", "\n# edited\n", 1)
+    reply = f"```python\n{edited}```"
+    assert compute_changes(empty_root, reply, path_hint=path, fmt="whole", files={path: text}) == {
+        path: edited
+    }
