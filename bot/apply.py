@@ -5,11 +5,15 @@ whole-file rewrites. Small models make predictable mistakes (wrong line numbers,
 context, lost indentation, trailing-whitespace drift, ``...`` elisions, a/ b/ prefixes, bare
 file names, CRLF files), so every block is located with a tolerant matcher.
 
-Safety rule: a block is applied only where it fits in exactly one place. Every place where
-the block fits under *any* tolerance counts (an exact match and a match with shifted
-indentation are both candidates), so no supported distortion can make a block look unique at
-a wrong place. Line numbers only break ties, and only when other hunks of the same diff prove
-them right. Otherwise the block is refused with a "did you mean" excerpt for a retry.
+Safety rule: a block is applied only when every place it fits, under every tolerance and every
+reading of its ``...`` lines, gives the same file. An exact match and a match with shifted
+indentation are both candidates, so no supported distortion can make a block look unique at a
+wrong place. Line numbers only break ties, and only when the diff proves them right. Otherwise
+the block is refused (ApplyError) with a "did you mean" excerpt for a retry.
+
+What is written: diff context lines keep the file's text; SEARCH only locates, and REPLACE is
+written as given (re-indented by the shift found, keeping each line's CRLF/LF ending); lines
+hidden behind an elision are kept.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class _Block:
     kind: Kind
     ops: tuple[Op, ...]  # literal reading: elision lines are plain context
     elided: tuple[tuple[Op, ...], ...] = ()  # readings with some elision lines as gaps
+    unreadable: bool = False  # too many ways to read its elisions: never applied
     hint: int | None = None  # 0-based old-side start line from a hunk header
     new_hint: int | None = None  # 0-based new-side start line
     old_no_eol: bool = False  # "\ No newline at end of file" on the old / new side
@@ -354,18 +359,20 @@ def _sr_block(number: int, search: list[str], replace: list[str]) -> _Block:
     # Only a truly empty SEARCH appends: one blank line is a (usually ambiguous) search.
     if not search:
         return _Block(number, "search_replace", tuple((ADD, line) for line in replace), append=True)
-    return _Block(number, "search_replace", tuple(_sr_ops(search, replace)), _sr_elided(search, replace))
+    elided = _sr_elided(search, replace)
+    ops = tuple(_sr_ops(search, replace))
+    return _Block(number, "search_replace", ops, elided or (), unreadable=elided is None)
 
 
-_MAX_READINGS = 32
+_MAX_READINGS = 128
 
 
-def _sr_elided(search: list[str], replace: list[str]) -> tuple[tuple[Op, ...], ...]:
+def _sr_elided(search: list[str], replace: list[str]) -> tuple[tuple[Op, ...], ...] | None:
     """Readings that pair SEARCH and REPLACE pieces around elision lines.
 
     Any elision-like line may also be real text (`...` is Python), so every pairing of k
     SEARCH lines with k REPLACE lines is a reading; readings that fit and disagree on the
-    result make the block ambiguous. Too many pairings: no elided reading at all.
+    result make the block ambiguous. None: too many pairings to check them all.
     """
     cuts_s = [k for k, line in enumerate(search) if _is_elision(line)]
     cuts_r = [k for k, line in enumerate(replace) if _is_elision(line)]
@@ -376,7 +383,7 @@ def _sr_elided(search: list[str], replace: list[str]) -> tuple[tuple[Op, ...], .
         for chosen_r in itertools.combinations(cuts_r, size)
     ]
     if len(pairings) > _MAX_READINGS:
-        return ()
+        return None
     readings = [_paired(search, replace, list(cs), list(cr)) for cs, cr in pairings]
     return tuple(r for r in readings if r is not None)
 
@@ -552,7 +559,16 @@ def _read_hunk(lines: Sequence[str], i: int, number: int) -> tuple[_Block, int]:
     if any(tag == CONTEXT and _is_elision(text) for tag, text in ops):
         gaps = _valid_gaps([(GAP, t) if tag == CONTEXT and _is_elision(t) else (tag, t) for tag, t in ops])
         elided = (gaps,) if gaps else ()
-    block = _Block(number, "diff", tuple(ops), elided, hint, new_hint, old_no_eol, new_no_eol)
+    block = _Block(
+        number,
+        "diff",
+        tuple(ops),
+        elided=elided,
+        hint=hint,
+        new_hint=new_hint,
+        old_no_eol=old_no_eol,
+        new_no_eol=new_no_eol,
+    )
     return block, j
 
 
@@ -700,6 +716,8 @@ def _candidates(block: _Block, index: _Index) -> _Found:
     if block.append:
         n = len(index.bodies)
         return _Found([_Match(n, n, (), _SAME, block.ops)])
+    if block.unreadable:
+        return _Found([], complete=False)
     found: dict[tuple[object, ...], _Match] = {}
     old = block.old_lines()
     for i, indent in _segment_matches(index, old):
@@ -893,6 +911,13 @@ def _ambiguous(block: _Block, path: str, index: _Index, found: Sequence[_Match])
 
 
 def _choose(block: _Block, found: _Found, hint: int | None, path: str, text: _Text) -> _Match:
+    if not found.complete:
+        raise ApplyError(
+            f"{_where(block, path)} can be read in too many ways (too many places, or too many `...`"
+            " lines that may be elisions or code); include fewer elisions and more unchanged lines.",
+            path=path,
+            block=block.number,
+        )
     matches = _distinct_outcomes(block, found, text)
     if len(matches) == 1:
         return _checked_indent(block, matches[0], path, text)
@@ -909,10 +934,10 @@ def _choose(block: _Block, found: _Found, hint: int | None, path: str, text: _Te
 def _checked_indent(block: _Block, m: _Match, path: str, text: _Text) -> _Match:
     """Added code needs a non-blank matched line to check its indentation against.
 
-    (A file with no code yet has no indentation to lose.)
+    (An empty file is the exception: there is nothing to be indented relative to.)
     """
     adds_code = any(tag in (ADD, COPY) and line.strip() for tag, line in m.ops)
-    if m.indent is None and adds_code and any(body.strip() for body, _ in text.lines):
+    if m.indent is None and adds_code and text.lines:
         raise ApplyError(
             f"{_where(block, path)} matches only blank lines, so the indentation of its new lines cannot"
             " be checked; include a non-blank unchanged line next to the change.",
@@ -934,7 +959,7 @@ def _distinct_outcomes(block: _Block, found: _Found, text: _Text) -> list[_Match
 
     (E.g. an elided block whose outer context line repeats: context is kept either way.)
     """
-    if not found.complete or not 1 < len(found.matches) <= _MAX_CANDIDATES:
+    if not 1 < len(found.matches) <= _MAX_CANDIDATES:
         return list(found.matches)
     lo = min(m.start for m in found.matches)
     hi = max(m.end for m in found.matches)

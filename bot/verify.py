@@ -122,10 +122,12 @@ def has_python_tests(root: Path) -> bool:
 
 
 def default_test_command(root: Path) -> str | None:
-    """pytest through this interpreter when the repository has Python tests."""
+    """pytest when the repository has Python tests. `python` stands for the
+    interpreter Patchling runs under (see command_argv), so reports name no
+    path of the server's."""
     if not has_python_tests(Path(root)):
         return None
-    return f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider -rfE"
+    return "python -m pytest -q -p no:cacheprovider -rfE"
 
 
 # -- running ----------------------------------------------------------------
@@ -164,6 +166,9 @@ def command_argv(command: str) -> list[str]:
         raise ValueError("the test command is empty")
     if any(ch in SHELL_CHARS for ch in command) or re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
         return ["/bin/sh", "-c", command]
+    if words[0] == "python":
+        # The interpreter that carries pytest, whatever PATH says.
+        words[0] = sys.executable
     return words
 
 

@@ -715,3 +715,14 @@ def test_over_indented_block_with_a_shallower_new_line_is_refused(repo: Path) ->
     reply = sr("pkg/calc.py", "    import math\n", "    import math\nimport sys\n")
     with pytest.raises(ApplyError, match="deeper"):
         compute_changes(repo, reply)
+
+
+def test_too_many_ways_to_read_elisions_is_refused(tmp_path: Path) -> None:
+    # Every "..." may be code or an elision: the literal reading fits, but so might others.
+    put(tmp_path, "stub.py", "x = 1\n" + "...\n" * 7)
+    reply = sr("stub.py", "x = 1\n" + "...\n" * 4, "x = 1\n...\n...\nreturn x\n...\n...\n")
+    with pytest.raises(ApplyError, match="places"):  # 69 readings, checked: they disagree
+        compute_changes(tmp_path, reply)
+    reply = sr("stub.py", "x = 1\n" + "...\n" * 5, "x = 1\n...\n...\nreturn x\n...\n...\n...\n")
+    with pytest.raises(ApplyError, match="too many ways"):  # 251 readings: not even tried
+        compute_changes(tmp_path, reply)

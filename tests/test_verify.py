@@ -116,7 +116,7 @@ def test_stdin_is_closed(tmp_path: Path) -> None:
 
 
 def test_shell_only_when_the_command_needs_one() -> None:
-    assert command_argv("python -m pytest -q 'a b'") == ["python", "-m", "pytest", "-q", "a b"]
+    assert command_argv("python -m pytest -q 'a b'") == [sys.executable, "-m", "pytest", "-q", "a b"]
     assert command_argv("make test && echo ok")[:2] == ["/bin/sh", "-c"]
     assert command_argv("FOO=1 pytest")[:2] == ["/bin/sh", "-c"]
     assert command_argv("pytest tests/*.py")[:2] == ["/bin/sh", "-c"]
@@ -225,3 +225,12 @@ def test_worse_than_baseline() -> None:
     timed = _run(passed=3)
     timed.timed_out = True
     assert "timed out" in (worse_than(clean, timed) or "")
+
+
+def test_default_command_names_no_server_path(tmp_path: Path) -> None:
+    # It ends up in PR bodies and status comments.
+    _pytest_project(tmp_path)
+    command = default_test_command(tmp_path)
+    assert command is not None
+    assert sys.executable not in command
+    assert command.split()[0] == "python"
