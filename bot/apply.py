@@ -898,11 +898,20 @@ def _ambiguous(block: _Block, path: str, index: _Index, found: Sequence[_Match])
             path=path,
             block=block.number,
         )
-    spans = ", ".join(f"{m.start + 1}-{m.end}" for m in found[:6])
-    more = " and more" if len(found) > 6 else ""
-    excerpts = "\n...\n".join(_excerpt(index.bodies, m.start, m.end, 12) for m in found[:3])
+    spans = list(dict.fromkeys((m.start, m.end) for m in found))
+    excerpts = "\n...\n".join(_excerpt(index.bodies, a, b, 12) for a, b in spans[:3])
+    if len(spans) == 1:
+        a, b = spans[0]
+        return ApplyError(
+            f"{_where(block, path)} fits lines {a + 1}-{b} in {len(found)} different ways: its `...`"
+            " elisions leave open which lines are meant; write those lines out instead.",
+            path=path,
+            block=block.number,
+            nearest=excerpts,
+        )
+    listed = ", ".join(f"{a + 1}-{b}" for a, b in spans[:6]) + (" and more" if len(spans) > 6 else "")
     return ApplyError(
-        f"{_where(block, path)} matches {len(found)} places equally well (lines {spans}{more}), so it"
+        f"{_where(block, path)} matches {len(spans)} places equally well (lines {listed}), so it"
         " is not clear where it belongs; include more unchanged lines so that it matches one place.",
         path=path,
         block=block.number,
