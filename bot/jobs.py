@@ -282,6 +282,15 @@ class _SqliteStorage(SqliteStorage):
         tune_sqlite(conn)
         return conn
 
+    def enqueue_many(self, blobs: list[bytes]) -> None:
+        """Group commit: a batch of tasks in one transaction, all or none
+        (huey's own enqueue commits once per task)."""
+        with self.db(commit=True) as cursor:
+            cursor.executemany(
+                "insert into task (queue, data, priority) values (?, ?, ?)",
+                [(self.name, self.to_blob(blob), 0) for blob in blobs],
+            )
+
 
 def make_huey(settings: Settings) -> Huey:
     url = settings.queue_url
@@ -331,16 +340,31 @@ class JobQueue:
         """Record the jobs (one transaction), then enqueue the new ones."""
         claimed = self.ledger.claim_many(jobs)
         new = [job for job, fresh in zip(jobs, claimed, strict=True) if fresh]
-        for index, job in enumerate(new):
+        storage = self.huey.storage
+        if self.huey.immediate or not isinstance(storage, _SqliteStorage):
+            self._enqueue_each(new)
+            return claimed
+        tasks = [self._task.s(job.model_dump(mode="json")) for job in new]
+        try:
+            storage.enqueue_many([self.huey.serialize_task(task) for task in tasks])
+        except Exception:
+            # Nothing of the batch is queued: let GitHub's redelivery try again.
+            self.ledger.forget([job.job_id for job in new])
+            raise
+        self.ledger.enqueued([job.job_id for job in new])
+        return claimed
+
+    def _enqueue_each(self, jobs: list[JobRequest]) -> None:
+        """Through huey's own enqueue (Redis, or immediate mode in tests)."""
+        for index, job in enumerate(jobs):
             try:
                 self._task(job.model_dump(mode="json"))
             except Exception:
                 # Let GitHub's redelivery of the jobs not enqueued try again.
-                self.ledger.forget([left.job_id for left in new[index:]])
-                self.ledger.enqueued([done.job_id for done in new[:index]])
+                self.ledger.forget([left.job_id for left in jobs[index:]])
+                self.ledger.enqueued([done.job_id for done in jobs[:index]])
                 raise
-        self.ledger.enqueued([job.job_id for job in new])
-        return claimed
+        self.ledger.enqueued([job.job_id for job in jobs])
 
     def run_pending(self) -> int:
         """Run every queued job in this thread (tests, and draining by hand)."""
