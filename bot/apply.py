@@ -42,6 +42,7 @@ __all__ = [
     "compute_changes",
     "detect_format",
     "extract_whole_file",
+    "symlink_on_path",
     "write_changes",
 ]
 
@@ -1073,15 +1074,36 @@ def _check_rel(rel: str) -> str:
 
 
 def _inside(root: Path, rel: str) -> Path:
-    """The real path of `rel` under root, refusing anything that resolves outside it."""
+    """The path of `rel` under root, refusing anything that resolves outside it and any
+    symlink on the way: the file itself or a directory above it inside the repository.
+
+    A link is never edited or written through: the commit would carry the unchanged link
+    while the change landed in its target, out of sight of the protected-path checks."""
     clean = _check_rel(rel)
     root_real = Path(os.path.realpath(root))
-    real = Path(os.path.realpath(root_real.joinpath(*clean.split("/"))))
+    path = root_real.joinpath(*clean.split("/"))
+    real = Path(os.path.realpath(path))
     if real == root_real or not real.is_relative_to(root_real):
         raise ApplyError(f"Refusing path {rel!r}: it resolves outside the repository.", path=rel)
     if any(part.lower() == ".git" for part in real.relative_to(root_real).parts):
         raise ApplyError(f"Refusing path {rel!r}: it resolves into .git/.", path=rel)
-    return real
+    if link := symlink_on_path(root_real, clean):
+        what = "it is" if link == clean else f"{link} is"
+        raise ApplyError(f"Refusing path {rel!r}: {what} a symbolic link; links are never edited.", path=rel)
+    return path
+
+
+def symlink_on_path(root: Path, rel: str) -> str | None:
+    """The first part of `rel` (relative to root, '/'-separated) that is a symlink, or None."""
+    current = Path(root)
+    parts = [part for part in rel.split("/") if part not in ("", ".")]
+    for i, part in enumerate(parts):
+        current = current / part
+        if current.is_symlink():
+            return "/".join(parts[: i + 1])
+        if not current.exists():
+            return None
+    return None
 
 
 def _decode(data: bytes, rel: str) -> str:
@@ -1443,7 +1465,7 @@ def apply_edit(
 @dataclass
 class _Write:
     rel: str
-    target: Path  # real path (a symlink inside the repository is written through)
+    target: Path  # never a symlink, nor below one (_inside refuses those)
     data: bytes
     old_data: bytes | None
     old_mode: int | None
@@ -1454,7 +1476,8 @@ def write_changes(root: Path, changes: Mapping[str, str]) -> None:
     """Write all files or none: temp files + os.replace, rollback of replaced files on error.
 
     Keeps an existing file's mode and newline style. Refuses (ApplyError, nothing written)
-    any path that is absolute, contains '..', resolves outside root or lies inside .git/.
+    any path that is absolute, contains '..', resolves outside root, lies inside .git/ or
+    is (or lies below) a symlink.
     """
     root = Path(root)
     plans = [_plan(root, rel, text) for rel, text in changes.items()]

@@ -10,6 +10,7 @@ match as feedback. The result is all-or-nothing and nothing is written here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -87,7 +88,6 @@ class FileResult:
     outcome: str | None = None  # set on failure, as in EditError
     error: str = ""
     retried: bool = False
-    prompt_tokens: int = 0  # our count of what was sent (the largest call)
 
 
 @dataclass
@@ -96,7 +96,6 @@ class Generated:
     changes: dict[str, str]  # only files whose content changed
     originals: dict[str, str | None]
     usage: Usage
-    wall_s: float
 
 
 # -- paths ------------------------------------------------------------------
@@ -368,7 +367,6 @@ async def generate_file(
     content = original or ""
     result = FileResult(path=path, original=original, new=None)
     file_focus = focus if focus is not None and focus.path == path else None
-    replies: list[str] = []
 
     async def call(extra_feedback: str) -> str:
         full_feedback = "\n\n".join(p for p in (feedback, extra_feedback) if p)
@@ -397,7 +395,9 @@ async def generate_file(
         )
         context_text = ""
         if remaining >= MIN_CONTEXT_TOKENS:
-            ctx = select_context(
+            # In a thread: the files of one tier are edited concurrently.
+            ctx = await asyncio.to_thread(
+                select_context,
                 root,
                 instruction,
                 remaining,
@@ -409,13 +409,10 @@ async def generate_file(
             context_text = ctx.render()
             if count_tokens(context_text) > remaining:
                 context_text = truncate_to_tokens(context_text, remaining)
-        sent = fixed + count_tokens(shown) + count_tokens(change) + count_tokens(context_text)
-        result.prompt_tokens = max(result.prompt_tokens, sent - EDIT_OVERHEAD_TOKENS)
         reply, usage = await models.write_file_edit(
             tier, instruction, change, path, shown, context_text, full_feedback
         )
         result.usage = result.usage + usage
-        replies.append(reply)
         result.reply = reply
         return reply
 
@@ -462,18 +459,7 @@ async def generate(
     limit = asyncio.Semaphore(concurrency) if concurrency else None
 
     async def one(planned: PlannedFile) -> FileResult:
-        if limit is None:
-            return await generate_file(
-                tier,
-                root,
-                instruction,
-                planned,
-                index=index,
-                focus=focus,
-                feedback=feedback,
-                cache_dir=cache_dir,
-            )
-        async with limit:
+        async with limit or contextlib.nullcontext():
             return await generate_file(
                 tier,
                 root,
@@ -485,10 +471,7 @@ async def generate(
                 cache_dir=cache_dir,
             )
 
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     results = await asyncio.gather(*(one(p) for p in plan.files))
-    wall = loop.time() - started
     usage = sum((r.usage for r in results), Usage())
     failed = [r for r in results if r.outcome is not None]
     if failed:
@@ -505,4 +488,4 @@ async def generate(
             "no_change", f"tier {tier.name}: the edit changes nothing", last_output=last, usage=usage
         )
     originals = {r.path: r.original for r in results if r.path in changes}
-    return Generated(files=results, changes=changes, originals=originals, usage=usage, wall_s=wall)
+    return Generated(files=results, changes=changes, originals=originals, usage=usage)

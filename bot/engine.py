@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot import models
-from bot.apply import write_changes
+from bot.apply import symlink_on_path, write_changes
 from bot.config import Tier
 from bot.context import Context, Focus, select_context
 from bot.edit import EditError, Plan, generate, is_protected, make_plan, plan_context_budget
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 Status = Literal["verified", "unverified", "failed"]
 ProgressFn = Callable[[str, dict[str, Any]], None]
-OUTCOMES = (
+# How an attempt ended: an EditResult status, or why the tier failed.
+Outcome = Literal[
     "verified",
     "unverified",
     "apply_failed",
@@ -47,7 +48,7 @@ OUTCOMES = (
     "no_change",
     "too_large",
     "unreachable",
-)
+]
 # How much of a failure (test output included) the next tier is told.
 FEEDBACK_TOKENS = 500
 
@@ -60,7 +61,7 @@ class Attempt:
     tokens_in: int
     tokens_out: int
     latency_s: float
-    outcome: str  # one of OUTCOMES
+    outcome: Outcome
     detail: str
 
     def to_json(self) -> dict[str, Any]:
@@ -137,10 +138,10 @@ def unified_diff(originals: Mapping[str, str | None], changes: Mapping[str, str]
 
 @dataclass
 class _Snapshot:
-    """What the work tree held before a tier wrote, per changed path: the real
-    file written (a symlink inside the checkout is written through) and its
+    """What the work tree held before a tier wrote, per changed path: the file's
     bytes and mode, or None when it did not exist; plus the directories the
-    write will create."""
+    write will create. Paths write_changes refuses (symlinks, escapes) are left
+    out: nothing is written there."""
 
     files: dict[Path, tuple[bytes, int] | None]
     created_dirs: list[Path]
@@ -150,8 +151,8 @@ def _snapshot(root: Path, paths: Sequence[str]) -> _Snapshot:
     files: dict[Path, tuple[bytes, int] | None] = {}
     created: list[Path] = []
     for path in paths:
-        target = (root / path).resolve()
-        if not target.is_relative_to(root):
+        target = root / path
+        if Path(path).is_absolute() or ".." in Path(path).parts or symlink_on_path(root, path):
             continue  # write_changes refuses it; nothing of ours to restore there
         if target.is_file():
             files[target] = (target.read_bytes(), target.stat().st_mode)
@@ -169,8 +170,7 @@ def _restore(root: Path, snapshot: _Snapshot) -> None:
     """Put every file back as it was; remove the files and directories we made."""
     for target, saved in snapshot.files.items():
         if saved is None:
-            if target.is_file() or target.is_symlink():
-                target.unlink()
+            target.unlink(missing_ok=True)
             continue
         data, mode = saved
         target.write_bytes(data)
@@ -218,6 +218,7 @@ def _tests_data(run: TestRun | None) -> dict[str, Any]:
         "skipped": run.skipped,
         "duration_s": run.duration_s,
         "timed_out": run.timed_out,
+        "summary": run.summary(),
     }
 
 
@@ -243,17 +244,22 @@ async def run_edit(
     dry_run: bool = False,
     records: RecordStore | None = None,
     job_id: str | None = None,
+    repo: str | None = None,
     data_dir: Path | None = None,
     on_progress: ProgressFn | None = None,
 ) -> EditResult:
     """Carry out `instruction` in the work tree at `root`, trying `tiers` in
     order. Raises ValueError for bad input; every model or test problem ends
-    in an EditResult instead. A failed run leaves the work tree as it found it."""
+    in an EditResult instead. A failed run leaves the work tree as it found it.
+
+    `repo` labels the run in `records` (e.g. "owner/name"); by default the
+    name of the root directory."""
     root, instruction = _validate(root, instruction, tiers)
+    repo_label = repo or root.name
     attempts: list[Attempt] = []
     tokens = {"in": 0, "out": 0}
 
-    def record(tier: Tier, outcome: str, detail: str, usage: models.Usage, latency_s: float) -> None:
+    def record(tier: Tier, outcome: Any, detail: str, usage: models.Usage, latency_s: float) -> None:
         attempt = Attempt(
             tier=tier.name,
             model=tier.model,
@@ -268,18 +274,8 @@ async def run_edit(
         tokens["in"] += usage.tokens_in
         tokens["out"] += usage.tokens_out
         if records is not None:
-            records.add(
-                job_id=job_id,
-                repo=str(root),
-                instruction=instruction,
-                tier=tier.name,
-                model=tier.model,
-                edit_format=tier.edit_format,
-                tokens_in=usage.tokens_in,
-                tokens_out=usage.tokens_out,
-                latency_s=latency_s,
-                outcome=outcome,
-            )
+            fields = {k: v for k, v in asdict(attempt).items() if k != "detail"}
+            records.add(job_id=job_id, repo=repo_label, instruction=instruction, **fields)
 
     def failed(message: str, **extra: Any) -> EditResult:
         return EditResult(
@@ -387,6 +383,7 @@ class _Baseline:
         on_progress: ProgressFn | None,
     ) -> None:
         self.command = command
+        self.setup_command = setup_command  # the "after" runs use it too: like for like
         self._on_progress = on_progress
         self._task: asyncio.Task[TestRun] | None = None
         self._run: TestRun | None = None
@@ -547,7 +544,9 @@ async def _attempt_tier(
                 f"unverified: tier {tier.name} made the change; the repository has no tests to run",
                 None,
             )
-        tests_after = await asyncio.to_thread(run_tests, root, command, test_timeout_s)
+        tests_after = await asyncio.to_thread(
+            run_tests, root, command, test_timeout_s, baseline.setup_command
+        )
         _emit(
             on_progress,
             "tests_after",

@@ -419,11 +419,21 @@ def test_symlink_to_git_dir_is_refused(repo: Path) -> None:
     assert (repo / ".git/config").read_text() == "[core]\n"
 
 
-def test_symlink_inside_root_is_written_through(repo: Path) -> None:
+def test_symlinks_inside_root_are_refused(repo: Path) -> None:
+    # The commit would carry the unchanged link, and protected-path checks see only
+    # the link's name: a link, or a linked directory on the way, is never written through.
     (repo / "alias.md").symlink_to("README.md")
-    write_changes(repo, {"alias.md": "# new\n"})
-    assert (repo / "alias.md").is_symlink()
-    assert (repo / "README.md").read_text() == "# new\n"
+    (repo / "docs").mkdir()
+    (repo / "linked").symlink_to("docs", target_is_directory=True)
+    readme = (repo / "README.md").read_bytes()
+    for rel in ("alias.md", "linked/new.md", "./linked/x/y.md"):
+        with pytest.raises(ApplyError, match="symbolic link"):
+            write_changes(repo, {rel: "# new\n"})
+    with pytest.raises(ApplyError, match="symbolic link"):
+        compute_changes(repo, "alias.md\n<<<<<<< SEARCH\n=======\nx\n>>>>>>> REPLACE\n")
+    assert (repo / "alias.md").is_symlink() and (repo / "linked").is_symlink()
+    assert (repo / "README.md").read_bytes() == readme
+    assert list((repo / "docs").iterdir()) == []
 
 
 # --- ambiguity --------------------------------------------------------------------------------

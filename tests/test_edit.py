@@ -228,3 +228,32 @@ async def test_big_file_sends_a_span_within_budget(model_server: ScriptedModel, 
         await generate(whole, root, "x", plan_of(root, "big.py"), index=build_index(root))
     assert caught.value.outcome == "too_large"
     assert "too large for tier tiny" in caught.value.message
+
+
+async def test_context_is_selected_off_the_event_loop(
+    model_server: ScriptedModel, calculator_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import bot.edit
+
+    real = bot.edit.select_context
+    threads: list[int] = []
+
+    def spy(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bot.edit, "select_context", spy)
+    new = (calculator_repo / CALC_PY).read_text() + "# done\n"
+    model_server.script({"reply": "```python\n" + new + "```"})
+    result = await generate(
+        tier(model_server),
+        calculator_repo,
+        "add a comment",
+        plan_of(calculator_repo, CALC_PY),
+        index=build_index(calculator_repo),
+        concurrency=1,
+    )
+    assert result.changes[CALC_PY] == new
+    assert threads and threading.get_ident() not in threads

@@ -163,6 +163,8 @@ async def test_add_memory_clear_is_verified(
     assert [(r["tier"], r["outcome"], r["instruction"]) for r in stored] == [
         ("tiny", "verified", INSTRUCTION)
     ]
+    # Records name the repository, never the temporary checkout path.
+    assert stored[0]["repo"] == calculator_repo.resolve().name
     data = result.to_json()
     assert data["tests"]["after"]["passed"] == 17 and data["tokens"]["in"] == result.tokens_in
     json.dumps(data)  # serialisable as is
@@ -393,6 +395,33 @@ async def test_unverified_without_tests(model_server: ScriptedModel, tmp_path: P
     assert (root / "notes.txt").read_text() == "one\ntwo\n"
 
 
+async def test_setup_command_runs_before_and_after(model_server: ScriptedModel, tmp_path: Path) -> None:
+    from tests.conftest import make_git_repo
+
+    root = tmp_path / "notes"
+    root.mkdir()
+    (root / "notes.txt").write_text("one\n")
+    make_git_repo(root)
+    model_server.script({"match": "What to change in notes.txt:", "reply": fenced("one\ntwo\n", "text")})
+    records = RecordStore(tmp_path / "records.sqlite3")
+    # Each test run gets a fresh $HOME: the tests pass only if setup ran first.
+    result = await run_edit(
+        root,
+        "append two to notes.txt",
+        tiers=[make_tier(model_server, "tiny")],
+        setup_command='touch "$HOME/ready"',
+        test_command='test -f "$HOME/ready"',
+        records=records,
+        job_id="job-setup",
+        repo="owner/notes",
+    )
+    assert result.status == "verified", result.message
+    assert result.tests_before is not None and result.tests_after is not None
+    assert (result.tests_before.passed, result.tests_before.errors) == (1, 0)
+    assert (result.tests_after.passed, result.tests_after.errors) == (1, 0)
+    assert [r["repo"] for r in records.attempts(job_id="job-setup")] == ["owner/notes"]
+
+
 async def test_no_reachable_tier(calculator_repo: Path) -> None:
     from tests.modelserver import free_port
 
@@ -429,21 +458,35 @@ def test_result_json_shape() -> None:
     assert result.to_json()["tests"] == {"before": None, "after": None}
 
 
-def test_restore_puts_back_files_links_and_new_directories(calculator_repo: Path) -> None:
+def test_restore_puts_back_files_and_new_directories(calculator_repo: Path) -> None:
     from bot.apply import write_changes
     from bot.engine import _restore, _snapshot
 
     root = calculator_repo.resolve()
-    (root / "link.py").symlink_to("calculator/operations.py")
     before = tree_state(root)
-    changes = {
-        CALC_PY: "changed\n",
-        "link.py": "through the link\n",
-        "new/deep/dir/file.py": "x = 1\n",
-    }
+    changes = {CALC_PY: "changed\n", "new/deep/dir/file.py": "x = 1\n"}
     snapshot = _snapshot(root, sorted(changes))
     write_changes(root, changes)
-    assert (root / "calculator/operations.py").read_text() == "through the link\n"
+    assert (root / CALC_PY).read_text() == "changed\n"
     _restore(root, snapshot)
     assert tree_state(root) == before
-    assert (root / "link.py").is_symlink() and not (root / "new").exists()
+    assert not (root / "new").exists()
+
+
+def test_a_change_through_a_symlink_is_refused_and_left_alone(calculator_repo: Path) -> None:
+    from bot.apply import ApplyError, write_changes
+    from bot.engine import _restore, _snapshot
+
+    root = calculator_repo.resolve()
+    (root / "link.py").symlink_to("calculator/operations.py")
+    (root / "pkg").symlink_to("calculator", target_is_directory=True)
+    before = tree_state(root)
+    for path in ("link.py", "pkg/operations.py"):
+        changes = {CALC_PY: "changed\n", path: "through the link\n"}
+        snapshot = _snapshot(root, sorted(changes))
+        assert list(snapshot.files) == [root / CALC_PY]  # the link is not followed
+        with pytest.raises(ApplyError, match="symbolic link"):
+            write_changes(root, changes)
+        _restore(root, snapshot)
+        assert tree_state(root) == before
+    assert (root / "link.py").is_symlink() and (root / "pkg").is_symlink()
