@@ -43,6 +43,10 @@ class GitHubConfigError(RuntimeError):
     """The server lacks the App's id or private key."""
 
 
+class RepositoryGone(RuntimeError):
+    """The repository cannot be read with the job's token: deleted, or out of reach."""
+
+
 def app_client(
     settings: Settings, *, auto_retry: bool = True, cache_strategy: BaseCacheStrategy | None = None
 ) -> GitHub[AppAuthStrategy]:
@@ -110,8 +114,12 @@ class RepoAPI:
         self._secrets = tuple(s for s in secrets if s)
 
     @classmethod
-    def with_token(cls, app: GitHub[Any], token: str, owner: str, repo: str) -> RepoAPI:
-        return cls(app.with_auth(TokenAuthStrategy(token)), owner, repo, secrets=[token])
+    def with_token(
+        cls, app: GitHub[Any], token: str, owner: str, repo: str, *, secrets: Sequence[str | None] = ()
+    ) -> RepoAPI:
+        """`secrets`: more values never to post (model API keys, the webhook secret)."""
+        kept = [token, *(s for s in secrets if s)]
+        return cls(app.with_auth(TokenAuthStrategy(token)), owner, repo, secrets=kept)
 
     def safe(self, body: str) -> str:
         for secret in self._secrets:
@@ -119,15 +127,26 @@ class RepoAPI:
         return clip(body)
 
     def permission(self, username: str) -> str:
-        """The user's role ('admin', 'maintain', 'write', 'triage', 'read' or 'none')."""
+        """The user's role ('admin', 'maintain', 'write', 'triage', 'read' or 'none').
+        Raises RepositoryGone when the repository itself cannot be read."""
         try:
             data = self.gh.rest.repos.get_collaborator_permission_level(
                 self.owner, self.repo, username
             ).parsed_data
         except RequestFailed as exc:
-            if exc.response.status_code == 404:
-                return "none"
-            raise
+            if exc.response.status_code != 404:
+                raise
+            # GitHub answers 404 both for a user who is no collaborator and for
+            # a repository that is gone: only the second is worth failing over.
+            try:
+                self.gh.rest.repos.get(self.owner, self.repo)
+            except RequestFailed as missing:
+                if missing.response.status_code == 404:
+                    raise RepositoryGone(
+                        f"{self.owner}/{self.repo} is gone or out of the App's reach"
+                    ) from None
+                raise
+            return "none"
         # role_name tells maintain from write; `permission` folds them together.
         return data.role_name or data.permission
 

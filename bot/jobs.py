@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,13 @@ from pydantic import BaseModel
 from bot import github as gh
 from bot import workspace
 from bot.config import Settings, Tier
-from bot.repo_settings import RepoSettings, RepoSettingsError, load_repo_settings, select_tiers
+from bot.repo_settings import (
+    MissingBranch,
+    RepoSettings,
+    RepoSettingsError,
+    load_repo_settings,
+    select_tiers,
+)
 
 if TYPE_CHECKING:
     from bot.engine import EditResult
@@ -46,7 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Target = Literal["issue", "pull", "review"]
-EditFn = Callable[..., Awaitable["EditResult"]]
 # A job that finds its branch busy tries again this much later.
 BUSY_RETRY_S = 15
 # A job interrupted by a restart runs again at most this many times in all.
@@ -142,10 +147,6 @@ class Ledger:
             self._local.db = db
         yield db
 
-    def claim(self, job: JobRequest) -> bool:
-        """Record a new job; False when its delivery or comment is known already."""
-        return self.claim_many([job])[0]
-
     def claim_many(self, jobs: list[JobRequest]) -> list[bool]:
         """Record jobs in one transaction (one commit for many deliveries); for
         each, False when its delivery or comment is known already."""
@@ -190,11 +191,21 @@ class Ledger:
             return db.execute("DELETE FROM jobs WHERE status = 'received'").rowcount
 
     def started(self, job: JobRequest) -> None:
+        """The job is taken by a worker; kept so that a restart can run it again."""
         with self._db() as db:
             db.execute(
-                "UPDATE jobs SET status = 'running', runs = runs + 1, request = ?, updated_at = ?"
-                " WHERE job_id = ?",
+                "UPDATE jobs SET status = 'running', request = ?, updated_at = ? WHERE job_id = ?",
                 (job.model_dump_json(), time.time(), job.job_id),
+            )
+
+    def locked(self, job_id: str, lock_name: str) -> None:
+        """The job holds its branch: only now does a run count towards MAX_RUNS
+        (waiting for a busy branch costs nothing)."""
+        with self._db() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'running', runs = runs + 1, lock_name = ?, updated_at = ?"
+                " WHERE job_id = ?",
+                (lock_name, time.time(), job_id),
             )
 
     def set_status(self, job_id: str, status: str, *, lock_name: str | None = None) -> None:
@@ -321,14 +332,12 @@ class JobQueue:
         huey: Huey | None = None,
         ledger: Ledger | None = None,
         github: gh.GitHubFactory | None = None,
-        edit: EditFn | None = None,
         busy_retry_s: float = BUSY_RETRY_S,
     ) -> None:
         self.settings = settings
         self.huey = huey if huey is not None else make_huey(settings)
         self.ledger = ledger if ledger is not None else Ledger(settings.data_dir / "jobs.sqlite3")
         self.github = github if github is not None else lambda: gh.app_client(settings)
-        self.edit = edit
         self.busy_retry_s = busy_retry_s
         self._task = self.huey.task(name=self.TASK_NAME)(self._execute)
 
@@ -407,13 +416,13 @@ class JobQueue:
         def branch_lock(name: str) -> Iterator[None]:
             try:
                 with self.huey.lock_task(name):
-                    self.ledger.set_status(job.job_id, "running", lock_name=name)
+                    self.ledger.locked(job.job_id, name)
                     yield
             except TaskLockedException:
                 raise BranchBusy(name) from None
 
         try:
-            outcome = work(job, self.settings, self.github, lock=branch_lock, edit=self.edit)
+            outcome = work(job, self.settings, self.github, lock=branch_lock)
         except BranchBusy as busy:
             log.info("job %s waits: %s is busy", job.job_id, busy)
             self.ledger.set_status(job.job_id, "queued")
@@ -526,18 +535,35 @@ def work(
     github: gh.GitHubFactory,
     *,
     lock: LockFn = _no_lock,
-    edit: EditFn | None = None,
 ) -> str:
     """Carry out one job; returns its outcome for the ledger. Raises BranchBusy
     (before posting anything) when another job holds the branch."""
-    app = github()
-    installation_id = job.installation_id or gh.find_installation(app, job.owner, job.repo)
-    token = gh.mint_token(app, installation_id, job.repo)
-    api = gh.RepoAPI.with_token(app, token, job.owner, job.repo)
     try:
-        return _work(job, settings, api, token, lock, edit)
+        app = github()
+        installation_id = job.installation_id or gh.find_installation(app, job.owner, job.repo)
+        token = gh.mint_token(app, installation_id, job.repo)
+    except Exception as exc:
+        # Without a token nothing can be posted: the log is the only place to say why.
+        status = gh.status_of(exc)
+        why = {
+            404: "the App is not installed on it (or it is gone)",
+            422: "GitHub refused a token for it (not in the App's installation, or gone)",
+        }.get(status or 0, f"{type(exc).__name__}: {exc}" if status is None else f"GitHub answered {status}")
+        log.error(
+            "job %s: no installation token for %s: %s; no reply is possible", job.job_id, job.full_name, why
+        )
+        return "no_token"
+    webhook_secret = settings.github_webhook_secret
+    secrets = [tier.api_key() for tier in settings.tiers]
+    secrets.append(webhook_secret.get_secret_value() if webhook_secret else None)
+    api = gh.RepoAPI.with_token(app, token, job.owner, job.repo, secrets=secrets)
+    try:
+        return _work(job, settings, api, token, lock)
     except BranchBusy:
         raise
+    except gh.RepositoryGone as gone:
+        log.error("job %s stopped: %s; no reply is possible", job.job_id, gone)
+        return "repo_gone"
     except Exception as exc:
         log.exception("job %s could not start", job.job_id)
         try:
@@ -550,9 +576,7 @@ def work(
         api.revoke_token()
 
 
-def _work(
-    job: JobRequest, settings: Settings, api: gh.RepoAPI, token: str, lock: LockFn, edit: EditFn | None
-) -> str:
+def _work(job: JobRequest, settings: Settings, api: gh.RepoAPI, token: str, lock: LockFn) -> str:
     if job.command == "help":
         _reply(api, job, job.reply)
         return "help"
@@ -576,7 +600,7 @@ def _work(
     with lock(f"{job.full_name}@{plan.branch}"):
         board = StatusBoard(api, job)
         try:
-            delivered = _edit_and_deliver(job, settings, api, token, plan, board, edit)
+            delivered = _edit_and_deliver(job, settings, api, token, plan, board)
         except Exception as exc:
             log.exception("job %s stopped", job.job_id)
             board.finish(f"stopped: {_describe(exc)}", ok=False)
@@ -616,6 +640,8 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings, token: str) -> P
     try:
         repo_settings = load_repo_settings(mirror, f"refs/heads/{job.default_branch}")
         tiers = select_tiers(settings.tiers, repo_settings.tiers)
+    except MissingBranch as exc:
+        raise Declined(f"Patchling cannot start: {exc}.") from None
     except RepoSettingsError as exc:
         raise Declined(
             f"Patchling cannot start: {exc}. Fix it on `{job.default_branch}` and ask again."
@@ -635,17 +661,13 @@ def _edit_and_deliver(
     token: str,
     plan: Plan,
     board: StatusBoard,
-    edit: EditFn | None,
 ) -> bool:
     # The engine's side is imported only where a job runs: the web process stays light.
     from bot.context import Focus
     from bot.edit import is_protected
+    from bot.engine import run_edit
     from bot.records import RecordStore
 
-    if edit is None:
-        from bot.engine import run_edit
-
-        edit = run_edit
     data_dir = settings.data_dir
     (data_dir / "work").mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=data_dir / "work"))
@@ -663,7 +685,7 @@ def _edit_and_deliver(
             focus = Focus(job.path, job.start_line or job.end_line, job.end_line, job.diff_hunk)
         protected = plan.settings.protected_paths()
         result = asyncio.run(
-            edit(
+            run_edit(
                 Path(tree.workdir),
                 job.instruction,
                 tiers=plan.tiers,
@@ -674,6 +696,7 @@ def _edit_and_deliver(
                 protected_paths=protected,
                 records=RecordStore(data_dir / "records.sqlite3"),
                 job_id=job.job_id,
+                repo=job.full_name,
                 data_dir=data_dir,
                 on_progress=board.progress,
             )
@@ -734,7 +757,9 @@ def _describe(exc: BaseException) -> str:
     status = gh.status_of(exc)
     if status is not None:
         return f"GitHub answered {status}"
-    if isinstance(exc, workspace.WorkspaceError | ValueError):
+    # Only the project's own messages for people: any other text (an engine
+    # ValueError about the temporary tree, say) may name server paths.
+    if isinstance(exc, workspace.WorkspaceError | RepoSettingsError | Declined):
         return str(exc)
     return f"an internal error ({type(exc).__name__}); the server log has the details"
 

@@ -33,6 +33,10 @@ class RepoSettingsError(ValueError):
     """The settings file is there but unusable; the message is for people."""
 
 
+class MissingBranch(RepoSettingsError):
+    """The branch to read the settings from is not there (or the repository is empty)."""
+
+
 class RepoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -80,7 +84,12 @@ def parse_repo_settings(text: str, source: str = SETTINGS_PATHS[0]) -> RepoSetti
 
 def load_repo_settings(repo: pygit2.Repository, ref: str) -> RepoSettings:
     """Settings as committed at `ref` (e.g. `refs/heads/main`); defaults when absent."""
-    tree = repo.revparse_single(ref).peel(pygit2.Commit).tree
+    try:
+        tree = repo.revparse_single(ref).peel(pygit2.Commit).tree
+    except (KeyError, pygit2.GitError):  # pygit2 raises KeyError (or GitError) for a missing ref
+        if repo.is_empty:
+            raise MissingBranch("the repository is empty: it has no commits yet") from None
+        raise MissingBranch(f"the repository has no branch `{ref.removeprefix('refs/heads/')}`") from None
     for path in SETTINGS_PATHS:
         try:
             entry = tree[path]

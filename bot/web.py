@@ -225,6 +225,19 @@ def _refused(event: str, delivery: str, body: bytes) -> Response:
     return JSONResponse({"error": f"unexpected {event} payload"}, status_code=400)
 
 
+async def _read_capped(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY: a chunked delivery has no
+    Content-Length to refuse it by, so the cap holds while reading."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(settings: Settings, queue: Submitter) -> Starlette:
     """The webhook app. `queue` is a jobs.JobQueue (or anything with a ledger
     and `submit_many`); submissions go through an Intake (group commit)."""
@@ -239,7 +252,9 @@ def create_app(settings: Settings, queue: Submitter) -> Starlette:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
             return JSONResponse({"error": "payload too large"}, status_code=413)
-        body = await request.body()
+        body = await _read_capped(request)
+        if body is None:
+            return JSONResponse({"error": "payload too large"}, status_code=413)
         if not verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
             return JSONResponse({"error": "bad signature"}, status_code=401)
         event = request.headers.get("x-github-event")

@@ -34,11 +34,6 @@ class Identity:
     email: str
 
     @classmethod
-    def app_bot(cls, slug: str, bot_user_id: int) -> Identity:
-        """How GitHub names an App's commits: `<slug>[bot]` with its noreply address."""
-        return cls(f"{slug}[bot]", f"{bot_user_id}+{slug}[bot]@users.noreply.github.com")
-
-    @classmethod
     def user(cls, login: str, user_id: int) -> Identity:
         return cls(login, f"{user_id}+{login}@users.noreply.github.com")
 

@@ -98,6 +98,8 @@ class FakeGitHub:
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    installed: bool = True  # False: the App no longer covers the repository
+    gone: bool = False  # True: the repository was deleted (its API answers 404)
     requests: list[httpx.Request] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(9001))
 
@@ -126,6 +128,7 @@ class FakeGitHub:
             ("GET", rf"{repo}/installation", self._installation),
             ("DELETE", r"/installation/token", self._revoke),
             ("GET", rf"{repo}/collaborators/(?P<login>[^/]+)/permission", self._permission),
+            ("GET", rf"{repo}", self._get_repo),
             ("POST", rf"{repo}/issues/comments/(?P<cid>\d+)/reactions", self._react_issue),
             ("POST", rf"{repo}/pulls/comments/(?P<cid>\d+)/reactions", self._react_review),
             ("POST", rf"{repo}/issues/(?P<number>\d+)/comments", self._comment),
@@ -165,6 +168,10 @@ class FakeGitHub:
             return denied
         body = json.loads(request.content or b"{}")
         self.token_requests.append(body)
+        if not self.installed:  # GitHub's answer when a named repository is not in the installation
+            return httpx.Response(
+                422, json={"message": "There is at least one repository that does not exist"}
+            )
         token = "ghs_" + secrets.token_hex(18)
         self.tokens.append(token)
         data = example("apps/create-installation-access-token")
@@ -180,6 +187,8 @@ class FakeGitHub:
     def _installation(self, request: httpx.Request) -> httpx.Response:
         if denied := self._auth(request, app=True):
             return denied
+        if not self.installed:
+            return httpx.Response(404, json={"message": "Not Found"})
         data = example("apps/get-repo-installation")
         data["id"] = self.installation_id
         return httpx.Response(200, json=data)
@@ -194,7 +203,7 @@ class FakeGitHub:
         if denied := self._auth(request):
             return denied
         role = self.permissions.get(login, "admin")
-        if role == "none":
+        if role == "none" or self.gone:  # GitHub answers 404 for both
             return httpx.Response(404, json={"message": "Not Found"})
         data = example("repos/get-collaborator-permission-level")
         legacy = {"maintain": "write", "triage": "read"}.get(role, role)
@@ -202,6 +211,15 @@ class FakeGitHub:
         data["role_name"] = role
         data["user"] = _user(data["user"], login, 1000 + len(login))
         data["user"]["role_name"] = role  # missing from GitHub's example, required by githubkit
+        return httpx.Response(200, json=data)
+
+    def _get_repo(self, request: httpx.Request) -> httpx.Response:
+        if denied := self._auth(request):
+            return denied
+        if self.gone:
+            return httpx.Response(404, json={"message": "Not Found"})
+        data = example("repos/get")
+        data.update(name=self.repo.name, full_name=self.repo.full_name)
         return httpx.Response(200, json=data)
 
     def _react(self, request: httpx.Request, kind: str, cid: str) -> httpx.Response:
@@ -516,9 +534,7 @@ class Harness:
             return int(self.queue.run_pending())
 
 
-def make_harness(
-    tmp_path: Path, source: Path, model_url: str | None = None, *, edit: Any = None, **settings: Any
-) -> Harness:
+def make_harness(tmp_path: Path, source: Path, model_url: str | None = None, **settings: Any) -> Harness:
     from githubkit.cache import MemCacheStrategy
 
     from bot.config import Settings, Tier
@@ -547,10 +563,43 @@ def make_harness(
         # Each job its own token cache, and no auto-retry (a retry-after: 0 waits 60 s).
         return app_client(config, auto_retry=False, cache_strategy=MemCacheStrategy())
 
-    queue = JobQueue(config, github=github, edit=edit)
+    queue = JobQueue(config, github=github)
     return Harness(
         config, remote_path, remote, repo, FakeGitHub(repo), queue, create_app(config, queue=queue)
     )
+
+
+def job_request(**overrides: Any) -> Any:
+    """A small JobRequest for acme/calculator#1, as the webhook would make it."""
+    from bot.jobs import JobRequest
+
+    values: dict[str, Any] = {
+        "job_id": "j0",
+        "delivery_id": "d0",
+        "event": "issue_comment",
+        "target": "issue",
+        "command": "edit",
+        "owner": "acme",
+        "repo": "calculator",
+        "clone_url": "x",
+        "default_branch": "main",
+        "number": 1,
+        "comment_id": 1,
+        "requester_login": "m",
+        "requester_id": 1,
+    }
+    return JobRequest(**{**values, **overrides})
+
+
+def open_feature_pull(app: Harness, number: int = 12, branch: str = "feature") -> FakePull:
+    """A branch off main on the remote, and the open pull request whose head it is."""
+    import pygit2
+
+    main = app.remote.references["refs/heads/main"].peel(pygit2.Commit)
+    app.remote.references.create(f"refs/heads/{branch}", main.id)
+    pull = FakePull(number=number, head_ref=branch, head_repo=app.repo.full_name, head_sha=str(main.id))
+    app.fake.pulls[number] = pull
+    return pull
 
 
 def script_memory_clear(model: Any, new_source: str) -> None:

@@ -18,6 +18,7 @@ from tests.fakegithub import (
     Harness,
     issue_comment,
     make_harness,
+    open_feature_pull,
     private_key_pem,
     review_comment,
 )
@@ -128,10 +129,8 @@ def test_issue_comment_opens_a_pull_request(app: Harness, caplog: pytest.LogCapt
 
 def test_review_comment_commits_on_the_head_branch(app: Harness) -> None:
     # An open PR whose head branch lives in the same repository.
+    pull = open_feature_pull(app)
     main = app.remote.references["refs/heads/main"].peel(pygit2.Commit)
-    app.remote.references.create("refs/heads/feature", main.id)
-    pull = FakePull(number=12, head_ref="feature", head_repo=app.repo.full_name, head_sha=str(main.id))
-    app.fake.pulls[12] = pull
     data = review_comment(
         app.repo,
         "/edit add memory clear",

@@ -90,6 +90,19 @@ def test_permission_of_a_stranger_is_none(fake: FakeGitHub, api: gh.RepoAPI) -> 
     assert api.permission("stranger") == "none"
 
 
+def test_permission_when_the_repository_is_gone_is_an_error(fake: FakeGitHub, api: gh.RepoAPI) -> None:
+    fake.gone = True  # the permission API answers 404, as for a stranger
+    with pytest.raises(gh.RepositoryGone, match="acme/calculator"):
+        api.permission("maintainer")
+
+
+def test_extra_secrets_are_scrubbed_too(fake: FakeGitHub, app: Any) -> None:
+    token = gh.mint_token(app, 1, REPO.name)
+    api = gh.RepoAPI.with_token(app, token, REPO.owner, REPO.name, secrets=["sk-model-key", None, ""])
+    posted = api.comment(7, f"{token} sk-model-key")
+    assert fake.comments[posted.id]["body"] == "*** ***"
+
+
 def test_comments_are_scrubbed_and_clipped(fake: FakeGitHub, api: gh.RepoAPI) -> None:
     token = fake.tokens[0]
     posted = api.comment(7, f"oops {token} leaked")

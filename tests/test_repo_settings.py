@@ -9,6 +9,7 @@ import pytest
 
 from bot.config import Tier
 from bot.repo_settings import (
+    MissingBranch,
     RepoSettings,
     RepoSettingsError,
     load_repo_settings,
@@ -94,3 +95,15 @@ def test_yaml_extension_and_bad_bytes(tmp_path: Path) -> None:
     repo = make_git_repo(path)
     with pytest.raises(RepoSettingsError, match="UTF-8"):
         load_repo_settings(repo, "refs/heads/main")
+
+
+def test_missing_branch_or_empty_repository_says_so(tmp_path: Path) -> None:
+    empty = pygit2.init_repository(str(tmp_path / "empty.git"), bare=True)
+    with pytest.raises(MissingBranch, match="the repository is empty"):
+        load_repo_settings(empty, "refs/heads/main")
+    path = tmp_path / "r"
+    path.mkdir()
+    (path / "README.md").write_text("hello\n")
+    repo = make_git_repo(path)
+    with pytest.raises(MissingBranch, match="has no branch `trunk`"):
+        load_repo_settings(repo, "refs/heads/trunk")

@@ -13,34 +13,21 @@ import pytest
 
 from bot.config import Settings
 from bot.jobs import Intake, JobRequest, Ledger
-from bot.web import create_app, sign, verify_signature
+from bot.web import MAX_BODY, create_app, sign, verify_signature
 from tests.fakegithub import (
     WEBHOOK_SECRET,
     FakePull,
     RemoteRepo,
     delivery_headers,
     issue_comment,
+    job_request,
     payload,
     post,
     review_comment,
 )
 
 REPO = RemoteRepo(owner="acme", name="calculator", clone_url="https://github.test/acme/calculator.git")
-JOB = JobRequest(
-    job_id="j0",
-    delivery_id="d0",
-    event="issue_comment",
-    target="issue",
-    command="edit",
-    owner="acme",
-    repo="calculator",
-    clone_url="x",
-    default_branch="main",
-    number=1,
-    comment_id=1,
-    requester_login="m",
-    requester_id=1,
-)
+JOB = job_request()
 
 
 class RecordingQueue:
@@ -101,6 +88,28 @@ def test_healthz(app: Any) -> None:
             return await client.get("/healthz")
 
     assert asyncio.run(get()).json() == {"ok": True}
+
+
+def test_oversized_body_is_refused_with_or_without_a_length(app: Any, queue: RecordingQueue) -> None:
+    chunk = b" " * (1024 * 1024)
+    count = MAX_BODY // len(chunk) + 2
+    headers = delivery_headers(WEBHOOK_SECRET.encode(), b"", "issue_comment")
+
+    async def send(chunked: bool) -> httpx.Response:
+        async def stream() -> Any:
+            for _ in range(count):
+                yield chunk
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            content = stream() if chunked else chunk * count
+            response = await client.post("/api/github/webhooks", content=content, headers=headers)
+            assert ("content-length" in response.request.headers) is not chunked
+            return response
+
+    assert asyncio.run(send(chunked=False)).status_code == 413
+    assert asyncio.run(send(chunked=True)).status_code == 413  # no Content-Length to go by
+    assert queue.jobs == []
 
 
 def test_ping_answers_pong(app: Any) -> None:
