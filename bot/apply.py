@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from bot.config import EditFormat
+from bot.index import JUNK_DIRS
 
 __all__ = [
     "ApplyError",
@@ -1054,8 +1055,6 @@ def _check_overlap(placed: Sequence[tuple[_Block, _Match]], path: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 # Never part of a checkout's tracked files; skipping them keeps bare-name lookups fast and sane.
-_SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".tox"}
-_SKIP_DIRS |= {".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis"}
 
 
 def _check_rel(rel: str) -> str:
@@ -1152,7 +1151,7 @@ class _Workspace:
         if self._listing is None:
             found: set[str] = set(self.overrides)
             for dirpath, dirnames, filenames in os.walk(self.root):
-                dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+                dirnames[:] = sorted(d for d in dirnames if d not in JUNK_DIRS)
                 rel_dir = Path(dirpath).relative_to(self.root).as_posix()
                 for name in filenames:
                     found.add(name if rel_dir == "." else f"{rel_dir}/{name}")

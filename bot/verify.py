@@ -26,6 +26,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from bot.index import JUNK_DIRS
+
 # Only these variables reach the command; everything else is dropped.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONHASHSEED", "SYSTEMROOT")
 # Never passed even if allow-listed by mistake (patterns match upper-cased names).
@@ -35,7 +37,6 @@ SHELL_CHARS = set("|&;<>()$`*?[]{}~!\n")
 OUTPUT_TAIL_CHARS = 8_000
 # Parsed output is bounded too: a runaway test printing gigabytes must not OOM us.
 OUTPUT_READ_LIMIT = 4_000_000
-SKIP_DIRS = {".git", ".hg", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache", "build"}
 
 _COUNT_RE = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)\b")
 _FAILING_RE = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$")
@@ -112,7 +113,7 @@ def has_python_tests(root: Path) -> bool:
     if tests_dir.is_dir() and any(tests_dir.rglob("*.py")):
         return True
     for _dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if d not in JUNK_DIRS and not d.startswith(".")]
         if any(
             (name.startswith("test_") and name.endswith(".py")) or name.endswith("_test.py")
             for name in filenames
