@@ -3,6 +3,7 @@ worker threads) in one process, stopped together on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -45,6 +46,25 @@ def settle_heap() -> None:
 def scrub_environment() -> None:
     for name in SECRET_ENV:
         os.environ.pop(name, None)
+    deny_inspection()
+
+
+PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE = 3
+
+
+def deny_inspection() -> bool:
+    """Popping a variable does not clear /proc/<pid>/environ, and the process
+    memory holds the key. A non-dumpable process keeps its /proc files and
+    memory from other processes of the same user, such as a repository's
+    tests (root still sees them: run the service as its own user, as
+    deploy/patchling.service does). Returns whether it took effect."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        return int(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False  # not Linux: nothing to do here
 
 
 def start_consumer(queue: JobQueue, workers: int) -> Consumer:

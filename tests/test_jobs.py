@@ -406,3 +406,17 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "stopped (SIGTERM)" in text
     assert WEBHOOK_SECRET not in text
     assert (tmp_path / "data" / "queue.sqlite3").exists()
+
+
+def test_serve_keeps_its_memory_and_environ_from_same_user_processes() -> None:
+    # In a child interpreter: the flag is per process and this one stays as it is.
+    code = (
+        "import ctypes, os\n"
+        "from bot.serve import PR_GET_DUMPABLE, scrub_environment\n"
+        "os.environ['GITHUB_WEBHOOK_SECRET'] = 'x'\n"
+        "scrub_environment()\n"
+        "libc = ctypes.CDLL(None)\n"
+        "print(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 'GITHUB_WEBHOOK_SECRET' in os.environ)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "False"]
