@@ -250,7 +250,10 @@ def serve(
     """Run the GitHub App (webhooks in, pull requests out)."""
     from bot.serve import serve as run_server  # the GitHub side, loaded only here
 
-    run_server(_settings(config), host, port)
+    try:
+        run_server(_settings(config), host, port)
+    except ValueError as exc:  # incomplete settings: nothing was started
+        _bad_input(str(exc))
 
 
 if __name__ == "__main__":

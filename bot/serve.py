@@ -108,7 +108,27 @@ def start_checkpoints(queue: JobQueue, stop: threading.Event, every_s: float = C
     threading.Thread(target=run, name="sqlite-checkpoints", daemon=True).start()
 
 
+def missing_settings(settings: Settings) -> list[str]:
+    """What the App cannot run without, named as the operator sets it."""
+    missing = []
+    if not settings.github_app_id:
+        missing.append("GITHUB_APP_ID")
+    key_path = settings.github_private_key_path
+    if settings.github_private_key is None and key_path is None:
+        missing.append("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH")
+    elif settings.github_private_key is None and key_path is not None and not key_path.is_file():
+        missing.append(f"GITHUB_PRIVATE_KEY_PATH to a readable file ({key_path} is not one)")
+    if settings.github_webhook_secret is None or not settings.github_webhook_secret.get_secret_value():
+        missing.append("GITHUB_WEBHOOK_SECRET")
+    return missing
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> None:
+    """Raises ValueError, before anything is started or written, when the App's
+    settings are incomplete."""
+    missing = missing_settings(settings)
+    if missing:
+        raise ValueError("the GitHub App is not configured; set " + ", ".join(missing) + " (see README)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scrub_environment()
     queue = JobQueue(settings)

@@ -240,3 +240,17 @@ def test_context_json_counts_match_rendered_text(calculator_repo: Path) -> None:
 
     context = select_context(calculator_repo, "add memory clear", 500)
     assert count_tokens(context.render()) == context.tokens <= 500
+
+
+def test_serve_without_app_settings_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_PRIVATE_KEY_PATH", "GITHUB_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GITHUB_PRIVATE_KEY_PATH", str(tmp_path / "missing.pem"))
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "GITHUB_APP_ID" in result.output and "GITHUB_WEBHOOK_SECRET" in result.output
+    assert "missing.pem" in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written

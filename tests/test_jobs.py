@@ -40,6 +40,7 @@ from tests.fakegithub import (
     issue_comment,
     job_request,
     make_harness,
+    private_key_pem,
     script_memory_clear,
 )
 from tests.modelserver import ScriptedModel, free_port
@@ -378,6 +379,8 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         **os.environ,
         "PATCHLING_DATA_DIR": str(tmp_path / "data"),
         "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GITHUB_APP_ID": "12345",
+        "GITHUB_PRIVATE_KEY": private_key_pem(),
         "PATCHLING_WORKERS": "2",
     }
     code = (
@@ -405,6 +408,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "consumer started with 2 worker thread(s)" in text
     assert "stopped (SIGTERM)" in text
     assert WEBHOOK_SECRET not in text
+    assert "PRIVATE KEY" not in text
     assert (tmp_path / "data" / "queue.sqlite3").exists()
 
 
