@@ -443,9 +443,12 @@ class Submitter(Protocol):
 class Intake:
     """Group commit for the webhook. Requests hand over their job and wait;
     one flush at a time records every job gathered so far in one ledger
-    transaction and enqueues them, in a worker thread so that the commits do
-    not stall the event loop. Each request is answered once its job is
-    durable; under load, one commit serves many deliveries."""
+    transaction and enqueues them in one queue transaction. Each request is
+    answered once its job is durable; under load, one commit serves many
+    deliveries. The commits run on the event loop itself: they are short
+    (WAL, no fsync per commit), and handing each batch to a thread cost more
+    CPU than the commit (measured with bench.webhooks: 540 against 400 µs of
+    server CPU a delivery)."""
 
     def __init__(self, queue: Submitter) -> None:
         self.queue = queue
@@ -465,8 +468,13 @@ class Intake:
         try:
             while self._batch:
                 batch, self._batch = self._batch, []
+                # One turn of the loop first, so that the deliveries already
+                # read join this batch.
+                await asyncio.sleep(0)
+                batch += self._batch
+                self._batch = []
                 try:
-                    results = await asyncio.to_thread(self.queue.submit_many, [job for job, _ in batch])
+                    results = self.queue.submit_many([job for job, _ in batch])
                 except Exception as exc:
                     log.exception("could not record %d job(s)", len(batch))
                     results = [exc] * len(batch)
