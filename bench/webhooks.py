@@ -140,6 +140,12 @@ def deliveries(count: int, start: int) -> list[tuple[bytes, dict[str, str]]]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process (all its threads) has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     name: str
@@ -147,6 +153,7 @@ class Result:
     seconds: float
     latencies_ms: list[float]
     statuses: dict[int, int]
+    server_cpu_s: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -161,6 +168,7 @@ class Result:
             f"{self.name:<10} {self.requests:>6} req  {self.rps:>8.0f} req/s  "
             f"p50 {self.percentile(50):6.2f} ms  p99 {self.percentile(99):6.2f} ms  "
             f"mean {statistics.fmean(self.latencies_ms):6.2f} ms  "
+            f"server CPU {1e6 * self.server_cpu_s / max(1, self.requests):4.0f} us/req  "
             f"statuses {dict(sorted(self.statuses.items()))}"
         )
 
@@ -221,9 +229,11 @@ def run_rounds(
     totals = {kind: Result(kind, 0, 0.0, [], {}) for kind in servers}
     for start in range(0, requests, size):
         chunk = work[start : start + size]
-        for kind, (_, url) in servers.items():
+        for kind, (proc, url) in servers.items():
+            cpu_before = cpu_seconds(proc.pid)
             part = asyncio.run(load(kind, url, chunk, clients))
             total = totals[kind]
+            total.server_cpu_s += cpu_seconds(proc.pid) - cpu_before
             total.requests += part.requests
             total.seconds += part.seconds
             total.latencies_ms += part.latencies_ms
