@@ -160,6 +160,29 @@ def test_review_comment_commits_on_the_head_branch(app: Harness) -> None:
     assert_no_secret_anywhere(app)
 
 
+def test_review_comment_span_leads_the_context(app: Harness, model_server: ScriptedModel) -> None:
+    # The commented lines steer the context: operations.py, which the
+    # instruction alone would not rank first, comes first and its span in full.
+    pull = open_feature_pull(app)
+    data = review_comment(
+        app.repo,
+        "/edit add memory clear",
+        pull=pull,
+        path="calculator/operations.py",
+        start_line=24,
+        line=26,
+        diff_hunk="@@ -22,6 +22,6 @@ def divide(a: float, b: float) -> float:",
+    )
+    assert app.deliver("pull_request_review_comment", data).status_code == 202
+    assert app.run_jobs() == 1
+
+    plan_call = next(c for c in model_server.calls() if "decide which files" in str(c["messages"]))
+    prompt = "\n".join(str(m["content"]) for m in plan_call["messages"])
+    headers = [line for line in prompt.splitlines() if line.startswith("### ")]
+    assert headers[0].startswith("### calculator/operations.py"), headers
+    assert "def power(a: float, b: float) -> float:\n    return a**b" in prompt
+
+
 def test_unauthorized_commenter_gets_one_polite_reply(app: Harness, model_server: ScriptedModel) -> None:
     app.fake.permissions["visitor"] = "read"
     data = issue_comment(app.repo, "/edit add memory clear", login="visitor", user_id=77)
