@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path, PurePosixPath
 
+from bench.shared import bench_data
 from bot.apply import ApplyError, apply_edit
 
 TOOLS = ("ours", "git", "patch")
@@ -71,14 +72,8 @@ ROWS = (
 )
 
 
-def data_dir() -> Path:
-    """The shared benchmark data: $PATCHLING_BENCH_DATA, else ../shared/bench beside the repo."""
-    env = os.environ.get("PATCHLING_BENCH_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "bench"
-
-
 def load_cases(limit: int | None) -> list[dict[str, str]]:
-    path = data_dir() / "edits" / "cases.jsonl.gz"
+    path = bench_data() / "edits" / "cases.jsonl.gz"
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         cases = [json.loads(line) for line in fh if line.strip()]
     return cases[:limit] if limit else cases

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tarfile
 import tempfile
@@ -23,19 +22,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.shared import bench_data
 from bot.context import select_context
 from bot.index import build_index
 
 VISIBLE_MODES = frozenset({"full", "span", "skeleton"})
 STRICT_MODES = frozenset({"full", "span"})
 TARGET_RECALL = 0.80
-
-
-def data_dir() -> Path:
-    env = os.environ.get("PATCHLING_BENCH_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "bench"
 
 
 @dataclass
@@ -185,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", action="append", default=[], help="only these repos (owner__name)")
     args = parser.parse_args(argv)
 
-    root = data_dir() / "localize"
+    root = bench_data() / "localize"
     if not root.is_dir():
         print(f"no benchmark data at {root} (set PATCHLING_BENCH_DATA)", file=sys.stderr)
         return 2

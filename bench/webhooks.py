@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 
-SHARED = Path(os.environ.get("PATCHLING_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+from bench.shared import SHARED
+
 PAYLOAD = SHARED / "github-payloads" / "issue_comment" / "created.with-installation.payload.json"
 SECRET = "bench-webhook-secret"
 PATH = "/api/github/webhooks"
