@@ -382,13 +382,19 @@ async def test_named_path_skips_the_planning_call(model_server: ScriptedModel, c
     assert len(model_server.calls()) == 1  # no PlanEdit call
 
 
-async def test_unverified_without_tests(model_server: ScriptedModel, tmp_path: Path) -> None:
+def notes_repo(tmp_path: Path) -> Path:
+    """A git repository with one text file and no tests."""
     from tests.conftest import make_git_repo
 
     root = tmp_path / "notes"
     root.mkdir()
     (root / "notes.txt").write_text("one\n")
     make_git_repo(root)
+    return root
+
+
+async def test_unverified_without_tests(model_server: ScriptedModel, tmp_path: Path) -> None:
+    root = notes_repo(tmp_path)
     model_server.script({"match": "What to change in notes.txt:", "reply": fenced("one\ntwo\n", "text")})
     result = await run_edit(root, "append two to notes.txt", tiers=[make_tier(model_server, "tiny")])
     assert result.status == "unverified" and result.tests_before is None
@@ -396,12 +402,7 @@ async def test_unverified_without_tests(model_server: ScriptedModel, tmp_path: P
 
 
 async def test_setup_command_runs_before_and_after(model_server: ScriptedModel, tmp_path: Path) -> None:
-    from tests.conftest import make_git_repo
-
-    root = tmp_path / "notes"
-    root.mkdir()
-    (root / "notes.txt").write_text("one\n")
-    make_git_repo(root)
+    root = notes_repo(tmp_path)
     model_server.script({"match": "What to change in notes.txt:", "reply": fenced("one\ntwo\n", "text")})
     records = RecordStore(tmp_path / "records.sqlite3")
     # Each test run gets a fresh $HOME: the tests pass only if setup ran first.
