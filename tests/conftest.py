@@ -9,10 +9,20 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from tests.fakegithub import SHARED
 from tests.modelserver import ScriptedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 CALCULATOR = ROOT / "examples" / "calculator"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Real webhook deliveries and GitHub's response bodies come from there.
+    if not (SHARED / "github-payloads").is_dir():
+        pytest.exit(
+            f"no shared test data at {SHARED}: put shared/ beside the checkout or set PATCHLING_SHARED",
+            returncode=1,
+        )
 
 
 @pytest.fixture(scope="session")
