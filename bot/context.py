@@ -69,6 +69,7 @@ PATH_BOOST = 2.0  # a file named in the subject line: twice the best lexical sco
 SPREAD = 0.3  # share of a top hit's score its import-graph neighbours get (split by degree)
 SPREAD_SOURCES = 5  # the top hits that spread
 BODY_MENTION = 0.3  # a name in the body is worth this share of one in the subject
+PHRASE_WEIGHT = 0.5  # words spelling an identifier ("content type"): partly the evidence of the words alone
 
 # Trimming.
 # The likely edit targets, in rank order, may take these shares of the budget in full or as spans;
@@ -194,7 +195,7 @@ def parse_query(instruction: str, extra: str = "") -> Query:
             # The index keeps a several-part identifier whole as well ("run_command", "runcommand"):
             # a phrase that spells it names it, however generic its words are alone.
             for term in ("_".join(parts), "".join(parts)):
-                weights[term] = max(weights.get(term, 0.0), weight)
+                weights[term] = max(weights.get(term, 0.0), weight * PHRASE_WEIGHT)
     if _TEST_WORD_RE.search(subject):
         test_factor = 1.0
     elif _TEST_WORD_RE.search(body):
