@@ -7,6 +7,16 @@ commit message and the result is scored against the task's gold files.
 
     .venv/bin/python -m bench.context [--budget 4000] [--json]
 
+Besides recall, two kinds of near miss are counted per repository, since a
+gold file that is merely present can still leave the model without the code
+to change:
+
+- outranked: a gold file is shown only as an outline or a listing line while
+  a file outside the gold set got its text in full or as a span;
+- phrase: the instruction spells out, as plain words, the name of a definition
+  in a gold file ("the run command" for `run_command`, "--debug-port" for
+  `debug_port`); counted is whether that definition's text is then shown in full.
+
 Data: `<workspace>/shared/bench/localize/` (see its README), or the directory
 named by `PATCHLING_BENCH_DATA`.
 """
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tarfile
 import tempfile
@@ -23,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.shared import bench_data
-from bot.context import select_context
-from bot.index import build_index
+from bot.context import Context, select_context
+from bot.index import RepoIndex, Symbol, build_index, split_identifier
 
 VISIBLE_MODES = frozenset({"full", "span", "skeleton"})
 STRICT_MODES = frozenset({"full", "span"})
@@ -47,7 +58,12 @@ class RepoResult:
     files: int = 0
     index_s: float = 0.0
     select_s: float = 0.0
+    outranked: int = 0  # tasks with a gold file outlined or listed while a non-gold file got text
+    phrase_tasks: int = 0  # tasks whose instruction spells out a gold file's definition in words
+    phrase_defs: int = 0  # such definitions (pooled count)
+    phrase_full: int = 0  # ... of them shown in full
     misses: list[str] = field(default_factory=list)
+    near_misses: list[str] = field(default_factory=list)
 
     @property
     def recall(self) -> float:
@@ -68,6 +84,9 @@ class RepoResult:
             "recall_micro": round(self.found / self.gold, 4) if self.gold else 0.0,
             "recall_micro_full_span": round(self.found_strict / self.gold, 4) if self.gold else 0.0,
             "all_gold_found": round(self.all_found / n, 4),
+            "gold_outranked": round(self.outranked / n, 4),
+            "phrase_tasks": self.phrase_tasks,
+            "phrase_defs_full": round(self.phrase_full / self.phrase_defs, 4) if self.phrase_defs else None,
             "mean_tokens_sent": round(self.tokens_sent / n, 1),
             "mean_tokens_whole_files": round(self.tokens_whole / n, 1),
             "repo_tokens": self.repo_tokens,
@@ -79,6 +98,53 @@ class RepoResult:
 def load_tasks(repo_dir: Path) -> list[dict]:
     with (repo_dir / "tasks.jsonl").open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def spelled_definitions(index: RepoIndex, path: str, instruction: str) -> list[Symbol]:
+    """Definitions in `path` whose name the instruction writes as separate
+    words. Deliberately its own rule, not the selector's, so that the count
+    does not move when the selector changes."""
+    info = index.files.get(path)
+    if info is None:
+        return []
+    found: list[Symbol] = []
+    for sym in info.symbols:
+        parts = split_identifier(sym.name)
+        if sym.kind in ("variable", "section") or len(parts) < 2:
+            continue
+        phrase = r"(?<![\w-])" + r"[ \t-]+".join(map(re.escape, parts)) + r"(?!\w)"
+        if re.search(phrase, instruction, re.IGNORECASE):
+            found.append(sym)
+    return found
+
+
+def shown_in_full(index: RepoIndex, ctx: Context, path: str, sym: Symbol) -> bool:
+    sent = next((f for f in ctx.files if f.path == path), None)
+    if sent is None or sent.mode not in STRICT_MODES:
+        return False
+    lines = index.read(path).splitlines()
+    return "\n".join(lines[sym.start_line - 1 : sym.end_line]) in sent.text
+
+
+def near_misses(index: RepoIndex, ctx: Context, task: dict, result: RepoResult) -> None:
+    """Count the two kinds of near miss (see the module docstring) for one task."""
+    gold = set(task["gold_files"])
+    modes = {f.path: f.mode for f in ctx.files}
+    with_text = {p for p, m in modes.items() if m in STRICT_MODES}
+    outlined = sorted(p for p in gold if modes.get(p) in ("skeleton", "listing"))
+    if outlined and with_text - gold:
+        result.outranked += 1
+        others = ", ".join(sorted(with_text - gold))
+        for path in outlined:
+            result.near_misses.append(f"{task['id']}: {path} {modes[path]}, while {others} got text")
+    spelled = [(p, sym) for p in sorted(gold) for sym in spelled_definitions(index, p, task["instruction"])]
+    result.phrase_tasks += bool(spelled)
+    for path, sym in spelled:
+        result.phrase_defs += 1
+        if shown_in_full(index, ctx, path, sym):
+            result.phrase_full += 1
+        else:
+            result.near_misses.append(f"{task['id']}: {path}:{sym.qualname} spelled out, not shown in full")
 
 
 def run_repo(repo_dir: Path, budget: int) -> RepoResult:
@@ -114,6 +180,7 @@ def run_repo(repo_dir: Path, budget: int) -> RepoResult:
             result.tokens_whole += sum(index.files[p].tokens for p in gold | shown if p in index.files)
             for path in sorted(gold - shown):
                 result.misses.append(f"{task['id']}: {path} ({modes.get(path, 'absent')})")
+            near_misses(index, ctx, task, result)
     return result
 
 
@@ -133,6 +200,10 @@ def pooled(results: list[RepoResult]) -> RepoResult:
             "files",
             "index_s",
             "select_s",
+            "outranked",
+            "phrase_tasks",
+            "phrase_defs",
+            "phrase_full",
         ):
             setattr(total, name, getattr(total, name) + getattr(r, name))
     total.repo_tokens = round(sum(r.repo_tokens for r in results) / max(1, len(results)))
@@ -166,6 +237,25 @@ def print_table(results: list[RepoResult], budget: int) -> None:
     )
     verdict = "met" if total.recall >= TARGET_RECALL else "NOT met"
     print(f"target: pooled recall >= {TARGET_RECALL:.2f} within {budget} tokens: {verdict}")
+    print_near_misses(rows)
+
+
+def print_near_misses(rows: list[RepoResult]) -> None:
+    header = f"{'repo':<22} {'outranked':>9} {'phrase tasks':>12} {'phrase defs in full':>19}"
+    print()
+    print("Near misses")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        if r is rows[-1]:
+            print("-" * len(header))
+        full = f"{r.phrase_full}/{r.phrase_defs}" if r.phrase_defs else "-"
+        print(f"{r.repo:<22} {r.outranked / max(1, r.tasks):>9.3f} {r.phrase_tasks:>12} {full:>19}")
+    print(
+        "outranked: share of tasks with a gold file outlined or listed while a non-gold file got full "
+        "or span text;\nphrase: tasks whose instruction spells out a gold file's definition as words, "
+        "and how many such definitions were shown in full"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--budget", type=int, default=4000, help="token budget per task (default 4000)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--misses", action="store_true", help="list the gold files not shown")
+    parser.add_argument(
+        "--misses", action="store_true", help="list the gold files not shown, and the near misses"
+    )
     parser.add_argument("--repo", action="append", default=[], help="only these repos (owner__name)")
     args = parser.parse_args(argv)
 
@@ -194,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if args.misses:
             out["misses"] = {r.repo: r.misses for r in results}
+            out["near_misses"] = {r.repo: r.near_misses for r in results}
         print(json.dumps(out, indent=2))
     else:
         print_table(results, args.budget)
@@ -201,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             for r in results:
                 for miss in r.misses:
                     print("  miss", miss)
+                for miss in r.near_misses:
+                    print("  near", miss)
     return 0
 
 

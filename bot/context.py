@@ -27,6 +27,7 @@ from bot.index import (
     Symbol,
     build_index,
     identifier_terms,
+    split_identifier,
     stem,
 )
 from bot.tokens import count_tokens, truncate_to_tokens
@@ -68,6 +69,7 @@ PATH_BOOST = 2.0  # a file named in the subject line: twice the best lexical sco
 SPREAD = 0.3  # share of a top hit's score its import-graph neighbours get (split by degree)
 SPREAD_SOURCES = 5  # the top hits that spread
 BODY_MENTION = 0.3  # a name in the body is worth this share of one in the subject
+PHRASE_WEIGHT = 0.5  # words spelling an identifier ("content type"): partly the evidence of the words alone
 
 # Trimming.
 # The likely edit targets, in rank order, may take these shares of the budget in full or as spans;
@@ -99,6 +101,10 @@ _DOCS_WORD_RE = re.compile(r"\b(?:docs?|documentation|readme|changelog|changes)\
 _CHANGELOG_WORD_RE = re.compile(r"\b(?:change ?log|changes|history|news|release notes?)\b", re.IGNORECASE)
 _CHANGELOG_NAME_RE = re.compile(r"^(?:change(?:s|log)|history|news|releases?)(?:\.\w+)?$", re.IGNORECASE)
 _DEF_LINE_RE = re.compile(r"^\s*(?:async\s+)?(?:def|class)\b")
+# Words joined only by spaces or hyphens read as one phrase ("run command", "--debug-port");
+# any other punctuation ends it.
+_PHRASE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[ \t-]+[A-Za-z_][A-Za-z0-9_]*)+")
+PHRASE_WORDS = 4  # the longest phrase that may spell one identifier
 
 
 @dataclass
@@ -147,6 +153,7 @@ class Query:
     weights: dict[str, float]  # stemmed term -> weight
     code_names: set[str]  # identifiers written as code: `raise_for_status`, HTTPError, foo()
     words: set[str]  # every identifier as written
+    phrases: set[str]  # runs of words that may spell one identifier: "run command" -> "runcommand"
     subject_code_names: set[str]  # those of them in the subject line
     path_mentions: dict[str, float]  # "httpx/_models.py", "_models.py", "httpx._models" -> strength
     test_factor: float  # how much test files are worth
@@ -165,6 +172,7 @@ def parse_query(instruction: str, extra: str = "") -> Query:
     weights: dict[str, float] = {}
     mentions: dict[str, float] = {}
     subject_codes: set[str] = set()
+    phrases: set[str] = set()
     parts = (
         (subject, SUBJECT_WEIGHT, 1.0),
         (body, BODY_WEIGHT, BODY_MENTION),
@@ -182,6 +190,12 @@ def parse_query(instruction: str, extra: str = "") -> Query:
             for term in identifier_terms(ident):
                 w = weight * factor * (GENERIC_WEIGHT if term in GENERIC_TERMS else 1.0)
                 weights[term] = max(weights.get(term, 0.0), w)
+        for parts in _phrases(part):
+            phrases.add(phrase_key(parts))
+            # The index keeps a several-part identifier whole as well ("run_command", "runcommand"):
+            # a phrase that spells it names it, however generic its words are alone.
+            for term in ("_".join(parts), "".join(parts)):
+                weights[term] = max(weights.get(term, 0.0), weight * PHRASE_WEIGHT)
     if _TEST_WORD_RE.search(subject):
         test_factor = 1.0
     elif _TEST_WORD_RE.search(body):
@@ -193,11 +207,37 @@ def parse_query(instruction: str, extra: str = "") -> Query:
         code_names=code_names,
         subject_code_names=subject_codes,
         words=set(IDENT_RE.findall(text)),
+        phrases=phrases,
         path_mentions=mentions,
         test_factor=test_factor,
         docs=bool(_DOCS_WORD_RE.search(subject)),
         changelog=bool(_CHANGELOG_WORD_RE.search(subject)),
     )
+
+
+def _phrases(text: str) -> list[list[str]]:
+    """Every run of two to `PHRASE_WORDS` adjacent words, as identifier parts;
+    runs of stopwords only ("is not") are left out."""
+    found: list[list[str]] = []
+    for m in _PHRASE_RE.finditer(text):
+        words = [split_identifier(w) for w in IDENT_RE.findall(m.group(0))]
+        for i in range(len(words)):
+            for j in range(i + 2, min(len(words), i + PHRASE_WORDS) + 1):
+                parts = [p for w in words[i:j] for p in w]
+                if any(p not in STOPWORDS for p in parts):
+                    found.append(parts)
+    return found
+
+
+def phrase_key(parts: Collection[str]) -> str:
+    """One spelling for `run_command`, `RunCommand` and "run command"."""
+    return "".join(parts)
+
+
+def spelled_by_phrase(name: str, query: Query) -> bool:
+    """Whether the instruction writes the identifier `name` out as words."""
+    parts = split_identifier(name)
+    return len(parts) > 1 and phrase_key(parts) in query.phrases
 
 
 def _mentions(text: str) -> list[str]:
@@ -610,24 +650,46 @@ class _Renderer:
 
     def spans(self, path: str, info: FileInfo, lines: list[str], cap: int) -> list[_Option]:
         """The symbols the instruction points at in full, the rest as outlines."""
-        chosen: list[tuple[int, int]] = []
-        for sym in self.matching_symbols(info, lines):
-            trial = [*chosen, (sym.start_line, sym.end_line)]
-            if _option(path, "span", 1, outline(lines, info.symbols, 4, trial)).tokens <= cap:
-                chosen = trial
-        if not chosen:
-            return []
-        return [_option(path, "span", 1, outline(lines, info.symbols, level, chosen)) for level in range(5)]
+        for group in (self.named_symbols(info), self.scored_symbols(info, lines)):
+            chosen: list[tuple[int, int]] = []
+            for sym in group:
+                trial = [*chosen, (sym.start_line, sym.end_line)]
+                if _option(path, "span", 1, outline(lines, info.symbols, 4, trial)).tokens <= cap:
+                    chosen = trial
+            if chosen:
+                return [
+                    _option(path, "span", 1, outline(lines, info.symbols, level, chosen))
+                    for level in range(5)
+                ]
+            # None of the named ones fits (a whole class, say): the best-matching parts may.
+        return []
 
-    def matching_symbols(self, info: FileInfo, lines: list[str]) -> list[Symbol]:
-        """Definitions the instruction names literally; failing that, the few
-        functions whose names and bodies match its words best."""
+    def named_symbols(self, info: FileInfo) -> list[Symbol]:
+        """Definitions the instruction names: written as code first, then
+        spelled out as a phrase ("run command"), then as a bare word ("command")."""
+        query = self.query
+        named = [
+            s
+            for s in info.symbols
+            if s.kind not in ("variable", "section")
+            and (
+                s.name in query.code_names
+                or spelled_by_phrase(s.name, query)
+                or (s.name in query.words and len(s.name) > 3)
+            )
+        ]
+        named.sort(
+            key=lambda s: (
+                s.name not in query.code_names,
+                not spelled_by_phrase(s.name, query),
+                s.end_line - s.start_line,
+            )
+        )
+        return named[:SPAN_SYMBOLS]
+
+    def scored_symbols(self, info: FileInfo, lines: list[str]) -> list[Symbol]:
+        """The few functions whose names and bodies match the instruction's words best."""
         defs = [s for s in info.symbols if s.kind not in ("variable", "section")]
-        words = self.query.words
-        named = [s for s in defs if s.name in self.query.code_names or (s.name in words and len(s.name) > 3)]
-        if named:
-            named.sort(key=lambda s: (s.name not in self.query.code_names, s.end_line - s.start_line))
-            return named[:SPAN_SYMBOLS]
         scored: list[tuple[float, int, Symbol]] = []
         parents = {d.qualname.rsplit(".", 1)[0] for d in defs if "." in d.qualname}
         for sym in defs:
@@ -734,9 +796,12 @@ def _allocate(cands: list[_Candidate], budget: int) -> None:
         if cand.role == "focus":
             take(cand, budget - used)
     cover(FIRST_COVERAGE_SHARE)
-    for cand in cands:
-        if cand.role == "primary":
-            take(cand, budget - used, cap=cand.cap, max_tier=1)
+    # Every likely target gets its leanest full text or span before any of them a richer one,
+    # so the first one's outline does not crowd out the second one's code.
+    for cheapest in (True, False):
+        for cand in cands:
+            if cand.role == "primary":
+                take(cand, budget - used, cap=cand.cap, max_tier=1, cheapest=cheapest)
     cover(COVERAGE_SHARE)
     for cand in cands:
         if cand.role in outlined and cand.level is not None:

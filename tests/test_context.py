@@ -420,3 +420,57 @@ def test_budget_is_never_exceeded(shop: Shop, budget: int, instruction: str, foc
         assert f.tokens == count_tokens(f.text)
     if focus is not None and ctx.files:
         assert ctx.files[0].path == "shop/reports.py"
+
+
+def runner_module() -> str:
+    """A command-line module: a short `run_command`, and a long method that
+    says "run" and "command" far more often."""
+    steps = "\n".join(
+        f"            command_{i} = self.commands[{i}]\n"
+        f"            self.run(command_{i}, attempt={i})\n"
+        f"            self.log_command(command_{i}, 'run {i}')"
+        for i in range(15)
+    )
+    helpers = "\n\n\n".join(
+        f'def format_column_{i}(value):\n    """Column {i} of the table."""\n'
+        f"    return str(value).rjust({i + 4})"
+        for i in range(40)
+    )
+    return (
+        '"""Command-line entry points."""\n\n\n'
+        "def run_command(host, port):\n"
+        '    """Serve the app on host:port until interrupted."""\n'
+        "    server = make_server(host, port)\n"
+        "    server.serve_forever()\n\n\n"
+        "class Runner:\n"
+        '    """Replays recorded commands."""\n\n'
+        "    def execute(self):\n"
+        '        """Run every recorded command in order."""\n'
+        "        for attempt in range(3):\n"
+        f"{steps}\n\n\n"
+        f"{helpers}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def runner_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runner")
+    (root / "tool").mkdir()
+    (root / "tool" / "cli.py").write_text(runner_module(), encoding="utf-8")
+    (root / "tool" / "server.py").write_text(
+        'def make_server(host, port):\n    """A server bound to host:port."""\n    return (host, port)\n',
+        encoding="utf-8",
+    )
+    pygit2.init_repository(str(root), initial_head="main")
+    return root
+
+
+def test_words_spelling_an_identifier_select_its_span(runner_repo: Path) -> None:
+    index = build_index(runner_repo)
+    ctx = select_context(runner_repo, "Add a timeout to the run command", 2000, index=index)
+    sent = next(f for f in ctx.files if f.path == "tool/cli.py")
+    assert sent.mode == "span"
+    source = index.read("tool/cli.py")
+    run_command = source[source.index("def run_command(") : source.index("\n\n\nclass Runner:")]
+    assert run_command in sent.text  # the definition the phrase spells, in full
+    assert "command_14 = self.commands[14]" not in sent.text  # not the longer, looser match
