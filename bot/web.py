@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.commands import USAGE, Command, is_bot, issue_instruction, parse_comment
+from bot.commands import Command, is_bot, issue_command, parse_comment
 from bot.config import Settings
 from bot.jobs import Intake, JobRequest, Ledger, Submitter, new_job_id
 
@@ -131,18 +131,15 @@ def handle_issue_comment(delivery: str, event: Any, ledger: Ledger) -> Outcome:
         return Response(status_code=204)
     issue = event.issue
     on_pull = bool(issue.pull_request)
-    instruction = command.instruction
-    if command.name == "edit" and not instruction:
-        if on_pull:
-            command = Command("help")  # a PR asks for nothing by itself
-        else:
-            instruction = issue_instruction(issue.title, issue.body)
+    if command.name == "edit" and not command.instruction:
+        # A PR asks for nothing by itself; an issue asks for what it says.
+        command = Command("help") if on_pull else issue_command(issue.title, issue.body)
     return _job(
         delivery,
         "issue_comment",
         event,
         command,
-        instruction,
+        command.instruction,
         ledger,
         target="pull" if on_pull else "issue",
         number=issue.number,
@@ -186,7 +183,7 @@ def _job(
         event=name,
         command=command.name,
         instruction=instruction,
-        reply=USAGE if command.name == "help" else "",
+        reply=command.reply,
         owner=repo.owner.login,
         repo=repo.name,
         clone_url=repo.clone_url,

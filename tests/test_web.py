@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from bot import web
+from bot.commands import MAX_INSTRUCTION
 from bot.config import Settings
 from bot.jobs import Intake, JobRequest, Ledger
 from bot.web import MAX_BODY, create_app, sign, verify_signature
@@ -171,6 +172,13 @@ def test_bare_edit_on_an_issue_takes_the_issue_as_instruction(app: Any, queue: R
     data = issue_comment(REPO, "/edit", title="Add memory clear", issue_body="An `mc` command too.")
     assert deliver(app, "issue_comment", data).status_code == 202
     assert queue.jobs[0].instruction == "Add memory clear\n\nAn `mc` command too."
+
+
+def test_an_overlong_issue_is_answered_not_run(app: Any, queue: RecordingQueue) -> None:
+    data = issue_comment(REPO, "/edit", title="Add memory clear", issue_body="x" * MAX_INSTRUCTION)
+    assert deliver(app, "issue_comment", data).status_code == 202
+    (job,) = queue.jobs
+    assert job.command == "help" and job.instruction == "" and "shorten" in job.reply
 
 
 def test_comment_on_a_pull_request_targets_the_pull(app: Any, queue: RecordingQueue) -> None:
