@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,6 +16,9 @@ from pydantic_settings import (
 )
 
 EditFormat = Literal["whole", "search_replace", "diff"]
+
+# The name deploy/patchling.service gives the App's key in `LoadCredential=`.
+PRIVATE_KEY_CREDENTIAL = "github-private-key"
 
 
 class Tier(BaseModel):
@@ -135,6 +138,17 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls),
             file_secret_settings,
         )
+
+    @model_validator(mode="after")
+    def _key_from_credentials(self) -> Settings:
+        """Under systemd, the key arrives as a credential: a file only this
+        service can read, in $CREDENTIALS_DIRECTORY. An explicit key wins."""
+        if self.github_private_key is None and self.github_private_key_path is None:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            credential = Path(directory) / PRIVATE_KEY_CREDENTIAL if directory else None
+            if credential is not None and credential.is_file():
+                self.github_private_key_path = credential
+        return self
 
     def private_key(self) -> str | None:
         if self.github_private_key is not None:

@@ -19,13 +19,13 @@ from functools import cache
 from typing import Any
 
 from githubkit_schemas.latest.webhooks import IssueCommentEvent, PullRequestReviewCommentEvent
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.commands import USAGE, Command, is_bot, issue_instruction, parse_comment
+from bot.commands import Command, is_bot, issue_command, parse_comment
 from bot.config import Settings
 from bot.jobs import Intake, JobRequest, Ledger, Submitter, new_job_id
 
@@ -74,28 +74,46 @@ Handler = Callable[[str, Any, Ledger], Outcome]
 
 
 def handle_ping(delivery: str, payload: dict[str, Any], ledger: Ledger) -> Outcome:
-    return JSONResponse({"pong": True, "zen": payload.get("zen")})
+    zen = payload.get("zen")
+    return JSONResponse({"pong": True, "zen": zen if isinstance(zen, str) else None})
 
 
-def handle_installation(delivery: str, payload: dict[str, Any], ledger: Ledger) -> Outcome:
-    installation_id = int(payload["installation"]["id"])
-    action = payload.get("action")
-    if action in ("deleted", "suspend"):
+class _Installation(BaseModel):
+    id: int = Field(gt=0, lt=2**63)  # SQLite's integer range
+
+
+class _Repository(BaseModel):
+    full_name: str
+
+
+class InstallationEvent(BaseModel):
+    """What the installation handlers rely on; the rest of the payload passes unchecked."""
+
+    installation: _Installation
+    action: str | None = None
+    repositories: list[_Repository] | None = None
+    repositories_added: list[_Repository] | None = None
+    repositories_removed: list[_Repository] | None = None
+
+
+def handle_installation(delivery: str, event: InstallationEvent, ledger: Ledger) -> Outcome:
+    installation_id = event.installation.id
+    if event.action in ("deleted", "suspend"):
         ledger.remove_repositories(installation_id)
-    elif action in ("created", "new_permissions_accepted", "unsuspend"):
-        ledger.add_repositories(installation_id, _names(payload.get("repositories")))
-    return JSONResponse({"installation": installation_id, "action": action})
+    elif event.action in ("created", "new_permissions_accepted", "unsuspend"):
+        ledger.add_repositories(installation_id, _names(event.repositories))
+    return JSONResponse({"installation": installation_id, "action": event.action})
 
 
-def handle_installation_repositories(delivery: str, payload: dict[str, Any], ledger: Ledger) -> Outcome:
-    installation_id = int(payload["installation"]["id"])
-    ledger.add_repositories(installation_id, _names(payload.get("repositories_added")))
-    ledger.remove_repositories(installation_id, _names(payload.get("repositories_removed")))
-    return JSONResponse({"installation": installation_id, "action": payload.get("action")})
+def handle_installation_repositories(delivery: str, event: InstallationEvent, ledger: Ledger) -> Outcome:
+    installation_id = event.installation.id
+    ledger.add_repositories(installation_id, _names(event.repositories_added))
+    ledger.remove_repositories(installation_id, _names(event.repositories_removed))
+    return JSONResponse({"installation": installation_id, "action": event.action})
 
 
-def _names(repos: Any) -> list[str]:
-    return [str(r["full_name"]) for r in repos or [] if isinstance(r, dict) and r.get("full_name")]
+def _names(repos: list[_Repository] | None) -> list[str]:
+    return [r.full_name for r in repos or [] if r.full_name]
 
 
 def _command_of(event: Any) -> Command | None:
@@ -113,18 +131,15 @@ def handle_issue_comment(delivery: str, event: Any, ledger: Ledger) -> Outcome:
         return Response(status_code=204)
     issue = event.issue
     on_pull = bool(issue.pull_request)
-    instruction = command.instruction
-    if command.name == "edit" and not instruction:
-        if on_pull:
-            command = Command("help")  # a PR asks for nothing by itself
-        else:
-            instruction = issue_instruction(issue.title, issue.body)
+    if command.name == "edit" and not command.instruction:
+        # A PR asks for nothing by itself; an issue asks for what it says.
+        command = Command("help") if on_pull else issue_command(issue.title, issue.body)
     return _job(
         delivery,
         "issue_comment",
         event,
         command,
-        instruction,
+        command.instruction,
         ledger,
         target="pull" if on_pull else "issue",
         number=issue.number,
@@ -168,7 +183,7 @@ def _job(
         event=name,
         command=command.name,
         instruction=instruction,
-        reply=USAGE if command.name == "help" else "",
+        reply=command.reply,
         owner=repo.owner.login,
         repo=repo.name,
         clone_url=repo.clone_url,
@@ -183,11 +198,15 @@ def _job(
     )
 
 
-# Comment events are parsed into githubkit's typed models; the others stay
-# plain JSON (githubkit's models reject real installation deliveries).
+# Comment events are parsed into githubkit's typed models; the others into the
+# little they need (githubkit's models reject real installation deliveries).
 TYPED_HANDLERS: dict[str, Handler] = {
     "issue_comment": handle_issue_comment,
     "pull_request_review_comment": handle_review_comment,
+}
+_SHAPES: dict[str, TypeAdapter[Any]] = {
+    "installation": TypeAdapter(InstallationEvent),
+    "installation_repositories": TypeAdapter(InstallationEvent),
 }
 JSON_HANDLERS: dict[str, Handler] = {
     "ping": handle_ping,
@@ -196,18 +215,44 @@ JSON_HANDLERS: dict[str, Handler] = {
 }
 
 
-def route(event: str, delivery: str, body: bytes, ledger: Ledger) -> Outcome:
-    """The verified delivery's outcome: an answer, or a job to submit."""
+class Unparsed(ValueError):
+    """The delivery is not what its event promises: malformed or the wrong shape."""
+
+
+def parse_delivery(event: str, body: bytes) -> Any:
+    """The delivery as its handler takes it: a typed event or a JSON object.
+    Every way a body can be wrong ends here, as `Unparsed`."""
     try:
         if event in TYPED_HANDLERS:
-            return TYPED_HANDLERS[event](delivery, parse_event(event, body), ledger)
+            return parse_event(event, body)
         payload = json.loads(body)
-        if not isinstance(payload, dict):
-            return JSONResponse({"error": "expected a JSON object"}, status_code=400)
-        handler = JSON_HANDLERS.get(event)
-        return Response(status_code=204) if handler is None else handler(delivery, payload, ledger)
-    except (ValidationError, KeyError, TypeError, ValueError):
+        if event in _SHAPES and isinstance(payload, dict):
+            return _SHAPES[event].validate_python(payload)
+    except (ValidationError, ValueError, RecursionError) as exc:
+        # RecursionError: json.loads on deeply nested input.
+        raise Unparsed(str(event)) from exc
+    if not isinstance(payload, dict):
+        raise Unparsed(str(event))
+    return payload
+
+
+def route(event: str, delivery: str, body: bytes, ledger: Ledger) -> Outcome:
+    """The verified delivery's outcome: an answer, or a job to submit.
+    A body that does not parse is a 400; a handler that fails on a parsed one
+    is our bug, a 500, so that GitHub delivers it again once it is fixed."""
+    handler = TYPED_HANDLERS.get(event) or JSON_HANDLERS.get(event)
+    try:
+        parsed = parse_delivery(event, body)
+    except Unparsed:
         return _refused(event, delivery, body)
+    if handler is None:
+        return Response(status_code=204)
+    try:
+        return handler(delivery, parsed, ledger)
+    except Exception:
+        # The delivery id finds the body again in GitHub's log; neither the body nor the secret is logged.
+        log.exception("delivery %s (%s): the handler failed", delivery, event)
+        return JSONResponse({"error": "internal error", "delivery": delivery}, status_code=500)
 
 
 def _refused(event: str, delivery: str, body: bytes) -> Response:
@@ -215,7 +260,7 @@ def _refused(event: str, delivery: str, body: bytes) -> Response:
     A comment that asks for nothing is still just ignored, even in an odd shape."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return JSONResponse({"error": "malformed JSON"}, status_code=400)
     if isinstance(payload, dict) and event in TYPED_HANDLERS:
         comment = payload.get("comment") if isinstance(payload.get("comment"), dict) else {}

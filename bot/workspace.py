@@ -5,17 +5,29 @@ The mirror under `data_dir/mirrors/<owner>/<repo>.git` is fetched for each job
 a temporary folder, removed when the job ends. The installation token reaches
 git only through the credential callback: it is never part of a remote URL,
 the git config or any file.
+
+Each fetch leaves a pack file in the mirror; past MAX_PACKS, `git repack`
+(which libgit2 lacks) folds them into one, so lookups stay fast and the
+folder stays small. The repack is local: no token, no network.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
+
+log = logging.getLogger(__name__)
+
+# Packs a mirror may gather before it is repacked (`git gc --auto` waits for 50).
+MAX_PACKS = 16
+REPACK_TIMEOUT_S = 600.0
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _MIRROR_REFSPEC = "+refs/heads/*:refs/heads/*"
@@ -96,7 +108,30 @@ def update_mirror(path: Path, clone_url: str, token: str | None = None) -> pygit
         )
     except (pygit2.GitError, OSError) as exc:
         raise WorkspaceError(f"fetching {_safe_url(clone_url)} failed: {_scrub(exc, token)}") from None
+    if pack_count(path) > MAX_PACKS and repack(path):
+        mirror = pygit2.Repository(str(path))  # reopened: the old packs are gone
     return mirror
+
+
+def pack_count(path: Path) -> int:
+    return sum(1 for _ in (path / "objects" / "pack").glob("*.pack"))
+
+
+def repack(path: Path) -> bool:
+    """Fold the repository's packs into one (`git repack -a -d`). A failure is
+    logged, not raised: the mirror still works with many packs."""
+    try:
+        subprocess.run(
+            ["git", "-C", str(path), "repack", "-a", "-d", "-q"],
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=REPACK_TIMEOUT_S,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("repacking %s failed: %s", path, exc)
+        return False
+    return True
 
 
 def branch_tip(repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:

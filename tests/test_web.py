@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from bot import web
+from bot.commands import MAX_INSTRUCTION
 from bot.config import Settings
 from bot.jobs import Intake, JobRequest, Ledger
 from bot.web import MAX_BODY, create_app, sign, verify_signature
@@ -171,6 +174,13 @@ def test_bare_edit_on_an_issue_takes_the_issue_as_instruction(app: Any, queue: R
     assert queue.jobs[0].instruction == "Add memory clear\n\nAn `mc` command too."
 
 
+def test_an_overlong_issue_is_answered_not_run(app: Any, queue: RecordingQueue) -> None:
+    data = issue_comment(REPO, "/edit", title="Add memory clear", issue_body="x" * MAX_INSTRUCTION)
+    assert deliver(app, "issue_comment", data).status_code == 202
+    (job,) = queue.jobs
+    assert job.command == "help" and job.instruction == "" and "shorten" in job.reply
+
+
 def test_comment_on_a_pull_request_targets_the_pull(app: Any, queue: RecordingQueue) -> None:
     data = issue_comment(REPO, "/edit add memory clear", number=12, on_pull=True)
     assert deliver(app, "issue_comment", data).status_code == 202
@@ -238,6 +248,34 @@ def test_payload_of_the_wrong_shape_is_a_bad_request(app: Any, queue: RecordingQ
     del data["repository"]
     assert deliver(app, "issue_comment", data).status_code == 400
     assert queue.jobs == []
+
+
+def test_a_failing_handler_is_a_server_error_github_retries(
+    app: Any, queue: RecordingQueue, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(delivery: str, event: Any, ledger: Ledger) -> Any:
+        raise KeyError("a bug in the handler")  # the kind of bug once taken for a bad payload
+
+    monkeypatch.setitem(web.TYPED_HANDLERS, "issue_comment", broken)
+    data = issue_comment(REPO, "/edit add memory clear")
+    body = json.dumps(data).encode()
+    headers = delivery_headers(WEBHOOK_SECRET.encode(), body, "issue_comment", delivery="delivery-broken")
+    with caplog.at_level(logging.ERROR, logger="bot.web"):
+        response = asyncio.run(post(app, "/api/github/webhooks", body, headers))
+    # 4xx would tell GitHub never to redeliver; 5xx lets it (or a person) retry.
+    assert response.status_code == 500
+    assert queue.jobs == []
+    assert "delivery-broken" in caplog.text and "the handler failed" in caplog.text
+    assert WEBHOOK_SECRET not in caplog.text and "add memory clear" not in caplog.text
+
+
+def test_an_installation_payload_without_its_id_is_a_bad_request(app: Any, queue: RecordingQueue) -> None:
+    data = payload("installation/created")
+    del data["installation"]["id"]
+    assert deliver(app, "installation", data).status_code == 400
+    data = payload("installation/created")
+    data["repositories"] = 7
+    assert deliver(app, "installation", data).status_code == 400
 
 
 def test_intake_records_concurrent_deliveries_in_one_transaction(tmp_path: Path) -> None:

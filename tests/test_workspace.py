@@ -64,6 +64,26 @@ def seed_remote_push(seed: pygit2.Repository, remote_path: Path) -> None:
     seed.remotes.create_anonymous(str(remote_path)).push(["refs/heads/main:refs/heads/main"])
 
 
+def test_a_mirror_fetched_many_times_is_repacked(
+    tmp_path: Path, remote: tuple[Path, pygit2.Repository], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workspace, "MAX_PACKS", 3)
+    remote_path, _ = remote
+    seed = pygit2.Repository(str(tmp_path / "seed"))
+    url = f"file://{remote_path}"
+    counts = []
+    for n in range(workspace.MAX_PACKS + 1):
+        (tmp_path / "seed" / "NEWS.md").write_text(f"news {n}\n")
+        tip = commit_all(seed, f"News {n}")
+        seed_remote_push(seed, remote_path)
+        mirror = mirror_of(tmp_path, url)
+        counts.append(workspace.pack_count(Path(mirror.path)))
+        assert workspace.branch_tip(mirror, "main") == tip
+    # One pack per fetch until there are more than MAX_PACKS, then one pack.
+    assert counts == [1, 2, 3, 1]
+    assert mirror[tip].peel(pygit2.Commit).message == "News 3"
+
+
 def test_checkout_commit_and_push(tmp_path: Path, remote: tuple[Path, pygit2.Repository]) -> None:
     remote_path, remote_repo = remote
     mirror = mirror_of(tmp_path, f"file://{remote_path}")
