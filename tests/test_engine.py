@@ -243,7 +243,7 @@ async def test_garbage_output_fails_and_leaves_the_checkout_untouched(
     )
     assert result.status == "failed"
     assert result.diff == "" and result.files_changed == []
-    assert result.attempts[0].outcome in ("apply_failed", "model_error", "syntax_error")
+    assert result.attempts[0].outcome in ("apply_failed", "model_error", "bad_reply", "syntax_error")
     assert result.message.startswith("every tier failed: tiny:")
     assert result.last_output  # what the model said is kept for the report
     assert tree_state(calculator_repo) == before
