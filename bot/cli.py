@@ -3,13 +3,24 @@
 Exit codes: 0 success (an edit verified or unverified, a patch applied), 1 the
 work failed (every tier failed, a patch did not apply), 2 bad input (not a
 directory or git work tree, empty instruction, unreadable patch file).
+
+stdout carries only the report (text or --json); progress, warnings and every
+library's log go to stderr. Records and caches live in the user's data and
+cache directories, never in the repository worked on (see
+config.cli_data_dirs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.metadata
+import io
 import json
+import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -17,7 +28,7 @@ import pygit2
 import typer
 from rich.console import Console
 
-from bot.config import Settings, Tier, load_settings
+from bot.config import DataDirs, Settings, Tier, cli_data_dirs, load_settings
 
 app = typer.Typer(
     name="patchling",
@@ -29,13 +40,79 @@ app = typer.Typer(
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
-RepoOption = Annotated[Path, typer.Option("--repo", help="The repository's work tree.")]
+RepoOption = Annotated[Path, typer.Option("--repo", metavar="DIR", help="The repository's work tree.")]
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="Settings file (replaces patchling.toml).", dir_okay=False)
+    Path | None,
+    typer.Option("--config", metavar="FILE", help="Settings file (replaces patchling.toml).", dir_okay=False),
 ]
 DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where records and caches live (default: settings).")
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        metavar="DIR",
+        help="Where records and caches live (default: PATCHLING_DATA_DIR, else the user's"
+        " data and cache directories).",
+    ),
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log more on stderr, model prompts and replies included.")
+]
+InstructionArgument = Annotated[
+    str, typer.Argument(metavar="INSTRUCTION", help="What to change, in plain words.", show_default=False)
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"patchling {importlib.metadata.version('patchling')}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Turn an instruction into a tested change, written by small models first."""
+
+
+def setup_logging(verbose: bool) -> None:
+    """Every log to stderr. BAML reads BAML_LOG at each call: --verbose shows
+    its prompts and replies; otherwise bot.models keeps it quiet."""
+    if verbose:
+        os.environ["BAML_LOG"] = "info"
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+@contextlib.contextmanager
+def report_only_stdout() -> Iterator[None]:
+    """While the work runs, file descriptor 1 points at stderr: BAML's log is
+    written by its Rust core straight to fd 1, out of Python logging's reach,
+    and would otherwise land in the middle of the report (or the JSON)."""
+    try:
+        is_fd_1 = sys.stdout.fileno() == 1
+    except (AttributeError, io.UnsupportedOperation, ValueError):
+        is_fd_1 = False  # stdout captured in process: nothing reaches fd 1 through it
+    if not is_fd_1:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _err() -> Console:
@@ -43,7 +120,7 @@ def _err() -> Console:
 
 
 def _bad_input(message: str) -> NoReturn:
-    _err().print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    _err().print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -57,13 +134,22 @@ def _settings(config: Path | None) -> Settings:
 
 
 def _work_tree(repo: Path) -> Path:
+    """The one check (and wording) of --repo for every command."""
     if not repo.exists():
-        _bad_input(f"no such directory: {repo}")
+        _bad_input(f"--repo {repo}: no such directory")
     if not repo.is_dir():
-        _bad_input(f"not a directory: {repo}")
+        _bad_input(f"--repo {repo}: not a directory")
     if pygit2.discover_repository(str(repo)) is None:
-        _bad_input(f"not a git work tree: {repo}")
+        _bad_input(f"--repo {repo}: not a git work tree")
     return repo.resolve()
+
+
+def _data_dirs(settings: Settings, data_dir: Path | None) -> DataDirs:
+    dirs = cli_data_dirs(settings, data_dir)
+    for path in (dirs.data, dirs.cache):
+        if path.exists() and not path.is_dir():
+            _bad_input(f"--data-dir {path}: not a directory")
+    return dirs
 
 
 def _instruction(text: str) -> str:
@@ -84,36 +170,41 @@ def _pick_tiers(settings: Settings, names: list[str] | None) -> list[Tier]:
 
 @app.command()
 def edit(
-    instruction: Annotated[str, typer.Argument(help="What to change, in plain words.")],
+    instruction: InstructionArgument,
     repo: RepoOption = Path("."),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change; write nothing.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+    json_output: JsonOption = False,
     config: ConfigOption = None,
     tier: Annotated[
-        list[str] | None, typer.Option("--tier", help="Use only these tiers, in this order (repeatable).")
+        list[str] | None,
+        typer.Option("--tier", metavar="NAME", help="Use only these tiers, in this order (repeatable)."),
     ] = None,
     test_command: Annotated[
-        str | None, typer.Option("--test-command", help="Overrides the settings.")
+        str | None, typer.Option("--test-command", metavar="COMMAND", help="Overrides the settings.")
     ] = None,
     setup_command: Annotated[
-        str | None, typer.Option("--setup-command", help="Run once before tests.")
+        str | None, typer.Option("--setup-command", metavar="COMMAND", help="Run once before tests.")
     ] = None,
     protected: Annotated[
-        list[str] | None, typer.Option("--protected", help="Glob of paths never to change (repeatable).")
+        list[str] | None,
+        typer.Option("--protected", metavar="GLOB", help="Paths never to change (repeatable)."),
     ] = None,
     data_dir: DataDirOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Make a change with the smallest tier that gets it right."""
     from bot.engine import run_edit
     from bot.records import RecordStore
     from bot.report import ProgressReporter, render_result
 
+    setup_logging(verbose)
     root = _work_tree(repo)
     text = _instruction(instruction)
     settings = _settings(config)
     tiers = _pick_tiers(settings, tier)
-    data = data_dir or settings.data_dir
-    records = RecordStore(data / "records.sqlite3")
+    dirs = _data_dirs(settings, data_dir)
+    # A dry run is recorded apart: it never ran the tests, so it proves less.
+    records = RecordStore(dirs.records, dry_run=dry_run)
     err = _err()
 
     async def go(on_progress: ProgressReporter | None) -> object:
@@ -127,16 +218,17 @@ def edit(
             protected_paths=protected or (),
             dry_run=dry_run,
             records=records,
-            data_dir=data,
+            data_dir=dirs.cache,
             on_progress=on_progress,
         )
 
     try:
-        if json_output:
-            result = asyncio.run(go(None))
-        else:
-            with ProgressReporter(err) as progress:
-                result = asyncio.run(go(progress))
+        with report_only_stdout():
+            if json_output:
+                result = asyncio.run(go(None))
+            else:
+                with ProgressReporter(err) as progress:
+                    result = asyncio.run(go(progress))
     except ValueError as exc:
         _bad_input(str(exc))
     from bot.engine import EditResult
@@ -152,7 +244,10 @@ def edit(
 @app.command("apply")
 def apply_patch(
     patchfile: Annotated[
-        str, typer.Argument(metavar="PATCHFILE", help="A model reply or patch; '-' reads stdin.")
+        str,
+        typer.Argument(
+            metavar="PATCHFILE", help="A model reply or patch; '-' reads stdin.", show_default=False
+        ),
     ],
     repo: RepoOption = Path("."),
 ) -> None:
@@ -197,23 +292,26 @@ def apply_patch(
 
 @app.command()
 def context(
-    instruction: Annotated[str, typer.Argument(help="The instruction to select context for.")],
-    budget: Annotated[int, typer.Option("--budget", help="Token budget for the selection.")],
+    instruction: InstructionArgument,
+    budget: Annotated[
+        int, typer.Option("--budget", metavar="TOKENS", help="Token budget for the selection.")
+    ],
     repo: RepoOption = Path("."),
-    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Show which files (and how much of each) a model would see."""
     from bot.context import select_context
     from bot.report import render_context
 
-    if not repo.is_dir():
-        _bad_input(f"not a directory: {repo}")
+    root = _work_tree(repo)
     text = _instruction(instruction)
     if budget < 0:
         _bad_input("the budget must be zero or more tokens")
-    cache_dir = data_dir / "index" if data_dir is not None else None
-    selected = select_context(repo.resolve(), text, budget, cache_dir=cache_dir)
+    # The same index cache as `edit`'s (the engine keeps it under cache/index).
+    cache_dir = _data_dirs(_settings(config), data_dir).cache / "index"
+    selected = select_context(root, text, budget, cache_dir=cache_dir)
     if json_output:
         sys.stdout.write(json.dumps(selected.to_json(), indent=2) + "\n")
     else:
@@ -224,14 +322,13 @@ def context(
 def stats(
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Attempts per tier: how often each solved the task, at what cost."""
     from bot.records import RecordStore
     from bot.report import render_stats
 
-    data = data_dir or _settings(config).data_dir
-    path = data / "records.sqlite3"
+    path = _data_dirs(_settings(config), data_dir).records
     rows = RecordStore(path).summary() if path.exists() else []
     if json_output:
         sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
@@ -242,14 +339,18 @@ def stats(
 @app.command()
 def serve(
     host: Annotated[
-        str, typer.Option("--host", help="Interface to listen on (0.0.0.0: every interface).")
+        str,
+        typer.Option("--host", metavar="ADDRESS", help="Interface to listen on (0.0.0.0: every interface)."),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port for GitHub's webhooks.")] = 3000,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port for GitHub's webhooks.")] = 3000,
     config: ConfigOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the GitHub App (webhooks in, pull requests out)."""
     from bot.serve import serve as run_server  # the GitHub side, loaded only here
 
+    if verbose:
+        os.environ["BAML_LOG"] = "info"
     try:
         run_server(_settings(config), host, port)
     except ValueError as exc:  # incomplete settings: nothing was started

@@ -4,9 +4,11 @@ and `patchling.toml` (in that order of precedence)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -98,6 +100,8 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
     )
 
+    # The App's data (queue, jobs, mirrors, records), relative to where `serve`
+    # runs. The CLI leaves this default alone: see `cli_data_dirs`.
     data_dir: Path = Path(".patchling")
     tiers: list[Tier] = Field(default_factory=default_tiers)
     test_command: str | None = None
@@ -167,3 +171,31 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
 
         return _Custom(**overrides)  # type: ignore[arg-type]
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+APP_NAME = "patchling"
+
+
+@dataclass(frozen=True)
+class DataDirs:
+    """Where the CLI keeps attempt records (worth keeping) and caches (safe to delete)."""
+
+    data: Path
+    cache: Path
+
+    @property
+    def records(self) -> Path:
+        return self.data / "records.sqlite3"
+
+
+def cli_data_dirs(settings: Settings, override: Path | None = None) -> DataDirs:
+    """The CLI's directories: `override` (--data-dir), else the settings'
+    `data_dir` when set (PATCHLING_DATA_DIR, patchling.toml), else the user's
+    data and cache directories. Never the current directory by default: the
+    CLI runs inside the user's repositories and must leave no files there."""
+    chosen = override
+    if chosen is None and "data_dir" in settings.model_fields_set:
+        chosen = settings.data_dir
+    if chosen is not None:
+        return DataDirs(data=chosen, cache=chosen)
+    return DataDirs(data=platformdirs.user_data_path(APP_NAME), cache=platformdirs.user_cache_path(APP_NAME))

@@ -49,7 +49,7 @@ _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(
 
 class EditError(Exception):
     """A tier's edit failed. `outcome` is an Attempt outcome (apply_failed,
-    model_error, unreachable, too_large, no_change)."""
+    too_large, no_change, or a ModelError's kind)."""
 
     def __init__(self, outcome: str, message: str, *, last_output: str = "", usage: Usage | None = None):
         super().__init__(message)
@@ -268,8 +268,7 @@ async def make_plan(
     try:
         result, usage = await models.plan(tier, instruction, rendered)
     except ModelError as exc:
-        outcome = "unreachable" if exc.kind == "unreachable" else "model_error"
-        raise EditError(outcome, exc.message, last_output=exc.raw_output, usage=exc.usage) from None
+        raise EditError(exc.kind, exc.message, last_output=exc.raw_output, usage=exc.usage) from None
     kept, dropped = validate_plan(root, [(f.path, f.change) for f in result.files], protected)
     if not kept:
         why = f" (refused: {'; '.join(dropped)})" if dropped else ""
@@ -427,7 +426,7 @@ async def generate_file(
     except EditError as exc:
         result.outcome, result.error = exc.outcome, exc.message
     except ModelError as exc:
-        result.outcome = "unreachable" if exc.kind == "unreachable" else "model_error"
+        result.outcome = exc.kind
         result.error = exc.message
         result.usage = result.usage + exc.usage
         if exc.raw_output:
@@ -476,9 +475,9 @@ async def generate(
     failed = [r for r in results if r.outcome is not None]
     if failed:
         outcomes = {r.outcome for r in failed}
-        outcome = next(
-            o for o in ("too_large", "unreachable", "model_error", "apply_failed") if o in outcomes
-        )
+        # The most telling failure names the attempt: no answer before a bad one.
+        ranked = ("too_large", *sorted(models.NO_ANSWER_KINDS), "bad_reply", "model_error", "apply_failed")
+        outcome = next((o for o in ranked if o in outcomes), failed[0].outcome or "model_error")
         last = next((r.reply for r in reversed(failed) if r.reply), "")
         raise EditError(outcome, "; ".join(r.error for r in failed), last_output=last, usage=usage)
     changes = {r.path: r.new for r in results if r.new is not None and r.new != (r.original or "")}

@@ -47,7 +47,15 @@ Outcome = Literal[
     "model_error",
     "no_change",
     "too_large",
+    # No model answered (models.NO_ANSWER_KINDS): not counted as attempts in stats.
     "unreachable",
+    "connection_refused",
+    "model_not_found",
+    "auth_failed",
+    "timeout",
+    "server_error",
+    # A model answered with something unparseable.
+    "bad_reply",
 ]
 # How much of a failure (test output included) the next tier is told.
 FEEDBACK_TOKENS = 500
@@ -298,7 +306,7 @@ async def run_edit(
     usable = [t for t in tiers if t.available()]
     skipped = [f"{t.name} ({t.api_key_env} is not set)" for t in tiers if not t.available()]
     if not usable:
-        return failed(f"no model tier is usable: {', '.join(skipped)}")
+        return failed(f"no model tier is usable: {', '.join(skipped)}; {models.next_steps(tiers)}")
     reasons = await _reachability(usable)
     live: list[Tier] = []
     down: list[str] = []
@@ -309,7 +317,9 @@ async def run_edit(
             down.append(f"{tier.name} ({models.base_url(tier)}: {reason})")
             record(tier, "unreachable", f"{models.base_url(tier)}: {reason}", models.Usage(), 0.0)
     if not live:
-        return failed("no model tier is reachable: " + ", ".join(down + skipped))
+        return failed(
+            "no model tier is reachable: " + ", ".join(down + skipped) + "; " + models.next_steps(tiers)
+        )
 
     command = test_command or default_test_command(root)
     baseline = _Baseline(root, command if not dry_run else None, setup_command, test_timeout_s, on_progress)

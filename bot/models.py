@@ -1,9 +1,10 @@
 """Model tiers as BAML clients: one ClientRegistry per tier, thin async calls.
 
 Every call gets its own Collector so tokens and latency are per call. Errors of
-any kind (unreachable, timeout, HTTP status, unparseable reply) become a
-`ModelError` with a short message; escalation to the next tier is the engine's
-job, so BAML's own retries are off.
+any kind (refused connection, unknown model, refused key, timeout, unparseable
+reply) become a `ModelError` whose `kind` is the attempt's outcome and whose
+message says what to do next; escalation to the next tier is the engine's job,
+so BAML's own retries are off.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# BAML prints every prompt at its default level; set before the client loads.
-os.environ.setdefault("BAML_LOG", "warn")
+# BAML writes its log to stdout, and at "warn" (its default) every failed
+# call's whole prompt: quiet unless the user asks (the CLI's --verbose, or
+# BAML_LOG set by hand). BAML reads the variable at each call.
+os.environ.setdefault("BAML_LOG", "error")
 
 import baml_py
 import httpx
@@ -26,12 +30,14 @@ from bot.baml_client.types import EditPlan, FileChange
 from bot.config import Tier
 
 __all__ = [
+    "NO_ANSWER_KINDS",
     "EditPlan",
     "FileChange",
     "ModelError",
     "Usage",
     "base_url",
     "client_registry",
+    "next_steps",
     "plan",
     "reachable",
     "write_file_edit",
@@ -43,6 +49,13 @@ DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com/v1",
 }
+# Ollama's OpenAI-compatible endpoint: a tier there gets `ollama` advice.
+OLLAMA_PORT = ":11434"
+# ModelError kinds that mean no model answered at all (the rest are replies
+# that could not be used). Records count only attempts a model answered.
+NO_ANSWER_KINDS = frozenset(
+    {"unreachable", "connection_refused", "model_not_found", "auth_failed", "timeout", "server_error"}
+)
 # Seconds added to the tier's own timeout before asyncio gives up on BAML.
 TIMEOUT_GRACE_S = 5.0
 FUNCTIONS_BY_FORMAT = {
@@ -69,12 +82,15 @@ class Usage:
 class ModelError(Exception):
     """A tier could not give a usable answer.
 
-    `kind` is one of "unreachable", "timeout", "http", "unparseable", "error";
-    `raw_output` keeps what the model said when it said something unusable.
+    `kind` is the attempt's outcome: "connection_refused", "unreachable"
+    (another connect failure), "model_not_found", "auth_failed", "timeout",
+    "server_error" (any other HTTP status), "bad_reply" (unparseable or cut
+    short) or "model_error" (anything else); `raw_output` keeps what the model
+    said when it said something unusable.
     """
 
     def __init__(
-        self, message: str, *, kind: str = "error", raw_output: str = "", usage: Usage | None = None
+        self, message: str, *, kind: str = "model_error", raw_output: str = "", usage: Usage | None = None
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -129,6 +145,36 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def is_ollama(tier: Tier) -> bool:
+    return OLLAMA_PORT in base_url(tier)
+
+
+def _not_found_advice(tier: Tier) -> str:
+    if is_ollama(tier):
+        return f"run `ollama pull {tier.model}`"
+    return f"check the model name of tier {tier.name} in patchling.toml"
+
+
+def _http_error(tier: Tier, status: int | None, message: str) -> tuple[str, str]:
+    where = base_url(tier)
+    prefix = f"tier {tier.name}"
+    # BAML words its connect failures with status 2 (its own, not HTTP's).
+    if "ConnectionRefused" in message or "Connection refused" in message:
+        return "connection_refused", f"{prefix}: cannot reach {where} (connection refused)"
+    if "dns error" in message.lower() or "ConnectError" in message or "kind: Connect" in message:
+        return "unreachable", f"{prefix}: cannot reach {where} ({_short(message, 120)})"
+    if "timed out" in message.lower():
+        return "timeout", f"{prefix}: no answer from {where} within {tier.timeout_s:g}s"
+    if status == 404:
+        return "model_not_found", (
+            f"{prefix}: {where} has no model {tier.model!r} (HTTP 404); {_not_found_advice(tier)}"
+        )
+    if status in (401, 403):
+        key = f"check {tier.api_key_env}" if tier.api_key_env else "the tier sets no api_key_env"
+        return "auth_failed", f"{prefix}: {where} refused the credentials (HTTP {status}); {key}"
+    return "server_error", f"{prefix}: HTTP {status} from {where}: {_short(message, 160)}"
+
+
 def describe_error(tier: Tier, exc: BaseException) -> tuple[str, str]:
     """(kind, short message) for an exception raised by a BAML call."""
     where = base_url(tier)
@@ -136,19 +182,26 @@ def describe_error(tier: Tier, exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, baml_errors.BamlTimeoutError | asyncio.TimeoutError | TimeoutError):
         return "timeout", f"{prefix}: no answer from {where} within {tier.timeout_s:g}s"
     if isinstance(exc, baml_errors.BamlValidationError):
-        return "unparseable", f"{prefix}: the reply could not be parsed ({_short(exc.message, 90)})"
+        return "bad_reply", f"{prefix}: the reply could not be parsed ({_short(exc.message, 90)})"
     if isinstance(exc, baml_errors.BamlClientFinishReasonError):
-        return "unparseable", f"{prefix}: the reply stopped early (finish reason {exc.finish_reason})"
+        return "bad_reply", f"{prefix}: the reply stopped early (finish reason {exc.finish_reason})"
     if isinstance(exc, baml_errors.BamlClientHttpError):
-        message = str(exc.message)
-        if "ConnectionRefused" in message or "Connection refused" in message:
-            return "unreachable", f"{prefix}: cannot reach {where} (connection refused)"
-        if "dns error" in message.lower() or "ConnectError" in message or "kind: Connect" in message:
-            return "unreachable", f"{prefix}: cannot reach {where} ({_short(message, 120)})"
-        if "timed out" in message.lower():
-            return "timeout", f"{prefix}: no answer from {where} within {tier.timeout_s:g}s"
-        return "http", f"{prefix}: HTTP {exc.status_code} from {where}: {_short(message, 160)}"
-    return "error", f"{prefix}: {type(exc).__name__}: {_short(str(exc), 160)}"
+        return _http_error(tier, exc.status_code, str(exc.message))
+    return "model_error", f"{prefix}: {type(exc).__name__}: {_short(str(exc), 160)}"
+
+
+def next_steps(tiers: Sequence[Tier]) -> str:
+    """What a user can do when none of `tiers` can be used: said once, at
+    the end of the "no tier" message."""
+    steps: list[str] = []
+    local = [t for t in tiers if is_ollama(t)]
+    if local:
+        steps.append(f"start Ollama (`ollama serve`) and run `ollama pull {local[0].model}`")
+    steps.append("configure a tier you can reach in patchling.toml (see README, Model tiers)")
+    keys = sorted({t.api_key_env for t in tiers if t.api_key_env and not t.available()})
+    if keys:
+        steps.append(f"set {' or '.join(keys)}")
+    return "to go on: " + "; or ".join(steps)
 
 
 async def _call(tier: Tier, function: str, **kwargs: str) -> tuple[Any, Usage]:

@@ -4,6 +4,11 @@ This is the data small-model coverage grows from: which tier, format and model
 carried which instruction, at what cost. A connection per operation keeps the
 store safe to share between threads and processes (WAL lets readers in while a
 job writes).
+
+An attempt counts in the summary only when a model answered: a tier that
+could not be reached, had no such model or refused the key says nothing
+about what the model can do. Dry runs (which never run the tests) are
+counted apart.
 """
 
 from __future__ import annotations
@@ -29,23 +34,42 @@ CREATE TABLE IF NOT EXISTS attempts (
     tokens_out INTEGER NOT NULL,
     latency_s REAL NOT NULL,
     outcome TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    dry_run INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS attempts_tier ON attempts (tier);
 CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_id);
 """
+# Changes to a database made by an older version, by its PRAGMA user_version.
+MIGRATIONS = {
+    # Version 1: dry runs are marked (older rows were all taken as real runs).
+    1: "ALTER TABLE attempts ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0",
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+# Outcomes where no model answered (bot.models.NO_ANSWER_KINDS, kept here so
+# reading records never loads the model runtime; a test keeps them equal).
+NO_ANSWER_OUTCOMES = (
+    "auth_failed",
+    "connection_refused",
+    "model_not_found",
+    "server_error",
+    "timeout",
+    "unreachable",
+)
 
 
 @dataclass(frozen=True)
 class TierSummary:
     tier: str
-    attempts: int
+    attempts: int  # a model answered, in a real run
     verified: int
     unverified: int
     success_rate: float  # verified / attempts
     mean_tokens_in: float
     mean_tokens_out: float
     mean_latency_s: float
+    no_answer: int = 0  # calls no model answered (unreachable, no such model, timeout, ...)
+    dry_runs: int = 0  # dry-run attempts a model answered
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,16 +81,37 @@ class TierSummary:
             "mean_tokens_in": round(self.mean_tokens_in, 1),
             "mean_tokens_out": round(self.mean_tokens_out, 1),
             "mean_latency_s": round(self.mean_latency_s, 3),
+            "no_answer": self.no_answer,
+            "dry_runs": self.dry_runs,
         }
 
 
 class RecordStore:
-    def __init__(self, path: Path) -> None:
+    """`dry_run` marks every attempt this store adds (unless `add` says
+    otherwise): the CLI opens its store for a dry run that way."""
+
+    def __init__(self, path: Path, *, dry_run: bool = False) -> None:
         self.path = Path(path)
+        self.dry_run = dry_run
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            self._migrate(db)
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        # One writer at a time: two processes opening an old database must
+        # not both add the same column.
+        db.execute("BEGIN IMMEDIATE")
+        exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'attempts'").fetchone()
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if exists:
+            for target in sorted(v for v in MIGRATIONS if v > version):
+                db.execute(MIGRATIONS[target])
+        for statement in SCHEMA.split(";"):  # a new database gets the current schema whole
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -91,13 +136,14 @@ class RecordStore:
         outcome: str,
         job_id: str | None = None,
         created_at: float | None = None,
+        dry_run: bool | None = None,
     ) -> int:
         """Store one attempt; returns its row id."""
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO attempts (job_id, repo, instruction, tier, model, edit_format,"
-                " tokens_in, tokens_out, latency_s, outcome, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " tokens_in, tokens_out, latency_s, outcome, created_at, dry_run)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     repo,
@@ -110,6 +156,7 @@ class RecordStore:
                     float(latency_s),
                     outcome,
                     time.time() if created_at is None else created_at,
+                    int(self.dry_run if dry_run is None else dry_run),
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -126,24 +173,35 @@ class RecordStore:
             return [dict(row) for row in db.execute(query + " ORDER BY id", args)]
 
     def summary(self) -> list[TierSummary]:
-        """Per tier: attempts, verified, success rate and means, busiest first."""
+        """Per tier, busiest first: attempts a model answered in real runs,
+        verified, success rate and means over those; and apart, the calls
+        no model answered and the dry runs."""
+        marks = ", ".join("?" * len(NO_ANSWER_OUTCOMES))
         with self._connect() as db:
             rows = db.execute(
-                "SELECT tier, COUNT(*),"
-                " SUM(outcome = 'verified'), SUM(outcome = 'unverified'),"
-                " AVG(tokens_in), AVG(tokens_out), AVG(latency_s)"
-                " FROM attempts GROUP BY tier ORDER BY COUNT(*) DESC, tier"
+                "WITH answered AS (SELECT *, outcome NOT IN (" + marks + ") AS answered FROM attempts),"
+                " flagged AS (SELECT *, answered AND dry_run = 0 AS counted FROM answered)"
+                " SELECT tier, SUM(counted),"
+                " SUM(counted AND outcome = 'verified'), SUM(counted AND outcome = 'unverified'),"
+                " AVG(CASE WHEN counted THEN tokens_in END),"
+                " AVG(CASE WHEN counted THEN tokens_out END),"
+                " AVG(CASE WHEN counted THEN latency_s END),"
+                " SUM(NOT answered), SUM(answered AND dry_run = 1)"
+                " FROM flagged GROUP BY tier ORDER BY SUM(counted) DESC, tier",
+                NO_ANSWER_OUTCOMES,
             ).fetchall()
         return [
             TierSummary(
                 tier=tier,
-                attempts=count,
+                attempts=count or 0,
                 verified=verified or 0,
                 unverified=unverified or 0,
                 success_rate=(verified or 0) / count if count else 0.0,
                 mean_tokens_in=tokens_in or 0.0,
                 mean_tokens_out=tokens_out or 0.0,
                 mean_latency_s=latency or 0.0,
+                no_answer=unanswered or 0,
+                dry_runs=dry or 0,
             )
-            for tier, count, verified, unverified, tokens_in, tokens_out, latency in rows
+            for tier, count, verified, unverified, tokens_in, tokens_out, latency, unanswered, dry in rows
         ]

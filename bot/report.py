@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.status import Status
@@ -15,11 +16,13 @@ from rich.text import Text
 
 from bot.context import Context
 from bot.engine import EditResult
-from bot.records import TierSummary
+from bot.records import NO_ANSWER_OUTCOMES, TierSummary
 from bot.verify import TestRun
 
 STATUS_STYLES = {"verified": "bold green", "unverified": "bold yellow", "failed": "bold red"}
-OUTCOME_STYLES = {"verified": "green", "unverified": "yellow", "unreachable": "dim"}
+OUTCOME_STYLES = {"verified": "green", "unverified": "yellow"} | {
+    outcome: "dim" for outcome in NO_ANSWER_OUTCOMES
+}
 
 
 class ProgressReporter:
@@ -134,27 +137,39 @@ def render_stats(rows: Sequence[TierSummary], console: Console) -> None:
     if not rows:
         console.print("no attempts recorded yet")
         return
-    table = Table(title="attempts per tier", title_justify="left")
-    for column in (
-        "tier",
-        "attempts",
-        "verified",
-        "unverified",
-        "success",
-        "tokens in",
-        "tokens out",
-        "latency",
-    ):
-        table.add_column(column, justify="left" if column == "tier" else "right")
+    table = Table(
+        title="attempts per tier (a model answered)",
+        title_justify="left",
+        caption="in, out: mean tokens per attempt",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    # Numbers keep their width; a tier name too long for what is left wraps
+    # onto more lines instead of being cut with an ellipsis.
+    table.add_column("tier", overflow="fold")
+    for column in ("attempts", "verified", "unverified", "success", "in", "out", "latency"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         table.add_row(
             row.tier,
             str(row.attempts),
             str(row.verified),
             str(row.unverified),
-            f"{row.success_rate:.0%}",
+            f"{row.success_rate:.0%}" if row.attempts else "—",
             f"{row.mean_tokens_in:.0f}",
             f"{row.mean_tokens_out:.0f}",
             f"{row.mean_latency_s:.1f}s",
         )
     console.print(table)
+    apart = [row for row in rows if row.no_answer or row.dry_runs]
+    if apart:
+        console.print("not counted above:")
+    for row in apart:
+        counts = [
+            f"{row.no_answer} call(s) no model answered (unreachable, no such model, refused key, timeout)"
+            if row.no_answer
+            else "",
+            f"{row.dry_runs} dry run(s)" if row.dry_runs else "",
+        ]
+        console.print(f"  {row.tier}: " + "; ".join(c for c in counts if c), highlight=False, soft_wrap=True)

@@ -12,6 +12,8 @@ import threading
 import time
 
 import uvicorn
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from huey.consumer import Consumer, ConsumerStopped
 
 from bot.config import Settings
@@ -123,12 +125,35 @@ def missing_settings(settings: Settings) -> list[str]:
     return missing
 
 
+def check_private_key(settings: Settings) -> None:
+    """Raises ValueError naming the setting when the App's private key does
+    not parse, so a bad key stops the start instead of failing the first job.
+    The message never quotes the key."""
+    source = (
+        "GITHUB_PRIVATE_KEY"
+        if settings.github_private_key is not None
+        else f"GITHUB_PRIVATE_KEY_PATH ({settings.github_private_key_path})"
+    )
+    try:
+        text = settings.private_key() or ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the App's private key from {source}: {exc.strerror or exc}") from None
+    try:
+        serialization.load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ValueError(
+            f"{source} does not hold a PEM private key (expected the .pem file GitHub gives for"
+            " the App, starting with -----BEGIN RSA PRIVATE KEY-----)"
+        ) from None
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> None:
     """Raises ValueError, before anything is started or written, when the App's
-    settings are incomplete."""
+    settings are incomplete or its private key does not parse."""
     missing = missing_settings(settings)
     if missing:
         raise ValueError("the GitHub App is not configured; set " + ", ".join(missing) + " (see README)")
+    check_private_key(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scrub_environment()
     queue = JobQueue(settings)

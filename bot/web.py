@@ -74,6 +74,7 @@ Handler = Callable[[str, Any, Ledger], Outcome]
 
 
 def handle_ping(delivery: str, payload: dict[str, Any], ledger: Ledger) -> Outcome:
+    log.info("delivery %s: ping from GitHub", delivery)
     zen = payload.get("zen")
     return JSONResponse({"pong": True, "zen": zen if isinstance(zen, str) else None})
 
@@ -301,6 +302,12 @@ def create_app(settings: Settings, queue: Submitter) -> Starlette:
         if body is None:
             return JSONResponse({"error": "payload too large"}, status_code=413)
         if not verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
+            log.warning(
+                "delivery %s (%s) refused: bad signature; does GITHUB_WEBHOOK_SECRET match the"
+                " webhook secret in the App's settings?",
+                request.headers.get("x-github-delivery", "?")[:80],
+                request.headers.get("x-github-event", "?")[:80],
+            )
             return JSONResponse({"error": "bad signature"}, status_code=401)
         event = request.headers.get("x-github-event")
         delivery = request.headers.get("x-github-delivery")

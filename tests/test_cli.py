@@ -4,6 +4,7 @@ installed console script."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -254,3 +255,177 @@ def test_serve_without_app_settings_names_what_is_missing(
     assert "GITHUB_APP_ID" in result.output and "GITHUB_WEBHOOK_SECRET" in result.output
     assert "missing.pem" in result.output
     assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+# -- stdout is the report only; data never in the repository -----------------------
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The user's environment, with data and cache directories of its own
+    (platformdirs follows XDG on Linux) and no data directory setting."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PATCHLING_DATA_DIR", "BAML_LOG")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg-cache")
+    return env
+
+
+def tiers_only_config(path: Path, base_url: str, timeout_s: float = 30) -> Path:
+    """Settings with a tier and no data_dir: the CLI's default directories apply."""
+    path.write_text(
+        f'[[tiers]]\nname = "tiny"\nmodel = "tiny"\nbase_url = "{base_url}"\ntimeout_s = {timeout_s}\n'
+    )
+    return path
+
+
+def run_patchling(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # The installed console script in a real process: BAML writes to file
+    # descriptor 1 itself, which an in-process runner would not see.
+    return subprocess.run(
+        [str(PATCHLING), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rules", "timeout_s", "outcome", "verbose"),
+    [
+        (
+            [plan_rule(), {"status": 404, "reply": 'model "tiny" not found, try pulling it first'}],
+            30,
+            "model_not_found",
+            False,
+        ),
+        ([{"match": "Answer in JSON", "reply": "I would rather not say."}], 30, "bad_reply", True),
+        ([plan_rule(), {"match": "What to change in", "reply": "late", "delay": 4}], 1, "timeout", False),
+    ],
+    ids=["404", "garbage", "timeout"],
+)
+def test_edit_json_stdout_is_json_when_the_model_call_fails(
+    model_server: ScriptedModel,
+    calculator_repo: Path,
+    tmp_path: Path,
+    rules: list[dict[str, object]],
+    timeout_s: float,
+    outcome: str,
+    verbose: bool,
+) -> None:
+    model_server.script(*rules)
+    config = tiers_only_config(tmp_path / "p.toml", model_server.url, timeout_s)
+    args = ["edit", "--repo", str(calculator_repo), "--config", str(config), "--json", INSTRUCTION]
+    proc = run_patchling([*args, "--verbose"] if verbose else args, tmp_path, cli_env(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)  # nothing but the report on stdout
+    assert data["status"] == "failed"
+    assert data["attempts"][-1]["outcome"] == outcome
+    if verbose:  # BAML's log, prompts and all, went to stderr
+        assert "Answer in JSON" in proc.stderr
+    else:  # and by default, no prompt anywhere
+        assert "Answer in JSON" not in proc.stderr
+
+
+def test_edit_leaves_no_files_in_the_repository(
+    model_server: ScriptedModel, calculator_repo: Path, tmp_path: Path
+) -> None:
+    env = cli_env(tmp_path)
+    config = tiers_only_config(tmp_path / "p.toml", model_server.url)
+    # A failed run, then a dry run, both from inside the repository (--repo .).
+    model_server.script(plan_rule(), {"status": 404, "reply": "model not found"})
+    assert run_patchling(["edit", "--config", str(config), INSTRUCTION], calculator_repo, env).returncode == 1
+    model_server.script(plan_rule(), *edit_rules())
+    dry = run_patchling(["edit", "--config", str(config), "--dry-run", INSTRUCTION], calculator_repo, env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert not (calculator_repo / ".patchling").exists()
+    assert git_clean(calculator_repo)
+    assert (tmp_path / "xdg-data" / "patchling" / "records.sqlite3").is_file()
+    assert any((tmp_path / "xdg-cache" / "patchling" / "index").iterdir())
+
+    # `stats` reads the same place from anywhere: the 404 was no attempt, the dry run is apart.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stats = run_patchling(["stats", "--json"], elsewhere, env)
+    assert stats.returncode == 0, stats.stderr
+    (row,) = json.loads(stats.stdout)
+    assert (row["tier"], row["attempts"], row["no_answer"], row["dry_runs"]) == ("tiny", 0, 1, 1)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_context_caches_its_index_where_edit_does(
+    calculator_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in cli_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PATCHLING_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    args = ["context", "--repo", str(calculator_repo), "--budget", "600", "--json", INSTRUCTION]
+    assert runner.invoke(app, args).exit_code == 0
+    assert any((tmp_path / "xdg-cache" / "patchling" / "index").iterdir())
+    # PATCHLING_DATA_DIR moves it, as it moves edit's.
+    monkeypatch.setenv("PATCHLING_DATA_DIR", str(tmp_path / "chosen"))
+    assert runner.invoke(app, args).exit_code == 0
+    assert any((tmp_path / "chosen" / "index").iterdir())
+    assert not (calculator_repo / ".patchling").exists()
+
+
+# -- help, version, --repo wording ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["edit"], ["apply"], ["context"], ["stats"], ["serve"]])
+def test_help_has_no_type_placeholders(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], terminal_width=120)
+    assert result.exit_code == 0, result.output
+    for placeholder in ("<bool>", "<list[str]>", "<str>", "<path>", "{"):
+        assert placeholder not in result.output, (placeholder, result.output)
+
+
+def test_version() -> None:
+    import importlib.metadata
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"patchling {importlib.metadata.version('patchling')}"
+
+
+def test_one_wording_for_a_bad_repo(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    for args in (["edit", "x"], ["apply", "-"], ["context", "--budget", "5", "x"]):
+        result = runner.invoke(app, [args[0], "--repo", str(missing), *args[1:]], input="")
+        assert result.exit_code == 2
+        assert result.stderr.strip() == f"error: --repo {missing}: no such directory"
+
+
+# -- serve: a private key that does not parse stops the start --------------------------
+
+
+@pytest.mark.parametrize("kind", ["garbage", "public"])
+def test_serve_refuses_a_key_that_is_not_a_private_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.fakegithub import private_key_pem
+
+    key_file = tmp_path / "key.pem"
+    if kind == "public":  # the mistake of pasting the public half
+        private = serialization.load_pem_private_key(private_key_pem().encode(), password=None)
+        key_file.write_bytes(
+            private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    else:
+        key_file.write_text("-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_PRIVATE_KEY", raising=False)
+    monkeypatch.setenv("GITHUB_APP_ID", "1")
+    monkeypatch.setenv("GITHUB_PRIVATE_KEY_PATH", str(key_file))
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "s")
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert f"GITHUB_PRIVATE_KEY_PATH ({key_file}) does not hold a PEM private key" in result.stderr
+    assert "public" not in result.stderr.lower()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key.pem"]  # nothing started, nothing written

@@ -50,21 +50,66 @@ async def test_edit_format_picks_the_function(
     assert marker in text and "A previous attempt failed: fb" in text
 
 
-async def test_unparseable_plan_is_a_model_error(model_server: ScriptedModel) -> None:
+async def test_unparseable_plan_is_a_bad_reply(model_server: ScriptedModel) -> None:
     model_server.script({"reply": "I think you should edit some files."})
     with pytest.raises(ModelError) as caught:
         await models.plan(tier(model_server), "x", "")
-    assert caught.value.kind == "unparseable"
+    assert caught.value.kind == "bad_reply"
     assert caught.value.message.startswith("tier tiny: the reply could not be parsed")
     assert caught.value.raw_output == "I think you should edit some files."
 
 
-async def test_http_error_is_a_model_error(model_server: ScriptedModel) -> None:
+async def test_http_error_is_a_server_error(model_server: ScriptedModel) -> None:
     model_server.script({"reply": "overloaded", "status": 503})
     with pytest.raises(ModelError) as caught:
         await models.write_file_edit(tier(model_server), "x", "c", "a.py", "", "", "")
-    assert caught.value.kind == "http"
+    assert caught.value.kind == "server_error"
     assert "HTTP 503" in caught.value.message and len(caught.value.message) < 300
+
+
+async def test_unknown_model_says_which_model(model_server: ScriptedModel) -> None:
+    # Ollama's and OpenAI's answer to a model they do not have.
+    model_server.script({"reply": 'model "tiny" not found, try pulling it first', "status": 404})
+    with pytest.raises(ModelError) as caught:
+        await models.write_file_edit(tier(model_server), "x", "c", "a.py", "", "", "")
+    assert caught.value.kind == "model_not_found"
+    assert caught.value.message == (
+        f"tier tiny: {model_server.url} has no model 'tiny' (HTTP 404);"
+        " check the model name of tier tiny in patchling.toml"
+    )
+
+
+def test_unknown_model_on_ollama_says_what_to_pull() -> None:
+    local = Tier(name="qwen-1.5b", model="qwen2.5-coder:1.5b", base_url="http://localhost:11434/v1")
+    kind, message = models._http_error(local, 404, "Not Found")
+    assert kind == "model_not_found"
+    assert message.endswith("run `ollama pull qwen2.5-coder:1.5b`")
+
+
+async def test_refused_key_is_an_auth_failure(model_server: ScriptedModel) -> None:
+    model_server.script({"reply": "Incorrect API key provided", "status": 401})
+    keyed = tier(model_server, api_key_env="TEST_TIER_KEY")
+    with pytest.raises(ModelError) as caught:
+        await models.write_file_edit(keyed, "x", "c", "a.py", "", "", "")
+    assert caught.value.kind == "auth_failed"
+    assert caught.value.message.endswith("(HTTP 401); check TEST_TIER_KEY")
+
+
+def test_no_answer_kinds_are_what_records_leave_out() -> None:
+    from bot.records import NO_ANSWER_OUTCOMES
+
+    assert set(NO_ANSWER_OUTCOMES) == models.NO_ANSWER_KINDS
+
+
+def test_next_steps_name_the_pull_and_the_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.config import default_tiers
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    steps = models.next_steps(default_tiers())
+    assert "`ollama pull qwen2.5-coder:1.5b`" in steps
+    assert "patchling.toml" in steps
+    assert "set ANTHROPIC_API_KEY or OPENAI_API_KEY" in steps
 
 
 async def test_timeout_comes_from_the_tier(model_server: ScriptedModel) -> None:
@@ -82,7 +127,7 @@ async def test_connection_refused_is_clear() -> None:
     dead = Tier(name="qwen-1.5b", model="m", base_url=f"http://127.0.0.1:{port}/v1")
     with pytest.raises(ModelError) as caught:
         await models.write_file_edit(dead, "x", "c", "a.py", "", "", "")
-    assert caught.value.kind == "unreachable"
+    assert caught.value.kind == "connection_refused"
     assert (
         caught.value.message
         == f"tier qwen-1.5b: cannot reach http://127.0.0.1:{port}/v1 (connection refused)"

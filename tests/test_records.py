@@ -53,3 +53,38 @@ def test_attempts_persist_and_filter_by_job(tmp_path: Path) -> None:
 
 def test_empty_store(tmp_path: Path) -> None:
     assert RecordStore(tmp_path / "r.sqlite3").summary() == []
+
+
+OLD_SCHEMA = """
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT, repo TEXT NOT NULL, instruction TEXT NOT NULL,
+    tier TEXT NOT NULL, model TEXT NOT NULL, edit_format TEXT NOT NULL, tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL, latency_s REAL NOT NULL, outcome TEXT NOT NULL, created_at REAL NOT NULL
+);
+INSERT INTO attempts VALUES (1, NULL, 'r', 'i', 'tiny', 'm', 'whole', 10, 5, 1.0, 'verified', 0);
+"""
+
+
+def test_stats_count_only_answered_real_attempts(tmp_path: Path) -> None:
+    # A database written before dry runs were marked opens, keeps its rows, and migrates.
+    path = tmp_path / "records.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    store = RecordStore(path)
+    common = {"repo": "r", "instruction": "i", "model": "m", "edit_format": "whole", "latency_s": 2.0}
+    for outcome in ("unreachable", "connection_refused", "model_not_found", "timeout"):
+        store.add(tier="tiny", outcome=outcome, tokens_in=0, tokens_out=0, **common)
+    store.add(tier="tiny", outcome="tests_worse", tokens_in=30, tokens_out=15, **common)
+    RecordStore(path, dry_run=True).add(
+        tier="tiny", outcome="unverified", tokens_in=99, tokens_out=99, **common
+    )
+    store.add(tier="only-down", outcome="unreachable", tokens_in=0, tokens_out=0, **common)
+
+    by_tier = {row.tier: row for row in RecordStore(path).summary()}
+    tiny = by_tier["tiny"]
+    assert (tiny.attempts, tiny.verified, tiny.unverified, tiny.no_answer, tiny.dry_runs) == (2, 1, 0, 4, 1)
+    assert tiny.success_rate == 0.5
+    assert tiny.mean_tokens_in == 20  # the verified old row and tests_worse; not the dry run
+    down = by_tier["only-down"]
+    assert (down.attempts, down.success_rate, down.no_answer) == (0, 0.0, 1)
+    assert [row.tier for row in RecordStore(path).summary()] == ["tiny", "only-down"]

@@ -332,3 +332,22 @@ def test_app_manifest() -> None:
         "metadata": "read",
     }
     assert manifest["public"] is False and manifest["name"] and manifest["url"]
+
+
+def test_bad_signature_is_logged_with_a_hint(
+    app: Any, queue: RecordingQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = json.dumps(payload("ping/with-app_id")).encode()
+    headers = delivery_headers(b"another-secret", body, "ping")
+    with caplog.at_level("INFO", logger="bot.web"):
+        response = asyncio.run(post(app, "/api/github/webhooks", body, headers))
+    assert response.status_code == 401
+    (record,) = [r for r in caplog.records if "bad signature" in r.getMessage()]
+    assert record.levelname == "WARNING" and "GITHUB_WEBHOOK_SECRET" in record.getMessage()
+    assert WEBHOOK_SECRET not in caplog.text and "another-secret" not in caplog.text
+
+
+def test_ping_is_logged(app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="bot.web"):
+        assert deliver(app, "ping", payload("ping/with-app_id")).status_code == 200
+    assert any("ping" in r.getMessage() and r.levelname == "INFO" for r in caplog.records)
