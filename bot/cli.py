@@ -99,7 +99,11 @@ def edit(
         str | None, typer.Option("--setup-command", help="Run once before tests.")
     ] = None,
     protected: Annotated[
-        list[str] | None, typer.Option("--protected", help="Glob of paths never to change (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--protected",
+            help="Glob of paths never to change (repeatable); .git/ and .github/ are always protected.",
+        ),
     ] = None,
     data_dir: DataDirOption = None,
 ) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pygit2
 
+from bot.files import PathRefused, clean_path
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _MIRROR_REFSPEC = "+refs/heads/*:refs/heads/*"
 
@@ -135,8 +137,14 @@ def commit_paths(
     index = repo.index
     index.read()
     for rel in sorted(set(paths)):
+        try:
+            clean_path(rel)
+        except PathRefused as exc:
+            raise WorkspaceError(
+                f"refusing to commit a path outside the work tree: {rel!r} ({exc.reason})"
+            ) from None
         target = (root / rel).resolve()
-        if not target.is_relative_to(root) or target == root or ".git" in Path(rel).parts:
+        if not target.is_relative_to(root) or target == root:
             raise WorkspaceError(f"refusing to commit a path outside the work tree: {rel!r}")
         if target.is_file():
             index.add(rel)
