@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from bot.config import EditFormat
-from bot.files import PathRefused, clean_path, list_files, read_bytes, resolve
+from bot.files import PathRefused, clean_path, list_files, open_file, read_bytes, resolve
 from bot.files import symlink_on_path as symlink_on_path
 
 __all__ = [
@@ -1470,14 +1470,16 @@ def write_changes(root: Path, changes: Mapping[str, str]) -> None:
 def _plan(root: Path, rel: str, text: str) -> _Write:
     target = _inside(root, rel)
     old_data = old_mode = None
-    if target.exists():
-        if not target.is_file():
-            raise ApplyError(f"Refusing to write {rel}: it is not a regular file.", path=rel)
-        try:
-            old_data = target.read_bytes()
-            old_mode = stat.S_IMODE(target.stat().st_mode)
-        except OSError as exc:
-            raise ApplyError(f"Cannot read {rel}: {exc.strerror or exc}.", path=rel) from exc
+    try:
+        with open_file(root, rel) as fh:  # the old bytes, for the rollback; never through a link
+            old_mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
+            old_data = fh.read()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # a new file
+    except PathRefused as exc:
+        raise ApplyError(f"Refusing to write {rel}: {exc.reason}.", path=rel) from None
+    except OSError as exc:
+        raise ApplyError(f"Cannot read {rel}: {exc.strerror or exc}.", path=rel) from exc
     data = _match_newlines(text, old_data).encode("utf-8", "surrogateescape")
     return _Write(_check_rel(rel), target, data, old_data, old_mode)
 
