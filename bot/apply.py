@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Literal
 
 from bot.config import EditFormat
-from bot.index import JUNK_DIRS
+from bot.files import PathRefused, clean_path, list_files, open_file, read_bytes, resolve
+from bot.files import symlink_on_path as symlink_on_path
 
 __all__ = [
     "ApplyError",
@@ -1054,22 +1055,13 @@ def _check_overlap(placed: Sequence[tuple[_Block, _Match]], path: str) -> None:
 # Paths and the workspace (file contents before and after the reply)
 # ---------------------------------------------------------------------------------------------
 
-# Never part of a checkout's tracked files; skipping them keeps bare-name lookups fast and sane.
-
 
 def _check_rel(rel: str) -> str:
     """Normalise a repo-relative path; refuse absolute paths, `..` and anything in .git/."""
-    p = rel.replace("\\", "/")
-    if not p or p.startswith("/") or re.match(r"^[A-Za-z]:", p):
-        raise ApplyError(f"Refusing path {rel!r}: it must be relative to the repository root.", path=rel)
-    parts = [part for part in p.split("/") if part not in ("", ".")]
-    if not parts:
-        raise ApplyError(f"Refusing path {rel!r}: it names no file.", path=rel)
-    if ".." in parts:
-        raise ApplyError(f"Refusing path {rel!r}: it may not contain '..'.", path=rel)
-    if any(part.lower() == ".git" for part in parts):
-        raise ApplyError(f"Refusing path {rel!r}: files inside .git/ are never edited.", path=rel)
-    return "/".join(parts)
+    try:
+        return clean_path(rel)
+    except PathRefused as exc:
+        raise ApplyError(str(exc), path=rel) from None
 
 
 def _inside(root: Path, rel: str) -> Path:
@@ -1078,31 +1070,10 @@ def _inside(root: Path, rel: str) -> Path:
 
     A link is never edited or written through: the commit would carry the unchanged link
     while the change landed in its target, out of sight of the protected-path checks."""
-    clean = _check_rel(rel)
-    root_real = Path(os.path.realpath(root))
-    path = root_real.joinpath(*clean.split("/"))
-    real = Path(os.path.realpath(path))
-    if real == root_real or not real.is_relative_to(root_real):
-        raise ApplyError(f"Refusing path {rel!r}: it resolves outside the repository.", path=rel)
-    if any(part.lower() == ".git" for part in real.relative_to(root_real).parts):
-        raise ApplyError(f"Refusing path {rel!r}: it resolves into .git/.", path=rel)
-    if link := symlink_on_path(root_real, clean):
-        what = "it is" if link == clean else f"{link} is"
-        raise ApplyError(f"Refusing path {rel!r}: {what} a symbolic link; links are never edited.", path=rel)
-    return path
-
-
-def symlink_on_path(root: Path, rel: str) -> str | None:
-    """The first part of `rel` (relative to root, '/'-separated) that is a symlink, or None."""
-    current = Path(root)
-    parts = [part for part in rel.split("/") if part not in ("", ".")]
-    for i, part in enumerate(parts):
-        current = current / part
-        if current.is_symlink():
-            return "/".join(parts[: i + 1])
-        if not current.exists():
-            return None
-    return None
+    try:
+        return resolve(root, rel)
+    except PathRefused as exc:
+        raise ApplyError(str(exc), path=rel) from None
 
 
 def _decode(data: bytes, rel: str) -> str:
@@ -1129,15 +1100,15 @@ class _Workspace:
     def _load(self, rel: str) -> str | None:
         if rel in self.overrides:
             return self.overrides[rel]
-        path = _inside(self.root, rel)
-        if not path.exists():
-            return None
-        if not path.is_file():
-            raise ApplyError(f"{rel} is not a regular file.", path=rel)
         try:
-            return _decode(path.read_bytes(), rel)
+            data = read_bytes(self.root, rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except PathRefused as exc:
+            raise ApplyError(str(exc), path=rel) from None
         except OSError as exc:
             raise ApplyError(f"Cannot read {rel}: {exc.strerror or exc}.", path=rel) from exc
+        return _decode(data, rel)
 
     def exists(self, rel: str) -> bool:
         return self.read(rel) is not None
@@ -1147,15 +1118,9 @@ class _Workspace:
         self.current[rel] = text
 
     def listing(self) -> list[str]:
-        """Repository files (a `git ls-files`-like walk) plus overrides and files made so far."""
+        """The project's files (bot.files.list_files) plus overrides and files made so far."""
         if self._listing is None:
-            found: set[str] = set(self.overrides)
-            for dirpath, dirnames, filenames in os.walk(self.root):
-                dirnames[:] = sorted(d for d in dirnames if d not in JUNK_DIRS)
-                rel_dir = Path(dirpath).relative_to(self.root).as_posix()
-                for name in filenames:
-                    found.add(name if rel_dir == "." else f"{rel_dir}/{name}")
-            self._listing = sorted(found)
+            self._listing = sorted({*self.overrides, *list_files(self.root)})
         return sorted({*self._listing, *(k for k, v in self.current.items() if v is not None)})
 
     def changes(self) -> dict[str, str]:
@@ -1505,14 +1470,16 @@ def write_changes(root: Path, changes: Mapping[str, str]) -> None:
 def _plan(root: Path, rel: str, text: str) -> _Write:
     target = _inside(root, rel)
     old_data = old_mode = None
-    if target.exists():
-        if not target.is_file():
-            raise ApplyError(f"Refusing to write {rel}: it is not a regular file.", path=rel)
-        try:
-            old_data = target.read_bytes()
-            old_mode = stat.S_IMODE(target.stat().st_mode)
-        except OSError as exc:
-            raise ApplyError(f"Cannot read {rel}: {exc.strerror or exc}.", path=rel) from exc
+    try:
+        with open_file(root, rel) as fh:  # the old bytes, for the rollback; never through a link
+            old_mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
+            old_data = fh.read()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # a new file
+    except PathRefused as exc:
+        raise ApplyError(f"Refusing to write {rel}: {exc.reason}.", path=rel) from None
+    except OSError as exc:
+        raise ApplyError(f"Cannot read {rel}: {exc.strerror or exc}.", path=rel) from exc
     data = _match_newlines(text, old_data).encode("utf-8", "surrogateescape")
     return _Write(_check_rel(rel), target, data, old_data, old_mode)
 

@@ -187,7 +187,11 @@ def edit(
     ] = None,
     protected: Annotated[
         list[str] | None,
-        typer.Option("--protected", metavar="GLOB", help="Paths never to change (repeatable)."),
+        typer.Option(
+            "--protected",
+            metavar="GLOB",
+            help="Paths never to change (repeatable); .git/ and .github/ always are.",
+        ),
     ] = None,
     data_dir: DataDirOption = None,
     verbose: VerboseOption = False,

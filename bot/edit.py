@@ -15,13 +15,13 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from bot import models
 from bot.apply import ApplyError, compute_changes
 from bot.config import Tier
 from bot.context import Context, Focus, select_context
+from bot.files import PathRefused, check_path, is_protected, read_bytes
 from bot.index import RepoIndex
 from bot.models import ModelError, Usage
 from bot.tokens import count_tokens, truncate_to_tokens
@@ -39,8 +39,6 @@ MIN_CONTEXT_TOKENS = 48
 # Lines kept above and below a relevant span as a floor for small budgets.
 SPAN_MIN_LINES = 20
 FEEDBACK_MAX_TOKENS = 600
-# Always protected, whatever the configuration says.
-ALWAYS_PROTECTED = (".git", ".git/*")
 
 _PATH_RE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.[A-Za-z0-9]+)(?![\w/-])")
 _BACKTICK_RE = re.compile(r"`([^`\s]+)`")
@@ -101,18 +99,6 @@ class Generated:
 # -- paths ------------------------------------------------------------------
 
 
-def is_protected(path: str, patterns: Sequence[str]) -> bool:
-    """True when `path` matches a glob in `patterns` (a pattern naming a
-    directory covers everything below it); .git is always protected."""
-    for pattern in (*ALWAYS_PROTECTED, *patterns):
-        pattern = pattern.strip().removeprefix("./")
-        if not pattern:
-            continue
-        if fnmatch(path, pattern) or fnmatch(path, pattern.rstrip("/") + "/*"):
-            return True
-    return False
-
-
 def normalise_path(root: Path, raw: str) -> str:
     """A repository-relative posix path, or ValueError saying why not."""
     path = raw.strip().strip("`'\"").replace("\\", "/")
@@ -121,18 +107,13 @@ def normalise_path(root: Path, raw: str) -> str:
             path = path[len(prefix) :]
     if not path:
         raise ValueError("empty path")
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise ValueError(f"{raw}: outside the repository")
-    if ".git" in pure.parts:
-        raise ValueError(f"{raw}: inside .git")
-    root_resolved = root.resolve()
-    target = (root / pure).resolve()
-    if not target.is_relative_to(root_resolved) or target == root_resolved:
-        raise ValueError(f"{raw}: outside the repository")
-    if target.exists() and not target.is_file():
+    try:
+        path = check_path(root, path)
+    except PathRefused as exc:
+        raise ValueError(str(exc)) from None
+    if (root / path).exists() and not (root / path).is_file():
         raise ValueError(f"{raw}: not a file")
-    return pure.as_posix()
+    return path
 
 
 def validate_plan(
@@ -360,7 +341,7 @@ async def generate_file(
     original: str | None = None
     if planned.exists:
         try:
-            original = (root / path).read_bytes().decode("utf-8")
+            original = read_bytes(root, path).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             return FileResult(path, None, None, outcome="apply_failed", error=f"{path}: cannot read ({exc})")
     content = original or ""

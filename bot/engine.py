@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot import models
-from bot.apply import symlink_on_path, write_changes
+from bot.apply import write_changes
 from bot.config import Tier
 from bot.context import Context, Focus, select_context
-from bot.edit import EditError, Plan, generate, is_protected, make_plan, plan_context_budget
+from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
+from bot.files import PathRefused, check_path, is_protected
 from bot.index import RepoIndex, build_index
 from bot.records import RecordStore
 from bot.tokens import truncate_to_tokens
@@ -159,8 +160,9 @@ def _snapshot(root: Path, paths: Sequence[str]) -> _Snapshot:
     files: dict[Path, tuple[bytes, int] | None] = {}
     created: list[Path] = []
     for path in paths:
-        target = root / path
-        if Path(path).is_absolute() or ".." in Path(path).parts or symlink_on_path(root, path):
+        try:
+            target = root / check_path(root, path)
+        except PathRefused:
             continue  # write_changes refuses it; nothing of ours to restore there
         if target.is_file():
             files[target] = (target.read_bytes(), target.stat().st_mode)

@@ -672,8 +672,8 @@ def _edit_and_deliver(
 ) -> bool:
     # The engine's side is imported only where a job runs: the web process stays light.
     from bot.context import Focus
-    from bot.edit import is_protected
     from bot.engine import run_edit
+    from bot.files import is_protected
     from bot.records import RecordStore
 
     data_dir = settings.data_dir

@@ -23,10 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.config import Tier
+from bot.files import ALWAYS_PROTECTED
 
 SETTINGS_PATHS = (".github/patchling.yml", ".github/patchling.yaml")
-# The bot never edits its own configuration or the repository's workflows.
-ALWAYS_PROTECTED = ".github/**"
 
 
 class RepoSettingsError(ValueError):
@@ -61,7 +60,9 @@ class RepoSettings(BaseModel):
         return value
 
     def protected_paths(self) -> list[str]:
-        return [ALWAYS_PROTECTED, *(p for p in self.protected if p != ALWAYS_PROTECTED)]
+        """The globs the bot may not touch: bot.files.ALWAYS_PROTECTED (the bot never
+        edits .git, its own configuration or the workflows), then the repository's."""
+        return [*ALWAYS_PROTECTED, *(p for p in self.protected if p not in ALWAYS_PROTECTED)]
 
 
 def parse_repo_settings(text: str, source: str = SETTINGS_PATHS[0]) -> RepoSettings:

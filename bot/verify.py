@@ -26,7 +26,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from bot.index import JUNK_DIRS
+from bot.files import list_files
 
 # Only these variables reach the command; everything else is dropped.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONHASHSEED", "SYSTEMROOT")
@@ -108,16 +108,13 @@ def check_syntax(changes: Mapping[str, str | bytes]) -> list[str]:
 
 
 def has_python_tests(root: Path) -> bool:
-    """A tests/ directory with Python in it, or any test_*.py / *_test.py."""
-    tests_dir = root / "tests"
-    if tests_dir.is_dir() and any(tests_dir.rglob("*.py")):
-        return True
-    for _dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in JUNK_DIRS and not d.startswith(".")]
-        if any(
-            (name.startswith("test_") and name.endswith(".py")) or name.endswith("_test.py")
-            for name in filenames
-        ):
+    """A tests/ directory with Python in it, or any test_*.py / *_test.py, among the
+    project's files (bot.files: no junk, vendored or ignored directories, no links)."""
+    for rel in list_files(Path(root)):
+        name = rel.rsplit("/", 1)[-1]
+        if not name.endswith(".py"):
+            continue
+        if rel.startswith("tests/") or name.startswith("test_") or name.endswith("_test.py"):
             return True
     return False
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pygit2
 
+from bot.files import PathRefused, clean_path
+
 log = logging.getLogger(__name__)
 
 # Packs a mirror may gather before it is repacked (`git gc --auto` waits for 50).
@@ -170,8 +172,14 @@ def commit_paths(
     index = repo.index
     index.read()
     for rel in sorted(set(paths)):
+        try:
+            clean_path(rel)
+        except PathRefused as exc:
+            raise WorkspaceError(
+                f"refusing to commit a path outside the work tree: {rel!r} ({exc.reason})"
+            ) from None
         target = (root / rel).resolve()
-        if not target.is_relative_to(root) or target == root or ".git" in Path(rel).parts:
+        if not target.is_relative_to(root) or target == root:
             raise WorkspaceError(f"refusing to commit a path outside the work tree: {rel!r}")
         if target.is_file():
             index.add(rel)

@@ -61,6 +61,24 @@ def test_validate_plan_drops_unsafe_paths(calculator_repo: Path, tmp_path: Path)
     assert any("protected" in d for d in dropped) and any("inside .git" in d for d in dropped)
 
 
+def test_validate_plan_drops_links_git_in_any_case_and_github(calculator_repo: Path) -> None:
+    (calculator_repo / "alias.py").symlink_to("calculator/calculator.py")
+    kept, dropped = validate_plan(
+        calculator_repo,
+        [
+            ("alias.py", "through a link inside"),
+            (".GIT/config", "git, another case"),
+            (".github/workflows/ci.yml", "a workflow"),
+            (".GitHub/patchling.yml", "the bot's own settings"),
+            ("calculator/cli.py", "fine"),
+        ],
+        protected=[],
+    )
+    assert [f.path for f in kept] == ["calculator/cli.py"]
+    assert "symbolic link" in dropped[0] and ".git" in dropped[1]
+    assert dropped[2:] == [".github/workflows/ci.yml: protected", ".GitHub/patchling.yml: protected"]
+
+
 def test_validate_plan_caps_the_number_of_files(calculator_repo: Path) -> None:
     kept, dropped = validate_plan(calculator_repo, [(f"f{n}.py", "x") for n in range(8)], [])
     assert len(kept) == 5 and len(dropped) == 3

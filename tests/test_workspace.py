@@ -139,7 +139,7 @@ def test_commit_refuses_paths_outside_and_empty_changes(
 ) -> None:
     mirror = mirror_of(tmp_path, str(remote[0]))
     tree = workspace.checkout(mirror, "main", tmp_path / "work")
-    for bad in ("../outside.py", ".git/config", "/etc/passwd"):
+    for bad in ("../outside.py", ".git/config", ".GIT/config", "sub/.Git/HEAD", "/etc/passwd"):
         with pytest.raises(WorkspaceError, match="outside"):
             workspace.commit_paths(tree, [bad], "x", BOT)
     with pytest.raises(WorkspaceError, match="no change"):
