@@ -133,13 +133,15 @@ def _settings(config: Path | None) -> Settings:
         _bad_input(f"cannot read the settings: {exc}")
 
 
-def _work_tree(repo: Path) -> Path:
-    """The one check (and wording) of --repo for every command."""
+def _work_tree(repo: Path, *, git: bool = True) -> Path:
+    """The one check (and wording) of --repo for every command. `context` also
+    reads plain directories; `edit` and `apply` change files, so they need git
+    (its state is how a user sees and undoes a change)."""
     if not repo.exists():
         _bad_input(f"--repo {repo}: no such directory")
     if not repo.is_dir():
         _bad_input(f"--repo {repo}: not a directory")
-    if pygit2.discover_repository(str(repo)) is None:
+    if git and pygit2.discover_repository(str(repo)) is None:
         _bad_input(f"--repo {repo}: not a git work tree")
     return repo.resolve()
 
@@ -309,7 +311,7 @@ def context(
     from bot.context import select_context
     from bot.report import render_context
 
-    root = _work_tree(repo)
+    root = _work_tree(repo, git=False)
     text = _instruction(instruction)
     if budget < 0:
         _bad_input("the budget must be zero or more tokens")
