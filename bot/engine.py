@@ -379,7 +379,7 @@ async def run_edit(
             record(tier, result.status, result.message, run.usage, run.latency())
             result.attempts = attempts
             result.tokens_in, result.tokens_out = tokens["in"], tokens["out"]
-            result.environment = state.environment or baseline.environment
+            result.environment = _environment(baseline, state)
             return result
     except BaseException:
         baseline.abandon()  # a bug or a cancellation: do not leave the task dangling
@@ -397,8 +397,17 @@ async def run_edit(
         last_output=state.last_output,
         context=state.context,
         notes=state.notes,
-        environment=state.environment or baseline.environment,
+        environment=_environment(baseline, state),
     )
+
+
+def _environment(baseline: _Baseline, state: _RunState) -> dict[str, Any] | None:
+    """The environment to report: the baseline's (which built it), unless the
+    change got one of its own (it touched the dependency files)."""
+    before, after = baseline.environment, state.environment
+    if after is not None and (before is None or after["key"] != before["key"]):
+        return after
+    return before
 
 
 class _Baseline:
@@ -596,10 +605,9 @@ async def _attempt_tier(
         tests_after, env = await asyncio.to_thread(
             _tests_in_env, root, command, baseline.setup_command, test_timeout_s, baseline.envs_dir
         )
-        if env is not None:
-            state.environment = env.to_json()
-            if not env.reused:  # the change touched the dependency files
-                _emit(on_progress, "environment", {"tier": tier.name, **_env_data(env)})
+        state.environment = env.to_json() if env is not None else None
+        if env is not None and not env.reused:  # the change touched the dependency files
+            _emit(on_progress, "environment", {"tier": tier.name, **_env_data(env)})
         _emit(
             on_progress,
             "tests_after",

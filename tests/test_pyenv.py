@@ -67,6 +67,10 @@ def test_an_environment_is_built_once_and_reused(tmp_path: Path, shared_data_dir
     assert first.path.parent == envs and not first.path.is_relative_to(root)
     assert [p.name for p in envs.iterdir() if p.name.startswith(".build-")] == []
     assert (first.bin_dir / "pytest").is_file()
+    # The setup command runs in the environment too, never in Patchling's.
+    setup = "python -c \"import sys; open('prefix.txt', 'w').write(sys.prefix)\""
+    run = run_tests(root, "true", 60, setup_command=setup, pyenv=again)
+    assert run.ok and (root / "prefix.txt").read_text() == str(first.path)
     data = first.to_json()
     assert set(data) == {"key", "installed", "seconds", "reused"} and str(envs) not in str(data)
 
