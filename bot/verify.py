@@ -47,7 +47,7 @@ _FAILING_RE = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$")
 PYTEST_NOT_RUN = {
     2: "collection errors or an interrupted run",
     3: "pytest hit an internal error",
-    4: "pytest usage error",
+    4: "pytest could not start (a usage error, or a conftest.py that fails to import)",
     5: "no tests were collected",
 }
 # Markers of pytest's output, for commands (make test, tox) that run it indirectly.
