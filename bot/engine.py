@@ -27,7 +27,9 @@ from bot.config import Tier
 from bot.context import Context, Focus, select_context
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.files import PathRefused, check_path, is_protected
+from bot.guards import shrink_problems
 from bot.index import RepoIndex, build_index
+from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
 from bot.records import RecordStore
 from bot.tokens import truncate_to_tokens
 from bot.verify import TestRun, check_syntax, default_test_command, run_tests, worse_than
@@ -44,6 +46,7 @@ Outcome = Literal[
     "unverified",
     "apply_failed",
     "syntax_error",
+    "shrunk",
     "tests_worse",
     "model_error",
     "no_change",
@@ -94,6 +97,8 @@ class EditResult:
     message: str
     last_output: str = ""
     context: dict[str, Any] = field(default_factory=dict)
+    # The repository's test environment: what was installed, how long it took, whether reused.
+    environment: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +116,7 @@ class EditResult:
             "notes": self.notes,
             "last_output": self.last_output,
             "context": self.context,
+            "environment": self.environment,
         }
 
 
@@ -228,8 +234,28 @@ def _tests_data(run: TestRun | None) -> dict[str, Any]:
         "skipped": run.skipped,
         "duration_s": run.duration_s,
         "timed_out": run.timed_out,
+        "could_not_run": run.could_not_run,
         "summary": run.summary(),
     }
+
+
+def _env_data(env: PyEnv) -> dict[str, Any]:
+    return {**env.to_json(), "summary": env.describe()}
+
+
+def _tests_in_env(
+    root: Path, command: str, setup_command: str | None, timeout_s: float, envs_dir: Path
+) -> tuple[TestRun, PyEnv | None]:
+    """Run the tests, in the repository's environment when they need one
+    (built or reused first: its key follows the dependency files, so a change
+    to them gets an environment of its own)."""
+    if not needs_env(root, [command, setup_command]):
+        return run_tests(root, command, timeout_s, setup_command), None
+    try:
+        env = ensure_env(root, envs_dir, setup_command)
+    except EnvError as exc:
+        return TestRun.not_run(command, str(exc)), None
+    return run_tests(root, command, timeout_s, setup_command, env), env
 
 
 def _test_feedback(reason: str, run: TestRun) -> str:
@@ -302,6 +328,7 @@ async def run_edit(
             message=message,
             last_output=extra.get("last_output", ""),
             context=extra.get("context", {}),
+            environment=extra.get("environment"),
         )
 
     # Tiers that need a key nobody set are skipped; unreachable ones recorded.
@@ -324,7 +351,10 @@ async def run_edit(
         )
 
     command = test_command or default_test_command(root)
-    baseline = _Baseline(root, command if not dry_run else None, setup_command, test_timeout_s, on_progress)
+    envs_dir = Path(data_dir) / "envs" if data_dir is not None else default_envs_dir()
+    baseline = _Baseline(
+        root, command if not dry_run else None, setup_command, test_timeout_s, envs_dir, on_progress
+    )
     cache_dir = Path(data_dir) / "index" if data_dir is not None else None
     try:
         index = await asyncio.to_thread(build_index, root, cache_dir)
@@ -361,6 +391,7 @@ async def run_edit(
             record(tier, result.status, result.message, run.usage, run.latency())
             result.attempts = attempts
             result.tokens_in, result.tokens_out = tokens["in"], tokens["out"]
+            result.environment = _environment(baseline, state)
             return result
     except BaseException:
         baseline.abandon()  # a bug or a cancellation: do not leave the task dangling
@@ -378,7 +409,17 @@ async def run_edit(
         last_output=state.last_output,
         context=state.context,
         notes=state.notes,
+        environment=_environment(baseline, state),
     )
+
+
+def _environment(baseline: _Baseline, state: _RunState) -> dict[str, Any] | None:
+    """The environment to report: the baseline's (which built it), unless the
+    change got one of its own (it touched the dependency files)."""
+    before, after = baseline.environment, state.environment
+    if after is not None and (before is None or after["key"] != before["key"]):
+        return after
+    return before
 
 
 class _Baseline:
@@ -392,16 +433,19 @@ class _Baseline:
         command: str | None,
         setup_command: str | None,
         timeout_s: float,
+        envs_dir: Path,
         on_progress: ProgressFn | None,
     ) -> None:
         self.command = command
         self.setup_command = setup_command  # the "after" runs use it too: like for like
+        self.envs_dir = envs_dir
+        self.environment: dict[str, Any] | None = None
         self._on_progress = on_progress
-        self._task: asyncio.Task[TestRun] | None = None
+        self._task: asyncio.Task[tuple[TestRun, PyEnv | None]] | None = None
         self._run: TestRun | None = None
         if command:
             self._task = asyncio.create_task(
-                asyncio.to_thread(run_tests, root, command, timeout_s, setup_command)
+                asyncio.to_thread(_tests_in_env, root, command, setup_command, timeout_s, envs_dir)
             )
 
     def abandon(self) -> None:
@@ -412,7 +456,10 @@ class _Baseline:
     async def result(self) -> TestRun | None:
         if self._task is None or self._run is not None:
             return self._run
-        self._run = await self._task
+        self._run, env = await self._task
+        if env is not None:
+            self.environment = env.to_json()
+            _emit(self._on_progress, "environment", _env_data(env))
         _emit(self._on_progress, "tests_before", {"command": self.command, **_tests_data(self._run)})
         return self._run
 
@@ -425,6 +472,7 @@ class _RunState:
     last_output: str = ""
     context: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    environment: dict[str, Any] | None = None  # of the latest "after" run
 
 
 @dataclass
@@ -512,6 +560,16 @@ async def _attempt_tier(
     problems = check_syntax(changes)
     if problems:
         raise _TierFailed("syntax_error", "syntax errors: " + "; ".join(problems[:5]))
+    request = " ".join([instruction, plan.notes, *(f.change for f in plan.files)])
+    lost = shrink_problems(generated.originals, changes, request)
+    if lost:
+        raise _TierFailed(
+            "shrunk",
+            "refused: " + "; ".join(lost[:5]),
+            "refused before testing: "
+            + "; ".join(lost[:5])
+            + ". Keep every part of the file the request does not ask to change.",
+        )
     _emit(on_progress, "applied", {"tier": tier.name, "files": sorted(changes)})
     diff = unified_diff(generated.originals, changes)
 
@@ -556,9 +614,12 @@ async def _attempt_tier(
                 f"unverified: tier {tier.name} made the change; the repository has no tests to run",
                 None,
             )
-        tests_after = await asyncio.to_thread(
-            run_tests, root, command, test_timeout_s, baseline.setup_command
+        tests_after, env = await asyncio.to_thread(
+            _tests_in_env, root, command, baseline.setup_command, test_timeout_s, baseline.envs_dir
         )
+        state.environment = env.to_json() if env is not None else None
+        if env is not None and not env.reused:  # the change touched the dependency files
+            _emit(on_progress, "environment", {"tier": tier.name, **_env_data(env)})
         _emit(
             on_progress,
             "tests_after",
@@ -569,6 +630,20 @@ async def _attempt_tier(
             if reason:
                 raise _TierFailed("tests_worse", reason, _test_feedback(reason, tests_after))
         accepted = True
+        if tests_after.could_not_run is not None:
+            # Only here when the baseline could not run either (else worse_than refused it).
+            return result(
+                "unverified",
+                f"unverified: tier {tier.name} made the change, but {tests_after.summary()}",
+                tests_after,
+            )
+        if tests_before is not None and tests_before.could_not_run is not None and not tests_after.ok:
+            return result(
+                "unverified",
+                f"unverified: tier {tier.name} made the change; the tests did not run before it,"
+                f" and now {tests_after.summary()}",
+                tests_after,
+            )
         if tests_after.passed == 0:
             return result(
                 "unverified",

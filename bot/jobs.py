@@ -818,6 +818,8 @@ class StatusBoard:
             self.done(f"edits generated{tier}")
         elif stage == "applied":
             self.done(f"applied: {_paths(data.get('files') or [])}{tier}")
+        elif stage == "environment":
+            self.done(f"{data.get('summary', 'test environment ready')}{tier}")
         elif stage in ("tests_before", "tests_after"):
             when = "before" if stage == "tests_before" else "after"
             self.done(f"tests {when}: {_tests_line(data)}{tier}")
@@ -837,6 +839,8 @@ def _paths(paths: list[str]) -> str:
 def _tests_line(data: dict[str, Any]) -> str:
     if not data.get("ran", True):
         return "not run"
+    if data.get("could_not_run"):
+        return f"could not run: {data['could_not_run']}"
     text = f"{data.get('passed', 0)} passed, {data.get('failed', 0)} failed, {data.get('errors', 0)} errors"
     if data.get("duration_s") is not None:
         text += f" in {float(data['duration_s']):.1f}s"
@@ -858,6 +862,8 @@ def _tests_table(result: EditResult) -> str:
     for label, run in (("before", result.tests_before), ("after", result.tests_after)):
         if run is None:
             rows.append(f"| {label} | not run | | | | | |")
+        elif run.could_not_run is not None:
+            rows.append(f"| {label} | `{run.command}` | {run.summary()} | | | | {run.duration_s:.1f}s |")
         else:
             timed_out = " (timed out)" if run.timed_out else ""
             rows.append(
@@ -865,11 +871,19 @@ def _tests_table(result: EditResult) -> str:
                 f"| {run.duration_s:.1f}s{timed_out} |"
             )
     text = "\n".join(rows)
+    if result.environment:
+        text += "\n\n" + _environment_line(result.environment)
     for label, run in (("before", result.tests_before), ("after", result.tests_after)):
         if run is not None and run.failing:
             names = "\n".join(f"- `{name}`" for name in run.failing[:30])
             text += f"\n\nFailing {label}:\n{names}"
     return text
+
+
+def _environment_line(env: dict[str, Any]) -> str:
+    installed = ", ".join(f"`{name}`" for name in env.get("installed", []))
+    how = "reused" if env.get("reused") else f"built in {float(env.get('seconds', 0)):.1f}s"
+    return f"Test environment {how}, with {installed}."
 
 
 def _verdict(result: EditResult) -> str:

@@ -48,6 +48,7 @@ class ProgressReporter:
             "context": lambda: f"context: {len(data.get('files', []))} files, {data.get('tokens', 0)} tokens",
             "plan": lambda: f"plan: {', '.join(data.get('files', [])) or 'nothing'}",
             "generated": lambda: "model replies received",
+            "environment": lambda: str(data.get("summary", "test environment ready")),
             "applied": lambda: f"applied in memory: {', '.join(data.get('files', []))}",
             "tests_before": lambda: f"tests before: {_tests_line(data)}",
             "tests_after": lambda: f"tests after: {_tests_line(data)}",

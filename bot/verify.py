@@ -16,7 +16,6 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import tomllib
@@ -24,9 +23,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.files import list_files
+
+if TYPE_CHECKING:
+    from bot.pyenv import PyEnv
 
 # Only these variables reach the command; everything else is dropped.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONHASHSEED", "SYSTEMROOT")
@@ -40,6 +42,22 @@ OUTPUT_READ_LIMIT = 4_000_000
 
 _COUNT_RE = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)\b")
 _FAILING_RE = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$")
+# pytest's exit codes that mean the tests did not run (collection errors or
+# interruption, internal error, usage error, no tests collected).
+PYTEST_NOT_RUN = {
+    2: "collection errors or an interrupted run",
+    3: "pytest hit an internal error",
+    4: "pytest could not start (a usage error, or a conftest.py that fails to import)",
+    5: "no tests were collected",
+}
+# Markers of pytest's output, for commands (make test, tox) that run it indirectly.
+_PYTEST_OUTPUT_RE = re.compile(
+    r"^(=+ .*(test session starts|ERRORS|short test summary info).* =+"
+    r"|Interrupted: \d+ errors? during collection|ImportError while loading conftest .*"
+    r"|ERROR: (usage|file or directory not found).*|no tests ran in .*)$",
+    re.MULTILINE,
+)
+_NO_MODULE_RE = re.compile(r"No module named '?([A-Za-z_][\w.]*)'?")
 
 
 @dataclass
@@ -56,21 +74,30 @@ class TestRun:
     exit_code: int | None = None
     timed_out: bool = False
     output_tail: str = ""
+    # Why the tests did not run at all (then the counts mean nothing), or None.
+    could_not_run: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        return self.exit_code == 0 and not self.timed_out and self.could_not_run is None
 
     @property
     def total(self) -> int:
         return self.passed + self.failed + self.errors
 
     def summary(self) -> str:
+        if self.could_not_run is not None:
+            return f"tests could not run: {self.could_not_run}"
         text = f"{self.passed} passed, {self.failed} failed, {self.errors} errors, {self.skipped} skipped"
         return text + (" (timed out)" if self.timed_out else "")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def not_run(cls, command: str, reason: str) -> TestRun:
+        """A run that never started (its environment could not be built, say)."""
+        return cls(command, 0, 0, 0, 0, could_not_run=reason)
 
 
 # -- syntax -----------------------------------------------------------------
@@ -120,9 +147,8 @@ def has_python_tests(root: Path) -> bool:
 
 
 def default_test_command(root: Path) -> str | None:
-    """pytest when the repository has Python tests. `python` stands for the
-    interpreter Patchling runs under (see command_argv), so reports name no
-    path of the server's."""
+    """pytest when the repository has Python tests. `python` is the one of the
+    repository's environment (bot/pyenv.py), first on the command's PATH."""
     if not has_python_tests(Path(root)):
         return None
     return "python -m pytest -q -p no:cacheprovider -rfE"
@@ -164,9 +190,7 @@ def command_argv(command: str) -> list[str]:
         raise ValueError("the test command is empty")
     if any(ch in SHELL_CHARS for ch in command) or re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
         return ["/bin/sh", "-c", command]
-    if words[0] == "python":
-        # The interpreter that carries pytest, whatever PATH says.
-        words[0] = sys.executable
+    # Programs are found on the command's own PATH (the environment's bin/ first).
     return words
 
 
@@ -179,15 +203,20 @@ def _run(
     argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float, out_path: Path
 ) -> tuple[int | None, bool]:
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: a timeout kills children too
-        )
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: a timeout kills children too
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            # As a shell would say it: 127 not found, 126 not executable.
+            out.write(f"{argv[0]}: {exc.strerror}\n".encode())
+            return (127 if isinstance(exc, FileNotFoundError) else 126), False
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -211,15 +240,24 @@ def _read_output(path: Path) -> str:
         return handle.read().decode("utf-8", errors="replace")
 
 
-def run_tests(root: Path, command: str, timeout_s: float, setup_command: str | None = None) -> TestRun:
-    """Run `setup_command` (if any) then `command` in `root`, sandboxed; both
-    share `timeout_s`. A failing setup counts as one error of the run."""
+def run_tests(
+    root: Path,
+    command: str,
+    timeout_s: float,
+    setup_command: str | None = None,
+    pyenv: PyEnv | None = None,
+) -> TestRun:
+    """Run `setup_command` (if any) then `command` in `root`, sandboxed, inside
+    the repository's environment `pyenv` when given; both share `timeout_s`.
+    A failing setup counts as one error of the run."""
     root = Path(root)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="patchling-test-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         env = scrubbed_env(home)
+        if pyenv is not None:
+            env = pyenv.apply(env, root)
         out_path = Path(tmp) / "output.txt"
         setup_note = ""
         if setup_command:
@@ -235,6 +273,7 @@ def run_tests(root: Path, command: str, timeout_s: float, setup_command: str | N
     run = parse_test_output(
         command, output, exit_code=code, timed_out=timed_out, duration_s=time.monotonic() - started
     )
+    run.could_not_run = not_run_reason(command, output, code, project_packages(root))
     if setup_note:
         run.errors += 1
         run.failing.insert(0, f"setup: {setup_command}")
@@ -289,10 +328,68 @@ def parse_test_output(
     )
 
 
+def project_packages(root: Path) -> set[str]:
+    """Top-level packages and modules of the checkout (root, and src/)."""
+    names: set[str] = set()
+    for base in (root, root / "src"):
+        if not base.is_dir():
+            continue
+        for entry in base.iterdir():
+            if entry.name.startswith((".", "_")) or entry.name in ("setup.py", "conftest.py"):
+                continue
+            if entry.is_dir() and (entry / "__init__.py").is_file():
+                names.add(entry.name)
+            elif entry.suffix == ".py" and entry.is_file():
+                names.add(entry.stem)
+    return names
+
+
+def _is_pytest(command: str, output: str) -> bool:
+    words = re.split(r"[\s/;&|()]+", command)
+    return "pytest" in words or "py.test" in words or bool(_PYTEST_OUTPUT_RE.search(output))
+
+
+def _first_error(output: str) -> str:
+    """The line that best says what went wrong, for the reason."""
+    for pattern in (r"^E\s+(\w*(Error|Exception)\b.*)$", r"^(\w*(Error|Exception)\b.*)$", r"^(ERROR: .*)$"):
+        match = re.search(pattern, output, re.MULTILINE)
+        if match:
+            return match.group(1).strip()[:300]
+    return ""
+
+
+def not_run_reason(command: str, output: str, exit_code: int | None, packages: set[str]) -> str | None:
+    """Why a finished command did not run the tests at all, or None: a missing
+    program, pytest's "did not run" exit codes, the runner or the project
+    itself not importable. A timeout is not this: it is a result of its own."""
+    if exit_code is None:
+        return None
+    if exit_code in (126, 127):
+        program = command.split()[0] if command.split() else command
+        return f"command not found or not executable: {program}"
+    missing = _NO_MODULE_RE.findall(output)
+    if "pytest" in missing:
+        return "pytest is not installed"
+    # The package itself, not a submodule a test may import on purpose.
+    own = sorted({m for m in missing if m in packages})
+    if own and exit_code != 0:
+        return f"the project's own package {own[0]!r} could not be imported"
+    if exit_code in PYTEST_NOT_RUN and _is_pytest(command, output):
+        error = _first_error(output)
+        return PYTEST_NOT_RUN[exit_code] + (f" ({error})" if error else "")
+    return None
+
+
 def worse_than(before: TestRun, after: TestRun) -> str | None:
     """Why `after` is worse than the baseline `before`, or None when it is not:
     more failures or errors, a test failing that did not fail before (which
-    includes a new test that fails), fewer passing, or a new timeout or crash."""
+    includes a new test that fails), fewer passing, or a new timeout or crash.
+    Tests that ran before and now cannot run are worse; a baseline that could
+    not run leaves nothing to compare."""
+    if after.could_not_run is not None and before.could_not_run is None:
+        return f"the tests could not run after the change: {after.could_not_run}"
+    if before.could_not_run is not None:
+        return None
     if after.timed_out and not before.timed_out:
         return f"the tests timed out ({after.command})"
     newly_failing = [test for test in after.failing if test not in before.failing]

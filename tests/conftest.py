@@ -26,6 +26,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory for the whole run, for tests that run a repository's
+    real tests: each test environment under its envs/ is built at most once."""
+    return tmp_path_factory.mktemp("shared-data")
+
+
+@pytest.fixture(scope="session")
 def model_server() -> Iterator[ScriptedModel]:
     """One scripted OpenAI-compatible server process for the whole run; each
     test scripts it afresh (scripting clears the call log)."""

@@ -535,6 +535,8 @@ class Harness:
 
 
 def make_harness(tmp_path: Path, source: Path, model_url: str | None = None, **settings: Any) -> Harness:
+    """By default the repository's tests are a trivial command that needs no
+    environment: pass test_command=None to run its real tests."""
     from githubkit.cache import MemCacheStrategy
 
     from bot.config import Settings, Tier
@@ -556,7 +558,7 @@ def make_harness(tmp_path: Path, source: Path, model_url: str | None = None, **s
         github_webhook_secret=WEBHOOK_SECRET,
         github_api_url=API_URL,
         test_timeout_s=120,
-        **settings,
+        **{"test_command": "true", **settings},
     )
 
     def github() -> Any:

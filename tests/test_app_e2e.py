@@ -60,7 +60,12 @@ def assert_no_secret_anywhere(app: Harness) -> None:
     assert all(token not in str(r.url) for r in app.fake.requests for token in app.fake.tokens)
 
 
-def test_issue_comment_opens_a_pull_request(app: Harness, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.slow
+def test_issue_comment_opens_a_pull_request(
+    tmp_path: Path, model_server: ScriptedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    script_edit(model_server, NEW_SOURCE)
+    app = make_harness(tmp_path, CALCULATOR, model_server.url, test_command=None)  # the real tests
     caplog.set_level(logging.DEBUG)
     main_before = app.remote.references["refs/heads/main"].target
     data = issue_comment(app.repo, "Could you do this?\n\n/edit add memory clear\n\nThanks!", number=7)
@@ -103,6 +108,8 @@ def test_issue_comment_opens_a_pull_request(app: Harness, caplog: pytest.LogCapt
     body = pr["body"]
     assert body.startswith("Closes #7")
     assert "| before |" in body and "| after |" in body and "-m pytest" in body
+    assert body.count("| 15 | 0 | 0 | 0 |") == 2  # the calculator's real tests, before and after
+    assert "Test environment built in" in body and "`pyproject.toml`, `pytest`" in body
     assert "`calculator/calculator.py`" in body and "tier `tiny`" in body
 
     # One status comment on the issue, edited through every stage.
@@ -115,6 +122,7 @@ def test_issue_comment_opens_a_pull_request(app: Harness, caplog: pytest.LogCapt
         "context chosen",
         "edits generated",
         "applied",
+        "test environment built in",
         "tests before",
         "tests after",
     ):

@@ -39,6 +39,7 @@ def write_config(path: Path, base_url: str, data_dir: Path, names: tuple[str, ..
     return path
 
 
+@pytest.mark.slow
 def test_edit_json_verified_and_recorded(
     model_server: ScriptedModel, calculator_repo: Path, tmp_path: Path
 ) -> None:
@@ -64,6 +65,10 @@ def test_edit_json_verified_and_recorded(
         "latency_s",
     }
     assert "memory_clear" in data["diff"] and data["notes"]
+    # What the tests ran in: the calculator's own environment, built for this data directory.
+    assert data["environment"]["installed"] == ["pyproject.toml", "pytest"]
+    assert data["environment"]["reused"] is False and data["environment"]["seconds"] > 0
+    assert (data_dir / "envs" / data["environment"]["key"]).is_dir()
     assert "def memory_clear" in (calculator_repo / CALC_PY).read_text()
 
     stats = runner.invoke(app, ["stats", "--data-dir", str(data_dir), "--json"])

@@ -1,5 +1,7 @@
-"""The engine end to end: real git checkouts of the calculator, real pytest
-runs, and the scripted model server standing in for the models."""
+"""The engine end to end: real git checkouts of the calculator, the scripted
+model server standing in for the models, and real pytest runs in the
+repository's own environment where the test runner is the subject (marked
+slow); elsewhere a trivial test command."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ INSTRUCTION = "add memory clear"
 CALC_PY = "calculator/calculator.py"
 CLI_PY = "calculator/cli.py"
 NEW_TEST = "tests/test_memory_clear.py"
+# A test command that needs no environment and passes: for tests about anything but the runner.
+TRIVIAL = "true"
 
 # -- the scripted "add memory clear" change -----------------------------------
 
@@ -129,8 +133,9 @@ def edit_calls(server: ScriptedModel) -> list[dict[str, Any]]:
 # -- tests ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_add_memory_clear_is_verified(
-    model_server: ScriptedModel, calculator_repo: Path, tmp_path: Path
+    model_server: ScriptedModel, calculator_repo: Path, tmp_path: Path, shared_data_dir: Path
 ) -> None:
     model_server.script(plan_rule(), *edit_rules())
     records = RecordStore(tmp_path / "records.sqlite3")
@@ -141,7 +146,7 @@ async def test_add_memory_clear_is_verified(
         tiers=[make_tier(model_server, "tiny")],
         records=records,
         job_id="job-1",
-        data_dir=tmp_path / "data",
+        data_dir=shared_data_dir,
         on_progress=lambda stage, data: stages.append(stage),
     )
     assert result.status == "verified", result.message
@@ -158,7 +163,9 @@ async def test_add_memory_clear_is_verified(
     assert "+    def memory_clear(self) -> None:" in result.diff
     assert "--- /dev/null\n+++ b/tests/test_memory_clear.py" in result.diff
     assert result.notes == PLAN["notes"]
-    assert stages == ["context", "plan", "generated", "applied", "tests_before", "tests_after"]
+    assert stages == ["context", "plan", "generated", "applied", "environment", "tests_before", "tests_after"]
+    assert result.environment is not None
+    assert result.environment["installed"] == ["pyproject.toml", "pytest"]
     stored = records.attempts(job_id="job-1")
     assert [(r["tier"], r["outcome"], r["instruction"]) for r in stored] == [
         ("tiny", "verified", INSTRUCTION)
@@ -167,6 +174,8 @@ async def test_add_memory_clear_is_verified(
     assert stored[0]["repo"] == calculator_repo.resolve().name
     data = result.to_json()
     assert data["tests"]["after"]["passed"] == 17 and data["tokens"]["in"] == result.tokens_in
+    assert data["tests"]["after"]["could_not_run"] is None
+    assert data["environment"]["installed"] == ["pyproject.toml", "pytest"]
     json.dumps(data)  # serialisable as is
 
 
@@ -187,6 +196,7 @@ async def test_escalates_from_a_broken_diff_to_the_next_tier(
         calculator_repo,
         INSTRUCTION,
         tiers=[make_tier(model_server, "tiny", edit_format="diff"), make_tier(model_server, "bigger")],
+        test_command=TRIVIAL,
     )
     assert result.status == "verified", result.message
     assert result.tier == "bigger"
@@ -239,7 +249,10 @@ async def test_garbage_output_fails_and_leaves_the_checkout_untouched(
     model_server.script(plan, {"match": "What to change in", "reply": edit_reply or "unused"})
     before = tree_state(calculator_repo)
     result = await run_edit(
-        calculator_repo, INSTRUCTION, tiers=[make_tier(model_server, "tiny", edit_format=edit_format)]
+        calculator_repo,
+        INSTRUCTION,
+        tiers=[make_tier(model_server, "tiny", edit_format=edit_format)],
+        test_command=TRIVIAL,
     )
     assert result.status == "failed"
     assert result.diff == "" and result.files_changed == []
@@ -250,8 +263,9 @@ async def test_garbage_output_fails_and_leaves_the_checkout_untouched(
     assert git_clean(calculator_repo)
 
 
+@pytest.mark.slow
 async def test_worse_tests_are_rejected_and_files_restored(
-    model_server: ScriptedModel, calculator_repo: Path
+    model_server: ScriptedModel, calculator_repo: Path, shared_data_dir: Path
 ) -> None:
     broken = new_calculator().replace("        return self.memory\n", "        return 0.0\n", 1)
     model_server.script(
@@ -259,7 +273,9 @@ async def test_worse_tests_are_rejected_and_files_restored(
         {"match": f"What to change in {CALC_PY}:", "reply": fenced(broken)},
     )
     before = tree_state(calculator_repo)
-    result = await run_edit(calculator_repo, INSTRUCTION, tiers=[make_tier(model_server, "tiny")])
+    result = await run_edit(
+        calculator_repo, INSTRUCTION, tiers=[make_tier(model_server, "tiny")], data_dir=shared_data_dir
+    )
     assert result.status == "failed"
     assert [a.outcome for a in result.attempts] == ["tests_worse"]
     assert "tests now failing" in result.attempts[0].detail
@@ -267,8 +283,9 @@ async def test_worse_tests_are_rejected_and_files_restored(
     assert tree_state(calculator_repo) == before and git_clean(calculator_repo)
 
 
+@pytest.mark.slow
 async def test_worse_tests_escalate_with_the_failure_as_feedback(
-    model_server: ScriptedModel, calculator_repo: Path
+    model_server: ScriptedModel, calculator_repo: Path, shared_data_dir: Path
 ) -> None:
     broken_cli = new_cli().replace('return "cleared"', 'return "wiped"')
     model_server.script(
@@ -281,6 +298,7 @@ async def test_worse_tests_escalate_with_the_failure_as_feedback(
         calculator_repo,
         INSTRUCTION,
         tiers=[make_tier(model_server, "tiny"), make_tier(model_server, "bigger")],
+        data_dir=shared_data_dir,
     )
     assert [a.outcome for a in result.attempts] == ["tests_worse", "verified"]
     assert result.tier == "bigger" and result.status == "verified"
@@ -305,6 +323,7 @@ async def test_per_file_calls_run_concurrently(model_server: ScriptedModel, calc
         calculator_repo,
         "mark every module as reviewed",
         tiers=[make_tier(model_server, "tiny")],
+        test_command=TRIVIAL,
         on_progress=lambda stage, data: times.setdefault(stage, time.monotonic()),
     )
     assert result.status == "verified", result.message
@@ -327,7 +346,7 @@ async def test_requests_never_exceed_the_input_budget(
         plan_rule({"files": [PLAN["files"][0]], "notes": "n"}),
         {"model": "medium", "match": f"What to change in {CALC_PY}:", "reply": fenced(new_calculator())},
     )
-    result = await run_edit(calculator_repo, INSTRUCTION, tiers=[small, medium])
+    result = await run_edit(calculator_repo, INSTRUCTION, tiers=[small, medium], test_command=TRIVIAL)
     assert [(a.tier, a.outcome) for a in result.attempts] == [("tiny", "too_large"), ("medium", "verified")]
     assert "too large for tier tiny" in result.attempts[0].detail
     budgets = {"tiny": small.input_budget, "medium": medium.input_budget}
@@ -363,6 +382,7 @@ async def test_protected_paths_are_never_changed(model_server: ScriptedModel, ca
         INSTRUCTION,
         tiers=[make_tier(model_server, "tiny")],
         protected_paths=["calculator/*", "tests/"],
+        test_command=TRIVIAL,
     )
     assert result.status == "failed"
     assert "protected" in result.attempts[0].detail
@@ -376,6 +396,7 @@ async def test_named_path_skips_the_planning_call(model_server: ScriptedModel, c
         calculator_repo,
         f"add a memory_clear method to {CALC_PY}",
         tiers=[make_tier(model_server, "tiny")],
+        test_command=TRIVIAL,
     )
     assert result.status == "verified", result.message
     assert result.files_changed == [CALC_PY]
@@ -421,6 +442,82 @@ async def test_setup_command_runs_before_and_after(model_server: ScriptedModel, 
     assert (result.tests_before.passed, result.tests_before.errors) == (1, 0)
     assert (result.tests_after.passed, result.tests_after.errors) == (1, 0)
     assert [r["repo"] for r in records.attempts(job_id="job-setup")] == ["owner/notes"]
+
+
+ONE_FILE_PLAN = {"files": [PLAN["files"][0]], "notes": "n"}
+# A whole-file answer that lost a class nobody asked about (as a truncating model does).
+_FULL = new_calculator()
+SHRUNK = _FULL[: _FULL.index("class CalculatorError")] + _FULL[_FULL.index("class Calculator:") :]
+
+
+async def test_a_destructive_whole_file_is_refused_before_anything_runs(
+    model_server: ScriptedModel, calculator_repo: Path
+) -> None:
+    assert "class CalculatorError" not in SHRUNK
+    model_server.script(
+        plan_rule(ONE_FILE_PLAN), {"match": f"What to change in {CALC_PY}:", "reply": fenced(SHRUNK)}
+    )
+    before = tree_state(calculator_repo)
+    stages: list[str] = []
+    result = await run_edit(
+        calculator_repo,
+        INSTRUCTION,
+        tiers=[make_tier(model_server, "tiny")],
+        test_command=TRIVIAL,
+        on_progress=lambda stage, data: stages.append(stage),
+    )
+    assert result.status == "failed" and [a.outcome for a in result.attempts] == ["shrunk"]
+    assert "removes CalculatorError" in result.attempts[0].detail
+    assert "applied" not in stages and "tests_after" not in stages
+    assert tree_state(calculator_repo) == before and git_clean(calculator_repo)
+
+
+@pytest.mark.slow
+async def test_a_refused_or_untestable_change_escalates_until_one_is_verified(
+    model_server: ScriptedModel, calculator_repo: Path, shared_data_dir: Path
+) -> None:
+    unimportable = "import no_such_module_xyz\n" + new_calculator()
+    model_server.script(
+        plan_rule(ONE_FILE_PLAN),
+        {"model": "tiny", "match": f"What to change in {CALC_PY}:", "reply": fenced(SHRUNK)},
+        {"model": "medium", "match": f"What to change in {CALC_PY}:", "reply": fenced(unimportable)},
+        {"model": "bigger", "match": f"What to change in {CALC_PY}:", "reply": fenced(new_calculator())},
+    )
+    result = await run_edit(
+        calculator_repo,
+        INSTRUCTION,
+        tiers=[make_tier(model_server, name) for name in ("tiny", "medium", "bigger")],
+        data_dir=shared_data_dir,
+    )
+    assert [a.outcome for a in result.attempts] == ["shrunk", "tests_worse", "verified"]
+    assert "the tests could not run after the change" in result.attempts[1].detail
+    assert "no_such_module_xyz" in result.attempts[1].detail
+    assert result.status == "verified" and (calculator_repo / CALC_PY).read_text() == new_calculator()
+    texts = {c["model"]: _message_text(c["messages"]) for c in edit_calls(model_server)}
+    assert "refused before testing" in texts["medium"] and "CalculatorError" in texts["medium"]
+    assert "could not run" in texts["bigger"]
+
+
+@pytest.mark.slow
+async def test_tests_that_cannot_run_never_verify(
+    model_server: ScriptedModel, tmp_path: Path, shared_data_dir: Path
+) -> None:
+    root = notes_repo(tmp_path)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_notes.py").write_text(
+        "import no_such_dependency_xyz\n\n\ndef test_x():\n    pass\n"
+    )
+    model_server.script({"match": "What to change in notes.txt:", "reply": fenced("one\ntwo\n", "text")})
+    result = await run_edit(
+        root, "append two to notes.txt", tiers=[make_tier(model_server, "tiny")], data_dir=shared_data_dir
+    )
+    assert result.status == "unverified"
+    assert result.tests_before is not None and result.tests_after is not None
+    for run in (result.tests_before, result.tests_after):
+        assert run.could_not_run is not None and "no_such_dependency_xyz" in run.could_not_run
+        assert run.summary().startswith("tests could not run: collection errors")
+    assert "tests could not run" in result.message and "passed" not in result.message
+    assert result.to_json()["tests"]["after"]["could_not_run"] == result.tests_after.could_not_run
 
 
 async def test_no_reachable_tier(calculator_repo: Path) -> None:

@@ -26,6 +26,8 @@ from bot.jobs import (
     JobRequest,
     Ledger,
     _describe,
+    _tests_line,
+    change_report,
     issue_branch,
     make_huey,
     pr_title,
@@ -202,7 +204,7 @@ def test_unverified_change_opens_a_draft_that_says_so(tmp_path: Path, model_serv
     shutil.copytree(
         CALCULATOR, source, ignore=shutil.ignore_patterns("tests", "__pycache__", ".pytest_cache")
     )
-    app = harness(tmp_path, model_server, source)
+    app = harness(tmp_path, model_server, source, test_command=None)  # no tests, none configured
     data = request(app)
     assert app.run_jobs() == 1
     (pr,) = app.fake.created_pulls
@@ -258,13 +260,13 @@ def configured_source(tmp_path: Path, text: str, source: Path = CALCULATOR) -> P
 
 
 def test_repository_settings_reach_the_engine(tmp_path: Path, model_server: ScriptedModel) -> None:
-    text = "test: python -m pytest -q tests\nbranch_prefix: bot/\ntiers: [tiny]\n"
+    text = "test: test -d tests\nbranch_prefix: bot/\ntiers: [tiny]\n"
     app = harness(tmp_path, model_server, configured_source(tmp_path, text))
     request(app)
     assert app.run_jobs() == 1
     (pr,) = app.fake.created_pulls
     assert pr["head"] == "bot/7-add-a-way-to-clear-the-memory"
-    assert "`python -m pytest -q tests`" in pr["body"]
+    assert "`test -d tests`" in pr["body"]
 
 
 def test_protected_paths_of_the_repository_are_never_committed(
@@ -361,6 +363,24 @@ def test_model_keys_and_webhook_secret_are_never_posted(
     assert texts and all("sk-tiny-secret-1234" not in t and WEBHOOK_SECRET not in t for t in texts)
     (status,) = app.fake.posted_to(7)
     assert "add memory clear *** ***" in status["body"]
+
+
+def test_reports_say_when_tests_could_not_run_and_what_was_installed() -> None:
+    from bot.engine import EditResult
+    from bot.verify import TestRun
+
+    why = "collection errors (ModuleNotFoundError: No module named 'werkzeug')"
+    broken = TestRun.not_run("python -m pytest -q", why)
+    environment = {"key": "k", "installed": ["pyproject.toml", "pytest"], "seconds": 2.5, "reused": False}
+    result = EditResult(
+        "unverified", "tiny", [], "", ["a.py"], broken, broken, 1, 1, "", "m", environment=environment
+    )
+    report = change_report(job_request(), result, "0" * 40)
+    assert report.count(f"tests could not run: {why}") == 2
+    assert "| 0 | 0 |" not in report  # no counts for runs that never ran
+    assert "Test environment built in 2.5s, with `pyproject.toml`, `pytest`." in report
+    data = {"ran": True, "passed": 0, "failed": 0, "errors": 0, "could_not_run": why, "duration_s": 0.1}
+    assert _tests_line(data) == f"could not run: {why}"
 
 
 def test_only_the_projects_own_messages_are_posted() -> None:

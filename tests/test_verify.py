@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.pyenv import PyEnv, ensure_env
 from bot.verify import (
     TestRun,
     check_syntax,
     command_argv,
     default_test_command,
+    not_run_reason,
     parse_test_output,
     run_tests,
     worse_than,
@@ -116,7 +118,8 @@ def test_stdin_is_closed(tmp_path: Path) -> None:
 
 
 def test_shell_only_when_the_command_needs_one() -> None:
-    assert command_argv("python -m pytest -q 'a b'") == [sys.executable, "-m", "pytest", "-q", "a b"]
+    # `python` stays a name: the command's PATH (the repository's environment first) finds it.
+    assert command_argv("python -m pytest -q 'a b'") == ["python", "-m", "pytest", "-q", "a b"]
     assert command_argv("make test && echo ok")[:2] == ["/bin/sh", "-c"]
     assert command_argv("FOO=1 pytest")[:2] == ["/bin/sh", "-c"]
     assert command_argv("pytest tests/*.py")[:2] == ["/bin/sh", "-c"]
@@ -170,11 +173,16 @@ def _pytest_project(root: Path) -> None:
     )
 
 
-def test_real_pytest_run_is_parsed(tmp_path: Path) -> None:
+def _env(root: Path, data_dir: Path) -> PyEnv:
+    return ensure_env(root, data_dir / "envs")
+
+
+@pytest.mark.slow
+def test_real_pytest_run_is_parsed(tmp_path: Path, shared_data_dir: Path) -> None:
     _pytest_project(tmp_path)
     command = default_test_command(tmp_path)
     assert command is not None
-    run = run_tests(tmp_path, command, timeout_s=60)
+    run = run_tests(tmp_path, command, timeout_s=60, pyenv=_env(tmp_path, shared_data_dir))
     assert (run.passed, run.failed, run.errors, run.skipped) == (3, 2, 1, 1), run.output_tail
     assert sorted(run.failing) == [
         "tests/test_mixed.py::test_bad",
@@ -182,16 +190,72 @@ def test_real_pytest_run_is_parsed(tmp_path: Path) -> None:
         "tests/test_mixed.py::test_param[2]",
     ]
     assert run.exit_code == 1 and not run.timed_out and run.duration_s > 0
+    assert run.could_not_run is None  # failing tests ran: a result, not a failure to run
     # PYTHONDONTWRITEBYTECODE and no cache provider: the checkout stays clean.
     assert not list(tmp_path.rglob("__pycache__")) and not (tmp_path / ".pytest_cache").exists()
 
 
-def test_real_pytest_run_with_no_tests(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_real_pytest_run_with_no_tests(tmp_path: Path, shared_data_dir: Path) -> None:
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_none.py").write_text("x = 1\n")
-    run = run_tests(tmp_path, default_test_command(tmp_path) or "", timeout_s=60)
+    run = run_tests(tmp_path, default_test_command(tmp_path) or "", 60, pyenv=_env(tmp_path, shared_data_dir))
     assert (run.passed, run.failed, run.errors) == (0, 0, 0)
-    assert run.exit_code == 5
+    assert run.exit_code == 5 and not run.ok
+    assert run.summary() == "tests could not run: no tests were collected"
+
+
+def test_a_missing_program_could_not_run(tmp_path: Path) -> None:
+    direct = run_tests(tmp_path, "no-such-program-xyz --flag", timeout_s=30)
+    assert direct.exit_code == 127 and not direct.ok
+    assert direct.summary() == "tests could not run: command not found or not executable: no-such-program-xyz"
+    shell = run_tests(tmp_path, "no-such-program-xyz && true", timeout_s=30)
+    assert shell.exit_code == 127 and shell.could_not_run is not None
+
+
+COLLECTION_ERROR = """
+==================================== ERRORS ====================================
+______________________ ERROR collecting tests/test_api.py ______________________
+ImportError while importing test module 'tests/test_api.py'.
+E   ImportError: cannot import name 'Session' from 'requests.sessions'
+=========================== short test summary info ============================
+ERROR tests/test_api.py
+!!!!!!!!!!!!!!!!!!!! Interrupted: 1 error during collection !!!!!!!!!!!!!!!!!!!!
+1 error in 0.12s
+"""
+
+CONFTEST_ERROR = """ImportError while loading conftest '/tmp/x/tests/conftest.py'.
+tests/conftest.py:8: in <module>
+    import flask
+E   ModuleNotFoundError: No module named 'flask'
+"""
+
+
+def test_why_tests_could_not_run() -> None:
+    pytest_cmd = "python -m pytest -q"
+    reason = not_run_reason(pytest_cmd, COLLECTION_ERROR, 2, {"requests"})
+    assert reason == (
+        "collection errors or an interrupted run"
+        " (ImportError: cannot import name 'Session' from 'requests.sessions')"
+    )
+    # The flask case: the project itself not importable, pytest exit 4.
+    assert not_run_reason(pytest_cmd, CONFTEST_ERROR, 4, {"flask"}) == (
+        "the project's own package 'flask' could not be imported"
+    )
+    assert not_run_reason(pytest_cmd, CONFTEST_ERROR, 4, set()) is not None
+    assert not_run_reason(pytest_cmd, "", 3, set()) == "pytest hit an internal error"
+    assert not_run_reason(pytest_cmd, "/env/bin/python: No module named pytest\n", 1, set()) == (
+        "pytest is not installed"
+    )
+    # Results, not failures to run: failing tests, and exit 2 from a runner that is not pytest.
+    assert not_run_reason(pytest_cmd, "FAILED t::a\n1 failed in 0.1s\n", 1, {"requests"}) is None
+    assert not_run_reason("make check", "boom\n", 2, set()) is None
+    # A test importing a missing submodule on purpose fails; the package itself was importable.
+    assert (
+        not_run_reason(pytest_cmd, "E   ModuleNotFoundError: No module named 'flask.nope'\n", 1, {"flask"})
+        is None
+    )
+    assert not_run_reason(pytest_cmd, "", None, set()) is None  # a timeout is reported as such
 
 
 def test_no_default_command_without_python_tests(tmp_path: Path) -> None:
@@ -225,6 +289,9 @@ def test_worse_than_baseline() -> None:
     timed = _run(passed=3)
     timed.timed_out = True
     assert "timed out" in (worse_than(clean, timed) or "")
+    broken = TestRun.not_run("pytest", "collection errors")
+    assert "could not run after the change: collection errors" in (worse_than(clean, broken) or "")
+    assert worse_than(broken, _run(passed=1)) is None  # nothing to compare with
 
 
 def test_default_command_names_no_server_path(tmp_path: Path) -> None:
