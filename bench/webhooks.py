@@ -59,7 +59,7 @@ def bare_app() -> Any:
 def bench_settings(data_dir: Path) -> Any:
     from bot.config import Settings
 
-    return Settings(_env_file=None, data_dir=data_dir, github_webhook_secret=SECRET)  # type: ignore[call-arg]
+    return Settings(_env_file=None, data_dir=data_dir, github_webhook_secret=SECRET)
 
 
 def patchling_app(data_dir: Path) -> Any:

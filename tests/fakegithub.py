@@ -548,7 +548,7 @@ def make_harness(tmp_path: Path, source: Path, model_url: str | None = None, **s
         Tier(name="tiny", model="tiny", base_url=model_url or "http://127.0.0.1:9/v1", edit_format="whole")
     ]
     config = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=tmp_path / "data",
         tiers=tiers,
         github_app_id="12345",
