@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.shared import bench_data
+from bench.targets import report_target
 from bot.context import select_context
 from bot.index import build_index
 
@@ -164,8 +165,9 @@ def print_table(results: list[RepoResult], budget: int) -> None:
         "whole: mean tokens of sending the gold and shown files whole;\nrepo: tokens of the whole "
         "indexed repository (pooled: mean over repos)"
     )
-    verdict = "met" if total.recall >= TARGET_RECALL else "NOT met"
-    print(f"target: pooled recall >= {TARGET_RECALL:.2f} within {budget} tokens: {verdict}")
+    report_target(
+        f"pooled recall >= {TARGET_RECALL:.2f} within {budget} tokens", total.recall >= TARGET_RECALL
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

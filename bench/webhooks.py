@@ -7,7 +7,7 @@ settings, in the same run, from concurrent keep-alive clients on loopback.
 Every delivery has its own delivery id and comment id, so none deduplicates:
 afterwards the number of jobs waiting in the queue must equal the number of
 202 answers. Targets: throughput at least 0.5x the bare endpoint's, p99 at
-most 50 ms, nothing lost.
+most 50 ms, nothing lost; a miss is reported, and the run still exits 0.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench.shared import SHARED
+from bench.targets import report_target
 
 PAYLOAD = SHARED / "github-payloads" / "issue_comment" / "created.with-installation.payload.json"
 SECRET = "bench-webhook-secret"
@@ -286,13 +287,13 @@ def main() -> None:
     print(bare.line())
     print(ours.line())
     ratio = ours.rps / bare.rps
-    print(f"throughput ratio patchling/bare: {ratio:.2f} (target >= 0.5)")
-    print(f"p99 patchling: {ours.percentile(99):.2f} ms (target <= 50)")
+    print(f"throughput ratio patchling/bare: {ratio:.2f}")
+    print(f"p99 patchling: {ours.percentile(99):.2f} ms")
     print(f"accepted deliveries (202, warm-up included): {accepted}")
     print(f"jobs waiting in the queue: {waiting}; ledger rows: {ledger}")
-    ok = ratio >= 0.5 and ours.percentile(99) <= 50 and waiting == accepted == ledger
-    print("PASS" if ok else "FAIL")
-    sys.exit(0 if ok else 1)
+    report_target("throughput >= 0.5x the bare endpoint's", ratio >= 0.5)
+    report_target("p99 <= 50 ms", ours.percentile(99) <= 50)
+    report_target("nothing lost (queued == accepted == recorded)", waiting == accepted == ledger)
 
 
 if __name__ == "__main__":
