@@ -74,13 +74,7 @@ class Draw:
 class Edit:
     path: str
     before: list[str]  # line bodies; the file ends with a newline unless a fault removes it
-    new: list[str]
-    i: int  # before[i:j] becomes new
-    j: int
-
-    @property
-    def after(self) -> list[str]:
-        return self.before[: self.i] + self.new + self.before[self.j :]
+    after: list[str]
 
 
 def gen_line(rnd: Chooser, base: str = "") -> str:
@@ -102,17 +96,36 @@ def gen_lines(rnd: Chooser) -> list[str]:
 
 
 def random_edit(rnd: Chooser, sources: Sequence[tuple[str, list[str]]]) -> Edit:
+    """One changed line range, or two (then several hunks, and an elision between them)."""
     if rnd.choice([True, False]) and sources:
         path, lines = rnd.choice(sources)
     else:
         path, lines = "src/gen/mod.py", gen_lines(rnd)
-    n = len(lines)
+    after = change_range(rnd, lines, 0, len(lines))
+    if rnd.choice([True, False, False]) and len(after) > len(lines) // 2 + 2:
+        # A second change in the unchanged tail (in `after` terms: past the first change).
+        first_end = len(after) - _common_tail(lines, after)
+        if first_end < len(after) - 1:
+            after = change_range(rnd, after, first_end + 1, len(after))
+    return Edit(path, lines, after)
+
+
+def change_range(rnd: Chooser, lines: list[str], lo: int, hi: int) -> list[str]:
+    """`lines` with one range within [lo, hi) replaced, deleted, or lines inserted there."""
     op = rnd.choice(["replace", "insert", "delete"])
-    i = rnd.randint(0, n if op == "insert" else n - 1)
-    j = i if op == "insert" else rnd.randint(i + 1, min(n, i + 6))
-    base = lines[min(i, n - 1)][: len(lines[min(i, n - 1)]) - len(lines[min(i, n - 1)].lstrip())]
+    i = rnd.randint(lo, hi if op == "insert" else hi - 1)
+    j = i if op == "insert" else rnd.randint(i + 1, min(hi, i + 6))
+    near = lines[min(i, len(lines) - 1)]
+    base = near[: len(near) - len(near.lstrip())]
     new = [] if op == "delete" else [gen_line(rnd, base) for _ in range(rnd.randint(1, 4))]
-    return Edit(path, lines, new, i, j)
+    return lines[:i] + new + lines[j:]
+
+
+def _common_tail(a: Sequence[str], b: Sequence[str]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
 
 
 # --- writing the edit, with a fault ---------------------------------------------------------------
