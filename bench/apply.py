@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.faults import DIFF_FAULTS, SR_FAULTS, distort
-from bench.shared import bench_data
+from bench.shared import bench_data, need
 from bench.targets import report_target
 from bot.apply import ApplyError, apply_edit
 
@@ -47,7 +47,7 @@ ROWS = (
 
 
 def load_cases(limit: int | None) -> list[dict[str, str]]:
-    path = bench_data() / "edits" / "cases.jsonl.gz"
+    path = need(bench_data() / "edits" / "cases.jsonl.gz")
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         cases = [json.loads(line) for line in fh if line.strip()]
     return cases[:limit] if limit else cases

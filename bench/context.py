@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.shared import bench_data
+from bench.shared import bench_data, need
 from bench.targets import report_target
 from bot.context import select_context
 from bot.index import build_index
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", action="append", default=[], help="only these repos (owner__name)")
     args = parser.parse_args(argv)
 
-    root = bench_data() / "localize"
+    root = need(bench_data() / "localize")
     if not root.is_dir():
         print(f"no benchmark data at {root} (set PATCHLING_BENCH_DATA)", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.shared import SHARED
+from bench.shared import SHARED, need
 from bench.targets import report_target
 
 PAYLOAD = SHARED / "github-payloads" / "issue_comment" / "created.with-installation.payload.json"
@@ -124,7 +124,7 @@ def start_server(kind: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], st
 
 def deliveries(count: int, start: int) -> list[tuple[bytes, dict[str, str]]]:
     """`count` signed issue_comment deliveries, each with its own ids."""
-    template = json.loads(PAYLOAD.read_text())
+    template = json.loads(need(PAYLOAD).read_text())
     out = []
     for n in range(start, start + count):
         data = copy.deepcopy(template)
@@ -267,6 +267,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port, args.data_dir)
         return
+    need(PAYLOAD)  # before any server starts
 
     with tempfile.TemporaryDirectory(prefix="patchling-bench-") as tmp:
         data_dir = Path(tmp)
