@@ -1,7 +1,8 @@
 """Benchmark the edit applier on real before/after pairs, with the faults small models make.
 
 For every case of the edits corpus the correct edit is written as a unified diff and as
-SEARCH/REPLACE blocks, then distorted one fault at a time. Each variant is applied in a
+SEARCH/REPLACE blocks, then distorted one fault at a time (`bench/faults.py`, the generator
+the applier's property tests use too). Each variant is applied in a
 temporary directory by our applier and, for diffs, by `git apply --recount` and `patch -F3`.
 A run is correct (file == after), wrong (applied, file != after) or refused (error); a
 refusal that changed a file, or left a stray file behind, is a partial write.
