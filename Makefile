@@ -27,9 +27,11 @@ serve: setup
 test: setup
 	$(PY) -m pytest -q
 
+# Style, then types ([tool.mypy] in pyproject.toml names what is checked).
 lint: setup
 	$(VENV)/bin/ruff check bot tests bench
 	$(VENV)/bin/ruff format --check bot tests bench
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(PY) -m bench.apply

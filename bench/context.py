@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.shared import bench_data
+from bench.shared import bench_data, need
+from bench.targets import report_target
 from bot.context import Context, select_context
 from bot.index import RepoIndex, Symbol, build_index, split_identifier
 
@@ -235,8 +236,9 @@ def print_table(results: list[RepoResult], budget: int) -> None:
         "whole: mean tokens of sending the gold and shown files whole;\nrepo: tokens of the whole "
         "indexed repository (pooled: mean over repos)"
     )
-    verdict = "met" if total.recall >= TARGET_RECALL else "NOT met"
-    print(f"target: pooled recall >= {TARGET_RECALL:.2f} within {budget} tokens: {verdict}")
+    report_target(
+        f"pooled recall >= {TARGET_RECALL:.2f} within {budget} tokens", total.recall >= TARGET_RECALL
+    )
     print_near_misses(rows)
 
 
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", action="append", default=[], help="only these repos (owner__name)")
     args = parser.parse_args(argv)
 
-    root = bench_data() / "localize"
+    root = need(bench_data() / "localize")
     if not root.is_dir():
         print(f"no benchmark data at {root} (set PATCHLING_BENCH_DATA)", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from pathlib import Path
 
 os.environ.setdefault("BAML_LOG", "warn")
 
+from bench.targets import report_target
 from bot import models
 from bot.config import Tier
 from bot.edit import Plan, PlannedFile, generate
@@ -96,8 +97,7 @@ def main() -> None:
     print(f"{'':<12}{'wall (s)':>10}{'x one call':>12}")
     for label in ("one call", "concurrent", "serial"):
         print(f"{label:<12}{figures[label]:>10.3f}{figures[label] / one:>12.2f}")
-    ok = figures["concurrent"] <= 1.5 * one
-    print(f"target concurrent <= 1.5x one call: {'met' if ok else 'MISSED'}")
+    report_target("concurrent <= 1.5x one call", figures["concurrent"] <= 1.5 * one)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ settings, in the same run, from concurrent keep-alive clients on loopback.
 Every delivery has its own delivery id and comment id, so none deduplicates:
 afterwards the number of jobs waiting in the queue must equal the number of
 202 answers. Targets: throughput at least 0.5x the bare endpoint's, p99 at
-most 50 ms, nothing lost.
+most 50 ms, nothing lost; a miss is reported, and the run still exits 0.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 
-from bench.shared import SHARED
+from bench.shared import SHARED, need
+from bench.targets import report_target
 
 PAYLOAD = SHARED / "github-payloads" / "issue_comment" / "created.with-installation.payload.json"
 SECRET = "bench-webhook-secret"
@@ -59,7 +60,7 @@ def bare_app() -> Any:
 def bench_settings(data_dir: Path) -> Any:
     from bot.config import Settings
 
-    return Settings(_env_file=None, data_dir=data_dir, github_webhook_secret=SECRET)  # type: ignore[call-arg]
+    return Settings(_env_file=None, data_dir=data_dir, github_webhook_secret=SECRET)
 
 
 def patchling_app(data_dir: Path) -> Any:
@@ -123,7 +124,7 @@ def start_server(kind: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], st
 
 def deliveries(count: int, start: int) -> list[tuple[bytes, dict[str, str]]]:
     """`count` signed issue_comment deliveries, each with its own ids."""
-    template = json.loads(PAYLOAD.read_text())
+    template = json.loads(need(PAYLOAD).read_text())
     out = []
     for n in range(start, start + count):
         data = copy.deepcopy(template)
@@ -266,6 +267,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port, args.data_dir)
         return
+    need(PAYLOAD)  # before any server starts
 
     with tempfile.TemporaryDirectory(prefix="patchling-bench-") as tmp:
         data_dir = Path(tmp)
@@ -286,13 +288,13 @@ def main() -> None:
     print(bare.line())
     print(ours.line())
     ratio = ours.rps / bare.rps
-    print(f"throughput ratio patchling/bare: {ratio:.2f} (target >= 0.5)")
-    print(f"p99 patchling: {ours.percentile(99):.2f} ms (target <= 50)")
+    print(f"throughput ratio patchling/bare: {ratio:.2f}")
+    print(f"p99 patchling: {ours.percentile(99):.2f} ms")
     print(f"accepted deliveries (202, warm-up included): {accepted}")
     print(f"jobs waiting in the queue: {waiting}; ledger rows: {ledger}")
-    ok = ratio >= 0.5 and ours.percentile(99) <= 50 and waiting == accepted == ledger
-    print("PASS" if ok else "FAIL")
-    sys.exit(0 if ok else 1)
+    report_target("throughput >= 0.5x the bare endpoint's", ratio >= 0.5)
+    report_target("p99 <= 50 ms", ours.percentile(99) <= 50)
+    report_target("nothing lost (queued == accepted == recorded)", waiting == accepted == ledger)
 
 
 if __name__ == "__main__":

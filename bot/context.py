@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -33,6 +33,7 @@ from bot.index import (
 from bot.tokens import count_tokens, truncate_to_tokens
 
 Mode = Literal["full", "span", "skeleton", "listing"]
+Role = Literal["focus", "primary", "secondary", "spare", "listing"]
 
 _CODE_LANGUAGES = "python javascript typescript go rust java kotlin ruby php c cpp csharp swift shell"
 CODE_LANGUAGES = frozenset(_CODE_LANGUAGES.split())
@@ -283,7 +284,7 @@ def _corpus(index: RepoIndex) -> _Corpus:
     lengths: dict[str, float] = {}
     defs: dict[str, set[str]] = {}
     for path, info in index.files.items():
-        tf: Counter[str] = Counter(info.terms)
+        tf: defaultdict[str, float] = defaultdict(float, info.terms)
         for sym in info.symbols:
             if sym.kind != "section":
                 defs.setdefault(sym.name, set()).add(path)
@@ -534,7 +535,7 @@ class _Candidate:
     # focus: the review comment's file; primary: a likely edit target; secondary: a
     # relevant file, outlined; spare: an unscored file, listed, outlined only with room
     # to spare; listing: listed only.
-    role: Literal["focus", "primary", "secondary", "spare", "listing"]
+    role: Role
     options: list[_Option]  # richest first, each cheaper than the one before
     level: int | None = None  # the chosen option; None: not sent
     cap: int | None = None  # a likely target's most tokens in full or as a span
@@ -632,7 +633,7 @@ class _Renderer:
     def options(self, path: str, role: str, cap: int) -> list[_Option]:
         info = self.index.files.get(path)
         views = self.views(path, info) if info is not None and role != "listing" else None
-        if views is None:
+        if views is None or info is None:
             return [self.listing(path)]
         opts: list[_Option] = []
         richest_outline = views.outlines[0].tokens if views.outlines else 0
@@ -845,6 +846,7 @@ def _candidates(
         if focus is not None and path == focus.path:
             continue
         cap = None
+        role: Role
         if rank >= outline_ranks:
             role = "listing"
         elif focus is None and targets < len(TARGET_SHARES) and (targets == 0 or score >= TARGET_SCORE * top):

@@ -18,13 +18,14 @@ from typing import Any, Literal
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
 from githubkit.exception import RequestFailed
+from githubkit_schemas.latest.types import AppPermissionsType
 
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
 # What a job needs, and nothing more: push, open PRs, comment and react.
-JOB_PERMISSIONS: dict[str, Literal["read", "write"]] = {
+JOB_PERMISSIONS: AppPermissionsType = {
     "contents": "write",
     "pull_requests": "write",
     "issues": "write",
@@ -74,7 +75,7 @@ def find_installation(app: GitHub[Any], owner: str, repo: str) -> int:
 def mint_token(app: GitHub[Any], installation_id: int, repo: str) -> str:
     """An installation token for the one repository `repo` (its name, no owner)."""
     response = app.rest.apps.create_installation_access_token(
-        installation_id, repositories=[repo], permissions=dict(JOB_PERMISSIONS)
+        installation_id, repositories=[repo], permissions=JOB_PERMISSIONS.copy()
     )
     return response.parsed_data.token
 

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -473,6 +473,7 @@ class Intake:
                 await asyncio.sleep(0)
                 batch += self._batch
                 self._batch = []
+                results: Sequence[bool | Exception]
                 try:
                     results = self.queue.submit_many([job for job, _ in batch])
                 except Exception as exc:

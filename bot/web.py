@@ -55,7 +55,8 @@ def sign(secret: bytes, body: bytes) -> str:
 def _adapter(event: str) -> TypeAdapter[Any]:
     # githubkit's own event unions; githubkit.webhooks.parse builds this adapter
     # anew on every call (about 1 ms), so build it once per event.
-    events = {
+    # Annotated unions are typing forms, not classes: Any is their only static type.
+    events: dict[str, Any] = {
         "issue_comment": IssueCommentEvent,
         "pull_request_review_comment": PullRequestReviewCommentEvent,
     }
@@ -264,7 +265,7 @@ def _refused(event: str, delivery: str, body: bytes) -> Response:
     except (ValueError, RecursionError):
         return JSONResponse({"error": "malformed JSON"}, status_code=400)
     if isinstance(payload, dict) and event in TYPED_HANDLERS:
-        comment = payload.get("comment") if isinstance(payload.get("comment"), dict) else {}
+        comment = found if isinstance(found := payload.get("comment"), dict) else {}
         if payload.get("action") != "created" or parse_comment(str(comment.get("body") or "")) is None:
             return Response(status_code=204)
     log.warning("delivery %s (%s) does not have the expected shape", delivery, event)

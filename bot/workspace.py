@@ -138,7 +138,9 @@ def repack(path: Path) -> bool:
 
 def branch_tip(repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
     ref = repo.references.get(f"refs/heads/{branch}")
-    return None if ref is None else ref.target
+    # A branch resolves to a commit id (only a symbolic reference's own target is a name).
+    target = None if ref is None else ref.resolve().target
+    return target if isinstance(target, pygit2.Oid) else None
 
 
 def checkout(

@@ -45,7 +45,9 @@ def app(tmp_path: Path, model_server: ScriptedModel) -> Harness:
 
 def file_at(remote: pygit2.Repository, branch: str, path: str) -> str:
     commit = remote.revparse_single(f"refs/heads/{branch}").peel(pygit2.Commit)
-    return remote[commit.tree[path].id].data.decode()
+    blob = remote[commit.tree[path].id]
+    assert isinstance(blob, pygit2.Blob)
+    return blob.data.decode()
 
 
 def assert_no_secret_anywhere(app: Harness) -> None:

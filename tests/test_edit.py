@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ CALC_PY = "calculator/calculator.py"
 
 
 def tier(server: ScriptedModel, **kw: object) -> Tier:
-    return Tier(name="tiny", model="tiny", base_url=server.url, timeout_s=30, **kw)  # type: ignore[arg-type]
+    return Tier(name="tiny", model="tiny", base_url=server.url, timeout_s=30, **kw)
 
 
 def plan_of(root: Path, *paths: str, change: str = "do it") -> Plan:
@@ -258,9 +259,9 @@ async def test_context_is_selected_off_the_event_loop(
     real = bot.edit.select_context
     threads: list[int] = []
 
-    def spy(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    def spy(*args: Any, **kwargs: Any) -> Any:
         threads.append(threading.get_ident())
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(bot.edit, "select_context", spy)
     new = (calculator_repo / CALC_PY).read_text() + "# done\n"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -318,18 +317,14 @@ async def test_per_file_calls_run_concurrently(model_server: ScriptedModel, calc
         for path in files
     ]
     model_server.script(plan_rule(plan), *rules)
-    times: dict[str, float] = {}
     result = await run_edit(
         calculator_repo,
         "mark every module as reviewed",
         tiers=[make_tier(model_server, "tiny")],
         test_command=TRIVIAL,
-        on_progress=lambda stage, data: times.setdefault(stage, time.monotonic()),
     )
     assert result.status == "verified", result.message
     assert result.files_changed == sorted(files)
-    generation = times["generated"] - times["plan"]
-    assert generation < 2.5, f"4 calls of 1 s took {generation:.2f} s"
     calls = edit_calls(model_server)
     assert len(calls) == 4
     # Every call started before any call ended: the intervals all overlap.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from textwrap import dedent
 
@@ -107,7 +107,7 @@ FILES: dict[str, str | bytes] = {
 SKIPPED = [p for p in list(FILES)[list(FILES).index("ignored.py") :]]
 
 
-def write_tree(root: Path, files: dict[str, str | bytes]) -> None:
+def write_tree(root: Path, files: Mapping[str, str | bytes]) -> None:
     for rel, content in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -315,18 +315,17 @@ def test_bad_cache_record_is_reparsed(repo: Path, tmp_path: Path) -> None:
     assert again.files["pkg/core.py"].symbols
 
 
-def test_cached_index_of_a_200_file_repo_is_fast(tmp_path: Path) -> None:
+def test_cached_index_of_a_200_file_repo_parses_nothing(tmp_path: Path) -> None:
+    # Speed is bench/'s business; here: the second build takes everything from the cache.
     root = tmp_path / "many"
     module = "from . import mod{prev}\n\n\ndef f{i}(x):\n    return x\n" * 5
     files = {f"pkg{i // 20}/mod{i}.py": module.format(prev=i - 1 if i % 20 else i, i=i) for i in range(200)}
     write_tree(root, files)
     pygit2.init_repository(str(root))
     build_index(root, tmp_path / "cache")
-    start = time.perf_counter()
     index = build_index(root, tmp_path / "cache")
-    elapsed = time.perf_counter() - start
     assert len(index.files) == 200 and index.stats.parsed == 0
-    assert elapsed < 1.0
+    assert all(info.symbols for info in index.files.values())  # whole records, not empty shells
 
 
 def test_identifier_splitting_and_stemming() -> None:

@@ -125,7 +125,7 @@ def test_a_delivery_recorded_but_never_enqueued_is_taken_again(tmp_path: Path) -
 
 
 def test_queue_backends(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "d")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=tmp_path / "d")
     assert type(make_huey(settings)).__name__ == "SqliteHuey"
     assert (tmp_path / "d" / "queue.sqlite3").exists()
     redis = make_huey(settings.model_copy(update={"queue_url": "redis://localhost:6379/3"}))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from bot import models
@@ -20,7 +18,7 @@ PLAN_REPLY = """Here is the plan.
 def tier(server: ScriptedModel, **kw: object) -> Tier:
     return Tier(
         name=str(kw.pop("name", "tiny")), model=str(kw.pop("model", "tiny")), base_url=server.url, **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 async def test_plan_parses_a_fenced_json_reply(model_server: ScriptedModel) -> None:
@@ -113,11 +111,12 @@ def test_next_steps_name_the_pull_and_the_keys(monkeypatch: pytest.MonkeyPatch) 
 
 
 async def test_timeout_comes_from_the_tier(model_server: ScriptedModel) -> None:
-    model_server.script({"reply": "late", "delay": 3})
-    started = time.monotonic()
+    model_server.script({"reply": "late", "delay": 10})
     with pytest.raises(ModelError) as caught:
         await models.write_file_edit(tier(model_server, timeout_s=0.5), "x", "c", "a.py", "", "", "")
-    assert time.monotonic() - started < 2.5
+    # The client gave up while the server was still holding its reply back.
+    calls = model_server.calls()
+    assert calls and not any("ended" in call for call in calls)
     assert caught.value.kind == "timeout"
     assert "within 0.5s" in caught.value.message
 

@@ -53,7 +53,7 @@ def queue(tmp_path: Path) -> RecordingQueue:
 
 @pytest.fixture
 def app(tmp_path: Path, queue: RecordingQueue) -> Any:
-    settings = Settings(_env_file=None, data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET)
     return create_app(settings, queue=queue)
 
 
@@ -81,7 +81,7 @@ def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
 
 def test_the_app_refuses_to_start_without_a_secret(tmp_path: Path, queue: RecordingQueue) -> None:
     with pytest.raises(ValueError, match="GITHUB_WEBHOOK_SECRET"):
-        create_app(Settings(_env_file=None, data_dir=tmp_path), queue=queue)  # type: ignore[call-arg]
+        create_app(Settings(_env_file=None, data_dir=tmp_path), queue=queue)
 
 
 def test_healthz(app: Any) -> None:

@@ -108,7 +108,7 @@ def test_checkout_commit_and_push(tmp_path: Path, remote: tuple[Path, pygit2.Rep
     assert commit.message == (
         "Clear memory\n\nCo-authored-by: maintainer <5150+maintainer@users.noreply.github.com>\n"
     )
-    names = {p.delta.new_file.path for p in tree.diff(commit.parents[0], commit)}
+    names = {delta.new_file.path for delta in tree.diff(commit.parents[0], commit).deltas}
     assert names == {"calculator/calculator.py", "calculator/memory.py", "calculator/__main__.py"}
     assert "stray.log" not in commit.tree
     assert "+MEMORY = None" in workspace.commit_diff(tree, oid)
