@@ -191,11 +191,11 @@ def parse_query(instruction: str, extra: str = "") -> Query:
             for term in identifier_terms(ident):
                 w = weight * factor * (GENERIC_WEIGHT if term in GENERIC_TERMS else 1.0)
                 weights[term] = max(weights.get(term, 0.0), w)
-        for parts in _phrases(part):
-            phrases.add(phrase_key(parts))
+        for words in _phrases(part):
+            phrases.add(phrase_key(words))
             # The index keeps a several-part identifier whole as well ("run_command", "runcommand"):
             # a phrase that spells it names it, however generic its words are alone.
-            for term in ("_".join(parts), "".join(parts)):
+            for term in ("_".join(words), "".join(words)):
                 weights[term] = max(weights.get(term, 0.0), weight * PHRASE_WEIGHT)
     if _TEST_WORD_RE.search(subject):
         test_factor = 1.0

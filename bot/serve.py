@@ -137,7 +137,9 @@ def check_private_key(settings: Settings) -> None:
     try:
         text = settings.private_key() or ""
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read the App's private key from {source}: {exc.strerror or exc}") from None
+        raise ValueError(
+            f"cannot read the App's private key from {source}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     try:
         serialization.load_pem_private_key(text.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -10,6 +10,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+import click
 import pytest
 import typer
 
@@ -78,6 +79,7 @@ def test_the_units_command_is_the_documented_one() -> None:
     assert program.endswith("/.venv/bin/patchling")
     # The options parse with the real command line (nothing runs).
     group = typer.main.get_command(app)
+    assert isinstance(group, click.Group)
     with group.make_context("patchling", list(args)) as context:
         serve = group.get_command(context, args[0])
         assert serve is not None
@@ -90,15 +92,15 @@ def test_a_systemd_credential_supplies_the_key(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     monkeypatch.delenv("GITHUB_PRIVATE_KEY", raising=False)
     monkeypatch.delenv("GITHUB_PRIVATE_KEY_PATH", raising=False)
-    settings = Settings(_env_file=None, github_app_id="1", github_webhook_secret="s")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, github_app_id="1", github_webhook_secret="s")
     assert settings.private_key() == "-----BEGIN PRIVATE KEY-----\n"
     assert missing_settings(settings) == []
     # An explicit path wins; without a credential, the key is still missing.
     explicit = tmp_path / "explicit.pem"
     explicit.write_text("explicit")
-    assert Settings(_env_file=None, github_private_key_path=explicit).private_key() == "explicit"  # type: ignore[call-arg]
+    assert Settings(_env_file=None, github_private_key_path=explicit).private_key() == "explicit"
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "none"))
-    assert Settings(_env_file=None).private_key() is None  # type: ignore[call-arg]
+    assert Settings(_env_file=None).private_key() is None
 
 
 # -- the container ----------------------------------------------------------------------

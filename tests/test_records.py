@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from bot.records import RecordStore
 
@@ -71,7 +72,13 @@ def test_stats_count_only_answered_real_attempts(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.executescript(OLD_SCHEMA)
     store = RecordStore(path)
-    common = {"repo": "r", "instruction": "i", "model": "m", "edit_format": "whole", "latency_s": 2.0}
+    common: dict[str, Any] = {
+        "repo": "r",
+        "instruction": "i",
+        "model": "m",
+        "edit_format": "whole",
+        "latency_s": 2.0,
+    }
     for outcome in ("unreachable", "connection_refused", "model_not_found", "timeout"):
         store.add(tier="tiny", outcome=outcome, tokens_in=0, tokens_out=0, **common)
     store.add(tier="tiny", outcome="tests_worse", tokens_in=30, tokens_out=15, **common)

@@ -39,7 +39,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Reco
     # One app for every example: hypothesis runs many inside one test.
     path = tmp_path_factory.mktemp("fuzz")
     queue = RecordingQueue(path / "jobs.sqlite3")
-    config = Settings(_env_file=None, data_dir=path, github_webhook_secret=WEBHOOK_SECRET)  # type: ignore[call-arg]
+    config = Settings(_env_file=None, data_dir=path, github_webhook_secret=WEBHOOK_SECRET)
     yield create_app(config, queue=queue), queue
 
 
@@ -97,7 +97,8 @@ def mutated_delivery(draw: st.DrawFn) -> bytes:
     if isinstance(node, dict) and node and draw(st.booleans()):
         del node[draw(st.sampled_from(sorted(node)))]
     elif isinstance(node, dict):
-        target = draw(st.sampled_from(sorted(node))) if node and draw(st.booleans()) else keys[-1]
+        replace_existing: bool = bool(node) and draw(st.booleans())
+        target = draw(st.sampled_from(sorted(node))) if replace_existing else keys[-1]
         node[target] = draw(json_values)
     return json.dumps(base).encode()
 
