@@ -10,7 +10,6 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-import click
 import pytest
 import typer
 
@@ -79,7 +78,7 @@ def test_the_units_command_is_the_documented_one() -> None:
     assert program.endswith("/.venv/bin/patchling")
     # The options parse with the real command line (nothing runs).
     group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
+    assert isinstance(group, typer.core.TyperGroup)
     with group.make_context("patchling", list(args)) as context:
         serve = group.get_command(context, args[0])
         assert serve is not None
