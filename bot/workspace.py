@@ -139,6 +139,20 @@ def branch_tip(repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
     return None if ref is None else ref.target
 
 
+def branch_holds(repo: pygit2.Repository, branch: str, sha: str) -> bool:
+    """Whether commit `sha` is the branch's tip or one of its ancestors."""
+    tip = branch_tip(repo, branch)
+    if tip is None:
+        return False
+    try:
+        oid = pygit2.Oid(hex=sha)
+    except ValueError:
+        return False
+    if tip == oid:
+        return True
+    return oid in repo and repo.descendant_of(tip, oid)
+
+
 def checkout(
     mirror: pygit2.Repository, base_branch: str, dest: Path, branch: str | None = None
 ) -> pygit2.Repository:

@@ -1,0 +1,192 @@
+"""The App keeps its promises when things around it fail: a crash at any
+point of a job, GitHub's errors, a broken mirror. Each job ends once, with a
+clear comment, and nothing half done.
+
+A crash is a `Killed` (a BaseException, which no handler of the job catches)
+raised by the fake GitHub at a chosen call: the run stops there, as under
+kill -9, and a new JobQueue on the same data directory recovers it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.jobs import JobQueue
+from tests.conftest import CALCULATOR
+from tests.fakegithub import Harness, issue_comment, make_harness, script_memory_clear
+from tests.modelserver import ScriptedModel
+from tests.test_app_e2e import NEW_SOURCE
+
+BRANCH = "patchling/7-add-a-way-to-clear-the-memory"
+
+
+class Killed(BaseException):
+    """The process died here."""
+
+
+Action = Callable[[httpx.Request], httpx.Response | None]
+
+
+def at(method: str, path: str, action: Action, *, nth: int = 1) -> Callable[[httpx.Request], Any]:
+    """A fault that does `action` at the nth request matching method and path (a regex)."""
+    seen = 0
+
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        nonlocal seen
+        if request.method != method or not re.search(path, request.url.path):
+            return None
+        seen += 1
+        return action(request) if seen == nth else None
+
+    return fault
+
+
+def _each(path: str, method: str, action: Action) -> Callable[[httpx.Request], Any]:
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        if request.method == method and re.search(path, request.url.path):
+            return action(request)
+        return None
+
+    return fault
+
+
+def kill(request: httpx.Request) -> None:
+    raise Killed(f"{request.method} {request.url.path}")
+
+
+def harness(tmp_path: Path, model: ScriptedModel, **settings: Any) -> Harness:
+    script_memory_clear(model, NEW_SOURCE)
+    return make_harness(tmp_path, CALCULATOR, model.url, **settings)
+
+
+def request(app: Harness) -> dict[str, Any]:
+    data = issue_comment(app.repo, "/edit add memory clear")
+    assert app.deliver("issue_comment", data).status_code == 202
+    return data
+
+
+def crash_then_restart(app: Harness) -> JobQueue:
+    """Run the queued job into the fault, then start afresh as serve does."""
+    with pytest.raises(Killed):
+        app.run_jobs()
+    app.fake.fault = None
+    restarted = JobQueue(app.settings, github=app.queue.github)
+    assert restarted.recover() == 1
+    app.queue = restarted
+    assert app.run_jobs() == 1
+    return restarted
+
+
+def commits_over_main(app: Harness, branch: str = BRANCH) -> int:
+    tip = app.remote.references[f"refs/heads/{branch}"].target
+    main = app.remote.references["refs/heads/main"].target
+    ahead, _ = app.remote.ahead_behind(tip, main)
+    return int(ahead)
+
+
+def assert_finished(app: Harness, mark: str) -> dict[str, Any]:
+    """One status comment on the issue, finished (nothing left at 'working')."""
+    (status,) = app.fake.posted_to(7)
+    assert "working…" not in status["body"] and mark in status["body"]
+    return status
+
+
+# -- crashes ---------------------------------------------------------------------------
+
+
+def test_a_task_taken_by_a_worker_that_died_before_starting_it_runs(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    data = request(app)
+    assert app.queue.huey.dequeue() is not None  # taken, and the worker died at once
+    assert app.queue.huey.pending_count() == 0
+
+    restarted = JobQueue(app.settings, github=app.queue.github)
+    assert restarted.recover() == 1
+    assert restarted.recover() == 0  # already back in the queue: not twice
+    app.queue = restarted
+    assert app.run_jobs() == 1
+    assert len(app.fake.created_pulls) == 1
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
+
+
+def test_killed_between_push_and_pull_request_opens_it_after_the_restart(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    data = request(app)
+    app.fake.fault = at("POST", r"/pulls$", kill)
+    restarted = crash_then_restart(app)
+
+    assert len(app.fake.created_pulls) == 1 and commits_over_main(app) == 1
+    assert restarted.ledger.count("done") == 1
+    status = assert_finished(app, "🚀 pull request opened")
+    assert "resumed" in status["body"]
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
+    # The pushed commit was delivered as it was: the model was not asked again.
+    assert sum("decide which files" in str(c) for c in model_server.calls()) == 1
+
+
+def test_killed_after_the_status_comment_edits_the_same_comment(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    request(app)
+    app.fake.fault = at("PATCH", r"/issues/comments/\d+$", kill)  # the first stage line
+    crash_then_restart(app)
+    status = assert_finished(app, "🚀 pull request opened")
+    assert "resumed after an interruption" in status["body"]
+    assert len(app.fake.created_pulls) == 1 and commits_over_main(app) == 1
+
+
+def test_killed_after_the_pull_request_opened_opens_no_second_one(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    request(app)
+    # The status comment's last edit comes right after the pull request: die there.
+    created = len(app.fake.created_pulls)
+
+    def kill_after_pull(request: httpx.Request) -> None:
+        if len(app.fake.created_pulls) > created:
+            kill(request)
+
+    app.fake.fault = _each(r"/issues/comments/\d+$", "PATCH", kill_after_pull)
+    crash_then_restart(app)
+    assert len(app.fake.created_pulls) == 1
+    (number,) = app.fake.pulls
+    assert app.fake.posted_to(number) == []  # no report posted to its own PR as if it were another's
+    assert_finished(app, "🚀 pushed `")
+
+
+def test_start_up_removes_the_work_trees_of_dead_runs(tmp_path: Path) -> None:
+    app = make_harness(tmp_path, CALCULATOR)
+    left = app.settings.data_dir / "work" / "job-0123456789abcdef-x1y2" / "tree"
+    left.mkdir(parents=True)
+    (left / "calculator.py").write_text("half an edit\n")
+    JobQueue(app.settings, github=app.queue.github).recover()
+    assert list((app.settings.data_dir / "work").iterdir()) == []
+
+
+# -- GitHub's errors -------------------------------------------------------------------
+
+
+def test_a_token_that_expires_mid_job_is_renewed_once(tmp_path: Path, model_server: ScriptedModel) -> None:
+    app = harness(tmp_path, model_server)
+    data = request(app)
+
+    def expire(request: httpx.Request) -> None:
+        app.fake.revoked.extend(app.fake.tokens)  # GitHub now answers 401 to it
+
+    app.fake.fault = at("PATCH", r"/issues/comments/\d+$", expire)
+    assert app.run_jobs() == 1
+    assert len(app.fake.tokens) == 2
+    assert len(app.fake.created_pulls) == 1
+    assert_finished(app, "🚀 pull request opened")
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
