@@ -882,12 +882,53 @@ def _edit_and_deliver(
         requester = workspace.Identity.user(job.requester_login, job.requester_id)
         message = commit_message(job, result)
         oid = workspace.commit_paths(tree, result.files_changed, message, board.author, [requester])
-        delivery = _delivery(job, plan, result, str(oid), workspace.commit_diff(tree, oid))
-        memo.save(delivery=dataclasses.asdict(delivery))
-        workspace.push(tree, job.clone_url, plan.branch, plan.branch, api.token)
+        delivery = _push(job, api, plan, tree, oid, result, memo)
         return _deliver(job, api, plan, delivery, board, memo)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _push(
+    job: JobRequest,
+    api: gh.RepoAPI,
+    plan: Plan,
+    tree: pygit2.Repository,
+    oid: pygit2.Oid,
+    result: EditResult,
+    memo: Memo,
+) -> Delivery:
+    """Push the commit; when the branch moved on meanwhile, re-apply the commit
+    onto its new tip and push once more. The delivery is recorded before each
+    push (see Delivery)."""
+    try:
+        return _push_once(job, api, plan, tree, oid, result, memo)
+    except workspace.PushRejected as rejected:
+        if rejected.kind == "protected":
+            raise workspace.WorkspaceError(
+                f"GitHub refused the push to `{plan.branch}`: the branch is protected (branch protection "
+                "or a ruleset). Allow the App to push to it, or ask on an issue, where Patchling opens a "
+                "pull request from a branch of its own"
+            ) from None
+        if rejected.kind != "behind":
+            raise
+    log.info("job %s: %s moved on during the job; re-applying the commit", job.job_id, plan.branch)
+    oid = workspace.replay(tree, oid, plan.branch, job.clone_url, api.token)
+    return _push_once(job, api, plan, tree, oid, result, memo)
+
+
+def _push_once(
+    job: JobRequest,
+    api: gh.RepoAPI,
+    plan: Plan,
+    tree: pygit2.Repository,
+    oid: pygit2.Oid,
+    result: EditResult,
+    memo: Memo,
+) -> Delivery:
+    delivery = _delivery(job, plan, result, str(oid), workspace.commit_diff(tree, oid))
+    memo.save(delivery=dataclasses.asdict(delivery))
+    workspace.push(tree, job.clone_url, plan.branch, plan.branch, api.token)
+    return delivery
 
 
 def _pushed_before(memo: Memo, mirror: pygit2.Repository, branch: str) -> Delivery | None:

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pygit2
 import pytest
 
 from bot.jobs import JobQueue
+from bot.workspace import rejection_kind
 from tests.conftest import CALCULATOR
 from tests.fakegithub import Harness, issue_comment, make_harness, script_memory_clear
 from tests.modelserver import ScriptedModel
@@ -190,3 +192,75 @@ def test_a_token_that_expires_mid_job_is_renewed_once(tmp_path: Path, model_serv
     assert len(app.fake.created_pulls) == 1
     assert_finished(app, "🚀 pull request opened")
     assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
+
+
+# -- pushes ----------------------------------------------------------------------------
+
+
+def push_to_remote(app: Harness, branch: str, path: str, text: str) -> None:
+    """Someone else's commit on `branch` of the remote (created from main if need be)."""
+    ref = app.remote.references.get(f"refs/heads/{branch}")
+    parent = (ref or app.remote.references["refs/heads/main"]).peel(pygit2.Commit)
+    index = pygit2.Index()
+    index.read_tree(parent.tree)
+    blob = app.remote.create_blob(text.encode())
+    index.add(pygit2.IndexEntry(path, blob, pygit2.enums.FileMode.BLOB))
+    tree = index.write_tree(app.remote)
+    who = pygit2.Signature("Someone", "someone@example.com")
+    oid = app.remote.create_commit(None, who, who, "Someone else's change", tree, [parent.id])
+    app.remote.references.create(f"refs/heads/{branch}", oid, force=True)
+
+
+def test_a_branch_that_moved_on_during_the_job_gets_the_commit_on_top(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    request(app)
+
+    def someone_pushes(request: httpx.Request) -> None:
+        push_to_remote(app, BRANCH, "NOTES.md", "pushed while the job ran\n")
+
+    app.fake.fault = at("PATCH", r"/issues/comments/\d+$", someone_pushes)  # after the checkout
+    assert app.run_jobs() == 1
+    assert_finished(app, "🚀 pull request opened")
+    head = app.remote.references[f"refs/heads/{BRANCH}"].peel(pygit2.Commit)
+    assert "memory_clear" in (head.tree / "calculator" / "calculator.py").data.decode()
+    assert head.parents[0].message == "Someone else's change"
+    assert str(head.id) in app.fake.created_pulls[0]["body"]  # the report names the commit pushed
+
+
+def test_a_conflicting_push_in_between_ends_with_a_clear_comment(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    data = request(app)
+
+    def someone_pushes(request: httpx.Request) -> None:
+        push_to_remote(app, BRANCH, "calculator/calculator.py", "# rewritten meanwhile\n")
+
+    app.fake.fault = at("PATCH", r"/issues/comments/\d+$", someone_pushes)
+    assert app.run_jobs() == 1
+    status = assert_finished(app, "😕 stopped")
+    assert "changed while the edit was made" in status["body"]
+    assert app.fake.created_pulls == []
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        # GitHub's report-status texts, and libgit2's own check before a push.
+        ("refs/heads/main: protected branch hook declined", "protected"),
+        ("GH006: Protected branch update failed for refs/heads/main.", "protected"),
+        ("GH013: Repository rule violations found for refs/heads/main.", "protected"),
+        (
+            "cannot push because a reference that you are trying to update on the remote contains "
+            "commits that are not present locally.",
+            "behind",
+        ),
+        ("refs/heads/x: non-fast-forward", "behind"),
+        ("refs/heads/x: pre-receive hook declined", "other"),
+    ],
+)
+def test_push_refusals_are_told_apart(message: str, kind: str) -> None:
+    assert rejection_kind(message) == kind
