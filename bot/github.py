@@ -13,11 +13,13 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
-from githubkit.exception import RequestFailed
+from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed
+from githubkit.retry import RetryOption
 
 from bot.config import Settings
 
@@ -48,18 +50,48 @@ class RepositoryGone(RuntimeError):
     """The repository cannot be read with the job's token: deleted, or out of reach."""
 
 
+class Retry:
+    """When to call GitHub again: after a rate limit (primary, or secondary:
+    403/429 with `retry-after`) once, waiting as GitHub asks, but at least a
+    second (githubkit reads a zero wait as 60 s) and at most `max_wait_s`
+    (longer, the job stops and says so); after a 5xx up to `server_retries`
+    times, waiting backoff_s × 1, 4, 9…"""
+
+    def __init__(self, *, max_wait_s: float = 60.0, server_retries: int = 3, backoff_s: float = 1.0) -> None:
+        self.max_wait_s = max_wait_s
+        self.server_retries = server_retries
+        self.backoff_s = backoff_s
+
+    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        if isinstance(exc, RateLimitExceeded):
+            wait = max(exc.retry_after.total_seconds(), 1.0)
+            if retry_count < 1 and wait <= self.max_wait_s:
+                log.warning("GitHub's rate limit: calling again in %.0fs", wait)
+                return RetryOption(True, timedelta(seconds=wait))
+            return RetryOption(False)
+        failed = isinstance(exc, RequestFailed) and exc.response.status_code >= 500
+        if failed and retry_count < self.server_retries:
+            log.warning("GitHub failed (5xx); calling again")
+            return RetryOption(True, timedelta(seconds=self.backoff_s * (retry_count + 1) ** 2))
+        return RetryOption(False)
+
+
 def app_client(
-    settings: Settings, *, auto_retry: bool = True, cache_strategy: BaseCacheStrategy | None = None
+    settings: Settings,
+    *,
+    auto_retry: bool | Retry = True,
+    cache_strategy: BaseCacheStrategy | None = None,
 ) -> GitHub[AppAuthStrategy]:
     """A client authenticated as the App (JWT), against `github_api_url` (GHES too).
-    Its own token cache unless one is given: tests must not share tokens."""
+    Its own token cache unless one is given: tests must not share tokens.
+    `auto_retry`: True for Retry(), or a Retry of one's own, or False."""
     key = settings.private_key()
     if not settings.github_app_id or not key:
         raise GitHubConfigError("GITHUB_APP_ID and GITHUB_PRIVATE_KEY(_PATH) must be set")
     return GitHub(
         AppAuthStrategy(settings.github_app_id, key),
         base_url=settings.github_api_url,
-        auto_retry=auto_retry,
+        auto_retry=Retry() if auto_retry is True else auto_retry,
         cache_strategy=cache_strategy or MemCacheStrategy(),
         http_cache=False,
         timeout=30.0,
@@ -82,6 +114,21 @@ def mint_token(app: GitHub[Any], installation_id: int, repo: str) -> str:
 
 def status_of(exc: BaseException) -> int | None:
     return exc.response.status_code if isinstance(exc, RequestFailed) else None
+
+
+def describe_failure(exc: BaseException) -> str | None:
+    """What GitHub's refusal means, for the requester; None when it is no API error."""
+    status = status_of(exc)
+    if status is None:
+        return None
+    if isinstance(exc, RateLimitExceeded):
+        wait = exc.retry_after.total_seconds()
+        return f"GitHub's rate limit held it back (GitHub asked to wait {wait:.0f}s)"
+    if status >= 500:
+        return f"GitHub answered {status} (trouble on GitHub's side; ask again later)"
+    if status == 404:
+        return "GitHub answered 404 (the repository is gone or out of the App's reach)"
+    return f"GitHub answered {status}"
 
 
 @dataclass(frozen=True)

@@ -690,6 +690,9 @@ def work(
         log.error("job %s stopped: %s; no reply is possible", job.job_id, gone)
         return "repo_gone"
     except Exception as exc:
+        if gh.status_of(exc) == 404:  # deleted, or the App uninstalled, mid-job: no one to tell
+            log.error("job %s stopped: %s is gone or out of the App's reach", job.job_id, job.full_name)
+            return "repo_gone"
         log.exception("job %s could not start", job.job_id)
         try:
             _reply(api, job, f"Patchling could not start on this (job `{job.job_id}`): {_describe(exc)}.")
@@ -971,13 +974,20 @@ def _deliver(
             api.comment(number, delivery.report)
         board.finish(f"pushed `{sha[:7]}` to #{number}: {url}", ok=True)
         return True
-    number, url = api.create_pull(
-        title=delivery.title,
-        head=plan.branch,
-        base=job.default_branch,
-        body=delivery.body,
-        draft=not delivery.verified,
-    )
+    try:
+        number, url = api.create_pull(
+            title=delivery.title,
+            head=plan.branch,
+            base=job.default_branch,
+            body=delivery.body,
+            draft=not delivery.verified,
+        )
+    except Exception as exc:
+        # A create retried after a 5xx may have been made the first time: GitHub
+        # then refuses the second (422) and the first is there to find.
+        if gh.status_of(exc) != 422 or (found := api.open_pull_for(plan.branch)) is None:
+            raise
+        number, url = found
     memo.save(pull=number)
     kind = "pull request" if delivery.verified else "draft pull request"
     board.finish(f"{kind} opened: #{number} {url}", ok=True)
@@ -985,9 +995,9 @@ def _deliver(
 
 
 def _describe(exc: BaseException) -> str:
-    status = gh.status_of(exc)
-    if status is not None:
-        return f"GitHub answered {status}"
+    refused = gh.describe_failure(exc)
+    if refused is not None:
+        return refused
     # Only the project's own messages for people: any other text (an engine
     # ValueError about the temporary tree, say) may name server paths.
     if isinstance(exc, workspace.WorkspaceError | RepoSettingsError | Declined):

@@ -264,3 +264,110 @@ def test_a_conflicting_push_in_between_ends_with_a_clear_comment(
 )
 def test_push_refusals_are_told_apart(message: str, kind: str) -> None:
     assert rejection_kind(message) == kind
+
+
+# -- GitHub failing --------------------------------------------------------------------
+
+
+def retrying(app: Harness, **retry: Any) -> None:
+    """The production retry policy, with short waits."""
+    from githubkit.cache import MemCacheStrategy
+
+    from bot.github import Retry, app_client
+
+    policy = Retry(backoff_s=0.01, **retry)
+    app.queue.github = lambda: app_client(app.settings, auto_retry=policy, cache_strategy=MemCacheStrategy())
+
+
+def answer(status: int, message: str, **headers: str) -> Action:
+    return lambda request: httpx.Response(status, json={"message": message}, headers=headers)
+
+
+def test_a_5xx_is_tried_again_and_opens_one_pull_request(tmp_path: Path, model_server: ScriptedModel) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app)
+    request(app)
+    outage = answer(502, "Server Error")
+    app.fake.fault = _each(r"/pulls$", "POST", lambda r: outage(r) if len(app.fake.requests) % 2 else None)
+    assert app.run_jobs() == 1
+    assert len(app.fake.pulls) == 1
+    assert_finished(app, "🚀 pull request opened")
+
+
+def test_a_create_that_succeeded_behind_a_5xx_finds_its_pull_request(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app)
+    request(app)
+
+    def made_then_lost(request: httpx.Request) -> httpx.Response | None:
+        if app.fake.created_pulls:  # GitHub refuses a second PR from the same head
+            return answer(422, "A pull request already exists for acme:" + BRANCH)(request)
+        app.fake._create_pull(request)  # made, but the answer is lost
+        return answer(502, "Server Error")(request)
+
+    app.fake.fault = _each(r"/pulls$", "POST", made_then_lost)
+    assert app.run_jobs() == 1
+    assert len(app.fake.pulls) == 1
+    assert_finished(app, "🚀 pull request opened")
+
+
+def test_github_down_ends_with_a_clear_comment(tmp_path: Path, model_server: ScriptedModel) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app, server_retries=2)
+    data = request(app)
+    app.fake.fault = _each(r"/pulls$", "POST", answer(503, "Service Unavailable"))
+    assert app.run_jobs() == 1
+    status = assert_finished(app, "😕 stopped: GitHub answered 503 (trouble on GitHub's side")
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+    creates = [r for r in app.fake.requests if r.method == "POST" and r.url.path.endswith("/pulls")]
+    assert len(creates) == 3  # the first call and two more
+    assert "internal error" not in status["body"]
+
+
+def test_a_secondary_rate_limit_waits_as_told_and_goes_on(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app)
+    request(app)
+    limited = answer(403, "You have exceeded a secondary rate limit.", **{"retry-after": "1"})
+    app.fake.fault = at("POST", r"/pulls$", limited)
+    assert app.run_jobs() == 1
+    assert len(app.fake.pulls) == 1
+    assert_finished(app, "🚀 pull request opened")
+
+
+def test_a_rate_limit_longer_than_the_job_may_wait_says_so(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app, max_wait_s=5)
+    request(app)
+    limited = answer(403, "You have exceeded a secondary rate limit.", **{"retry-after": "3600"})
+    app.fake.fault = at("POST", r"/pulls$", limited)
+    assert app.run_jobs() == 1
+    assert_finished(app, "😕 stopped: GitHub's rate limit held it back (GitHub asked to wait 3600s)")
+
+
+def test_a_repository_gone_mid_job_stops_it_and_logs_why(
+    tmp_path: Path, model_server: ScriptedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app)
+    request(app)
+    gone = answer(404, "Not Found")
+
+    def deleted_from_the_pull_request_on(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST" and request.url.path.endswith("/pulls"):
+            app.fake.gone = True
+        if app.fake.gone and request.url.path.startswith("/repos/"):
+            return gone(request)
+        return None
+
+    app.fake.fault = deleted_from_the_pull_request_on
+    assert app.run_jobs() == 1
+    assert app.queue.ledger.count("repo_gone") == 1
+    assert "acme/calculator is gone or out of the App's reach" in caplog.text
+    assert app.fake.created_pulls == []
