@@ -9,6 +9,11 @@ kill -9, and a new JobQueue on the same data directory recovers it."""
 from __future__ import annotations
 
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -371,3 +376,43 @@ def test_a_repository_gone_mid_job_stops_it_and_logs_why(
     assert app.queue.ledger.count("repo_gone") == 1
     assert "acme/calculator is gone or out of the App's reach" in caplog.text
     assert app.fake.created_pulls == []
+
+
+# -- the repository's tests ------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_the_test_process_dies_with_a_killed_server(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    command = [
+        sys.executable,
+        "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)",
+    ]
+    code = (
+        "import os, sys\nfrom pathlib import Path\nfrom bot.verify import _run\n"
+        f"_run({command!r}, Path({str(tmp_path)!r}), dict(os.environ), 60, Path({str(tmp_path / 'out')!r}))\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        while not pid_file.exists() or not pid_file.read_text():
+            assert server.poll() is None, "the stand-in server ended early"
+            time.sleep(0.05)
+        test_pid = int(pid_file.read_text())
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        # The test process is a child of ours no more: wait for it to vanish.
+        for _ in range(200):
+            if not Path(f"/proc/{test_pid}").exists() or "zombie" in _state(test_pid):
+                break
+            time.sleep(0.05)
+        assert not Path(f"/proc/{test_pid}").exists() or "zombie" in _state(test_pid)
+    finally:
+        server.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "gone"
