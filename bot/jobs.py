@@ -7,9 +7,12 @@ them with huey: SqliteHuey under data_dir, or RedisHuey when `queue_url` says
 at a time per repository branch, mirror fetch and checkout, the engine,
 commit, push, PR, comments.
 
-At the next start after a crash (`JobQueue.recover`), a job that was running
-is enqueued once more, and a delivery recorded but never enqueued is
-forgotten, so that GitHub's redelivery is taken afresh.
+At the next start after a crash (`JobQueue.recover`), the ledger is the
+source of truth: a job that was running, or was queued but whose task is gone
+from the queue, is enqueued once more, and a delivery recorded but never
+enqueued is forgotten, so that GitHub's redelivery is taken afresh. A resumed
+run continues from the progress the ledger kept (its status comment, its
+pushed commit, its PR) instead of starting over.
 """
 
 from __future__ import annotations
