@@ -13,11 +13,13 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
 
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
-from githubkit.exception import RequestFailed
+from githubkit.exception import GitHubException, RateLimitExceeded, RequestFailed
+from githubkit.retry import RetryOption
 from githubkit_schemas.latest.types import AppPermissionsType
 
 from bot.config import Settings
@@ -38,6 +40,7 @@ MAX_BODY = 65_000
 Reaction = Literal["eyes", "rocket", "confused", "+1", "-1", "laugh", "hooray", "heart"]
 CommentKind = Literal["issue", "review"]
 GitHubFactory = Callable[[], GitHub[Any]]
+T = TypeVar("T")
 
 
 class GitHubConfigError(RuntimeError):
@@ -48,18 +51,48 @@ class RepositoryGone(RuntimeError):
     """The repository cannot be read with the job's token: deleted, or out of reach."""
 
 
+class Retry:
+    """When to call GitHub again: after a rate limit (primary, or secondary:
+    403/429 with `retry-after`) once, waiting as GitHub asks, but at least a
+    second (githubkit reads a zero wait as 60 s) and at most `max_wait_s`
+    (longer, the job stops and says so); after a 5xx up to `server_retries`
+    times, waiting backoff_s × 1, 4, 9…"""
+
+    def __init__(self, *, max_wait_s: float = 60.0, server_retries: int = 3, backoff_s: float = 1.0) -> None:
+        self.max_wait_s = max_wait_s
+        self.server_retries = server_retries
+        self.backoff_s = backoff_s
+
+    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        if isinstance(exc, RateLimitExceeded):
+            wait = max(exc.retry_after.total_seconds(), 1.0)
+            if retry_count < 1 and wait <= self.max_wait_s:
+                log.warning("GitHub's rate limit: calling again in %.0fs", wait)
+                return RetryOption(True, timedelta(seconds=wait))
+            return RetryOption(False)
+        failed = isinstance(exc, RequestFailed) and exc.response.status_code >= 500
+        if failed and retry_count < self.server_retries:
+            log.warning("GitHub failed (5xx); calling again")
+            return RetryOption(True, timedelta(seconds=self.backoff_s * (retry_count + 1) ** 2))
+        return RetryOption(False)
+
+
 def app_client(
-    settings: Settings, *, auto_retry: bool = True, cache_strategy: BaseCacheStrategy | None = None
+    settings: Settings,
+    *,
+    auto_retry: bool | Retry = True,
+    cache_strategy: BaseCacheStrategy | None = None,
 ) -> GitHub[AppAuthStrategy]:
     """A client authenticated as the App (JWT), against `github_api_url` (GHES too).
-    Its own token cache unless one is given: tests must not share tokens."""
+    Its own token cache unless one is given: tests must not share tokens.
+    `auto_retry`: True for Retry(), or a Retry of one's own, or False."""
     key = settings.private_key()
     if not settings.github_app_id or not key:
         raise GitHubConfigError("GITHUB_APP_ID and GITHUB_PRIVATE_KEY(_PATH) must be set")
     return GitHub(
         AppAuthStrategy(settings.github_app_id, key),
         base_url=settings.github_api_url,
-        auto_retry=auto_retry,
+        auto_retry=Retry() if auto_retry is True else auto_retry,
         cache_strategy=cache_strategy or MemCacheStrategy(),
         http_cache=False,
         timeout=30.0,
@@ -84,6 +117,21 @@ def status_of(exc: BaseException) -> int | None:
     return exc.response.status_code if isinstance(exc, RequestFailed) else None
 
 
+def describe_failure(exc: BaseException) -> str | None:
+    """What GitHub's refusal means, for the requester; None when it is no API error."""
+    status = status_of(exc)
+    if status is None:
+        return None
+    if isinstance(exc, RateLimitExceeded):
+        wait = exc.retry_after.total_seconds()
+        return f"GitHub's rate limit held it back (GitHub asked to wait {wait:.0f}s)"
+    if status >= 500:
+        return f"GitHub answered {status} (trouble on GitHub's side; ask again later)"
+    if status == 404:
+        return "GitHub answered 404 (the repository is gone or out of the App's reach)"
+    return f"GitHub answered {status}"
+
+
 @dataclass(frozen=True)
 class Posted:
     """A comment we posted, and who GitHub says posted it: the App's bot user
@@ -106,21 +154,57 @@ class Pull:
 
 
 class RepoAPI:
-    """The REST calls of one job on one repository, with an installation token."""
+    """The REST calls of one job on one repository, with an installation token.
+    With `renew`, a call answered 401 (the token expired mid-job, or was
+    revoked) mints a new token once and is made again."""
 
-    def __init__(self, gh: GitHub[Any], owner: str, repo: str, *, secrets: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        gh: GitHub[Any],
+        owner: str,
+        repo: str,
+        *,
+        secrets: Sequence[str] = (),
+        token: str | None = None,
+        renew: Callable[[], str] | None = None,
+    ) -> None:
         self.gh = gh
         self.owner = owner
         self.repo = repo
+        self.token = token
+        self._renew = renew
         self._secrets = tuple(s for s in secrets if s)
 
     @classmethod
     def with_token(
-        cls, app: GitHub[Any], token: str, owner: str, repo: str, *, secrets: Sequence[str | None] = ()
+        cls,
+        app: GitHub[Any],
+        token: str,
+        owner: str,
+        repo: str,
+        *,
+        secrets: Sequence[str | None] = (),
+        renew: Callable[[], str] | None = None,
     ) -> RepoAPI:
-        """`secrets`: more values never to post (model API keys, the webhook secret)."""
+        """`secrets`: more values never to post (model API keys, the webhook secret).
+        `renew`: mints a new token for the same repository."""
         kept = [token, *(s for s in secrets if s)]
-        return cls(app.with_auth(TokenAuthStrategy(token)), owner, repo, secrets=kept)
+        return cls(
+            app.with_auth(TokenAuthStrategy(token)), owner, repo, secrets=kept, token=token, renew=renew
+        )
+
+    def _rest(self, call: Callable[[GitHub[Any]], T]) -> T:
+        try:
+            return call(self.gh)
+        except RequestFailed as exc:
+            if exc.response.status_code != 401 or self._renew is None:
+                raise
+        log.info("the token for %s/%s was refused; minting a new one", self.owner, self.repo)
+        token = self._renew()
+        self.token = token
+        self._secrets = (*self._secrets, token)
+        self.gh = self.gh.with_auth(TokenAuthStrategy(token))
+        return call(self.gh)
 
     def safe(self, body: str) -> str:
         for secret in self._secrets:
@@ -131,8 +215,8 @@ class RepoAPI:
         """The user's role ('admin', 'maintain', 'write', 'triage', 'read' or 'none').
         Raises RepositoryGone when the repository itself cannot be read."""
         try:
-            data = self.gh.rest.repos.get_collaborator_permission_level(
-                self.owner, self.repo, username
+            data = self._rest(
+                lambda g: g.rest.repos.get_collaborator_permission_level(self.owner, self.repo, username)
             ).parsed_data
         except RequestFailed as exc:
             if exc.response.status_code != 404:
@@ -140,7 +224,7 @@ class RepoAPI:
             # GitHub answers 404 both for a user who is no collaborator and for
             # a repository that is gone: only the second is worth failing over.
             try:
-                self.gh.rest.repos.get(self.owner, self.repo)
+                self._rest(lambda g: g.rest.repos.get(self.owner, self.repo))
             except RequestFailed as missing:
                 if missing.response.status_code == 404:
                     raise RepositoryGone(
@@ -153,30 +237,38 @@ class RepoAPI:
 
     def react(self, kind: CommentKind, comment_id: int, content: Reaction) -> None:
         if kind == "review":
-            self.gh.rest.reactions.create_for_pull_request_review_comment(
-                self.owner, self.repo, comment_id, content=content
+            self._rest(
+                lambda g: g.rest.reactions.create_for_pull_request_review_comment(
+                    self.owner, self.repo, comment_id, content=content
+                )
             )
         else:
-            self.gh.rest.reactions.create_for_issue_comment(
-                self.owner, self.repo, comment_id, content=content
+            self._rest(
+                lambda g: g.rest.reactions.create_for_issue_comment(
+                    self.owner, self.repo, comment_id, content=content
+                )
             )
 
     def comment(self, number: int, body: str) -> Posted:
-        data = self.gh.rest.issues.create_comment(
-            self.owner, self.repo, number, body=self.safe(body)
+        data = self._rest(
+            lambda g: g.rest.issues.create_comment(self.owner, self.repo, number, body=self.safe(body))
         ).parsed_data
         return Posted(data.id, data.user.login if data.user else "", data.user.id if data.user else 0)
 
     def edit_comment(self, comment_id: int, body: str) -> None:
-        self.gh.rest.issues.update_comment(self.owner, self.repo, comment_id, body=self.safe(body))
+        self._rest(
+            lambda g: g.rest.issues.update_comment(self.owner, self.repo, comment_id, body=self.safe(body))
+        )
 
     def reply_in_thread(self, pull_number: int, comment_id: int, body: str) -> int:
-        return self.gh.rest.pulls.create_reply_for_review_comment(
-            self.owner, self.repo, pull_number, comment_id, body=self.safe(body)
+        return self._rest(
+            lambda g: g.rest.pulls.create_reply_for_review_comment(
+                self.owner, self.repo, pull_number, comment_id, body=self.safe(body)
+            )
         ).parsed_data.id
 
     def pull(self, number: int) -> Pull:
-        data = self.gh.rest.pulls.get(self.owner, self.repo, number).parsed_data
+        data = self._rest(lambda g: g.rest.pulls.get(self.owner, self.repo, number)).parsed_data
         return Pull(
             number=data.number,
             state=data.state,
@@ -189,20 +281,22 @@ class RepoAPI:
 
     def open_pull_for(self, branch: str) -> tuple[int, str] | None:
         """The open PR whose head is `branch` of this repository, if any."""
-        pulls = self.gh.rest.pulls.list(
-            self.owner, self.repo, state="open", head=f"{self.owner}:{branch}"
+        pulls = self._rest(
+            lambda g: g.rest.pulls.list(self.owner, self.repo, state="open", head=f"{self.owner}:{branch}")
         ).parsed_data
         return (pulls[0].number, pulls[0].html_url) if pulls else None
 
     def create_pull(self, *, title: str, head: str, base: str, body: str, draft: bool) -> tuple[int, str]:
-        data = self.gh.rest.pulls.create(
-            self.owner,
-            self.repo,
-            title=clip(title, 250),
-            head=head,
-            base=base,
-            body=self.safe(body),
-            draft=draft,
+        data = self._rest(
+            lambda g: g.rest.pulls.create(
+                self.owner,
+                self.repo,
+                title=clip(title, 250),
+                head=head,
+                base=base,
+                body=self.safe(body),
+                draft=draft,
+            )
         ).parsed_data
         return data.number, data.html_url
 

@@ -7,14 +7,19 @@ them with huey: SqliteHuey under data_dir, or RedisHuey when `queue_url` says
 at a time per repository branch, mirror fetch and checkout, the engine,
 commit, push, PR, comments.
 
-At the next start after a crash (`JobQueue.recover`), a job that was running
-is enqueued once more, and a delivery recorded but never enqueued is
-forgotten, so that GitHub's redelivery is taken afresh.
+At the next start after a crash (`JobQueue.recover`), the ledger is the
+source of truth: a job that was running, or was queued but whose task is gone
+from the queue, is enqueued once more, and a delivery recorded but never
+enqueued is forgotten, so that GitHub's redelivery is taken afresh. A resumed
+run continues from the progress the ledger kept (its status comment, its
+pushed commit, its PR) instead of starting over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import re
 import shutil
@@ -113,7 +118,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL,
     runs INTEGER NOT NULL DEFAULT 0,
     lock_name TEXT,
-    request TEXT,  -- kept while the job runs, so a restart can run it again
+    request TEXT,  -- kept from the start, so a restart can run it again
+    progress TEXT,  -- JSON: what a run has done that a resumed run must not do twice
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -136,6 +142,9 @@ class Ledger:
         self._local = threading.local()
         with self._db() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "progress" not in columns:  # a ledger written before resuming existed
+                db.execute("ALTER TABLE jobs ADD COLUMN progress TEXT")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -157,11 +166,21 @@ class Ledger:
             try:
                 for job in jobs:
                     try:
-                        # Small on purpose: this is on the webhook's path; huey holds the request.
+                        # The request too: a worker that dies between taking the task
+                        # and starting it takes the queue's copy with it (huey's
+                        # storages delete a task as they hand it out).
                         db.execute(
-                            "INSERT INTO jobs (job_id, delivery_id, comment_key, repo, status, created_at,"
-                            " updated_at) VALUES (?, ?, ?, ?, 'received', ?, ?)",
-                            (job.job_id, job.delivery_id, job.comment_key, job.full_name, now, now),
+                            "INSERT INTO jobs (job_id, delivery_id, comment_key, repo, status, request,"
+                            " created_at, updated_at) VALUES (?, ?, ?, ?, 'received', ?, ?, ?)",
+                            (
+                                job.job_id,
+                                job.delivery_id,
+                                job.comment_key,
+                                job.full_name,
+                                job.model_dump_json(),
+                                now,
+                                now,
+                            ),
                         )
                         claimed.append(True)
                     except sqlite3.IntegrityError:
@@ -228,11 +247,35 @@ class Ledger:
 
     def interrupted(self) -> list[tuple[JobRequest, int, str | None]]:
         """Jobs left running by a process that is gone: (request, runs, lock)."""
+        return [(job, runs, lock) for job, status, runs, lock in self.unfinished() if status == "running"]
+
+    def unfinished(self) -> list[tuple[JobRequest, str, int, str | None]]:
+        """Jobs queued or running, with their request: (request, status, runs, lock)."""
         with self._db() as db:
             rows = db.execute(
-                "SELECT request, runs, lock_name FROM jobs WHERE status = 'running' AND request IS NOT NULL"
+                "SELECT request, status, runs, lock_name FROM jobs"
+                " WHERE status IN ('queued', 'running') AND request IS NOT NULL"
             ).fetchall()
-        return [(JobRequest.model_validate_json(r[0]), int(r[1]), r[2]) for r in rows]
+        return [(JobRequest.model_validate_json(r[0]), str(r[1]), int(r[2]), r[3]) for r in rows]
+
+    def runs(self, job_id: str) -> int:
+        with self._db() as db:
+            row = db.execute("SELECT runs FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def progress(self, job_id: str) -> dict[str, Any]:
+        with self._db() as db:
+            row = db.execute("SELECT progress FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def note(self, job_id: str, **fields: Any) -> None:
+        """Add to the job's progress (one worker thread per job: no lost update)."""
+        merged = {**self.progress(job_id), **fields}
+        with self._db() as db:
+            db.execute(
+                "UPDATE jobs SET progress = ?, updated_at = ? WHERE job_id = ?",
+                (json.dumps(merged), time.time(), job_id),
+            )
 
     def add_repositories(self, installation_id: int, repos: list[str]) -> None:
         with self._db() as db:
@@ -387,20 +430,30 @@ class JobQueue:
         return count
 
     def recover(self) -> int:
-        """At start-up: free the locks of jobs a dead process left running, and
-        run those jobs again (up to MAX_RUNS runs in all)."""
+        """At start-up, with no job of this server running: the ledger is the
+        source of truth, the queue a wake-up. Free the locks of jobs a dead
+        process left running and run them again (up to MAX_RUNS runs in all;
+        past that, once more only to say so); enqueue again each queued job
+        whose task is gone (a worker took it and died before starting it);
+        remove the work trees of the dead runs."""
         self.ledger.forget_unqueued()
+        waiting = self._tasks_waiting()
         count = 0
-        for job, runs, lock_name in self.ledger.interrupted():
+        for job, status, runs, lock_name in self.ledger.unfinished():
             if lock_name:
                 self.huey.flush_locks(lock_name)
-            if runs >= MAX_RUNS:
-                self.ledger.set_status(job.job_id, "interrupted")
+            if status == "queued" and job.job_id in waiting:
                 continue
             self.ledger.set_status(job.job_id, "queued")
             self._task(job.model_dump(mode="json"))
-            count += 1
+            count += int(runs < MAX_RUNS)
+        remove_scratch(self.settings.data_dir)
         return count
+
+    def _tasks_waiting(self) -> set[str]:
+        """The job ids of the tasks in the queue or its schedule."""
+        tasks = [*self.huey.pending(), *self.huey.scheduled()]
+        return {str(task.args[0].get("job_id")) for task in tasks if task.args}
 
     def checkpoint(self) -> None:
         """Fold the SQLite write-ahead logs into their databases (see tune_sqlite)."""
@@ -410,6 +463,11 @@ class JobQueue:
 
     def _execute(self, payload: dict[str, Any]) -> None:
         job = JobRequest.model_validate(payload)
+        if self.ledger.runs(job.job_id) >= MAX_RUNS:
+            # Interrupted as often as allowed: end it with a word, not silence.
+            abandon(job, self.settings, self.github, self.ledger.progress(job.job_id))
+            self.ledger.set_status(job.job_id, "interrupted")
+            return
         self.ledger.started(job)
 
         @contextmanager
@@ -421,8 +479,9 @@ class JobQueue:
             except TaskLockedException:
                 raise BranchBusy(name) from None
 
+        memo = LedgerMemo(self.ledger, job.job_id)
         try:
-            outcome = work(job, self.settings, self.github, lock=branch_lock)
+            outcome = work(job, self.settings, self.github, lock=branch_lock, memo=memo)
         except BranchBusy as busy:
             log.info("job %s waits: %s is busy", job.job_id, busy)
             self.ledger.set_status(job.job_id, "queued")
@@ -432,6 +491,50 @@ class JobQueue:
             log.exception("job %s failed", job.job_id)
             outcome = "error"
         self.ledger.set_status(job.job_id, outcome)
+
+
+def remove_scratch(data_dir: Path) -> None:
+    """Work trees of runs that ended without cleaning up (a kill): at start-up
+    none belongs to a live job."""
+    work_dir = data_dir / "work"
+    if not work_dir.is_dir():
+        return
+    for entry in work_dir.iterdir():
+        if entry.name.startswith("job-"):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+class Memo(Protocol):
+    """What a job has done so far, kept across runs so a resumed run continues."""
+
+    def load(self) -> dict[str, Any]: ...
+
+    def save(self, **fields: Any) -> None: ...
+
+
+class LedgerMemo:
+    def __init__(self, ledger: Ledger, job_id: str) -> None:
+        self.ledger = ledger
+        self.job_id = job_id
+
+    def load(self) -> dict[str, Any]:
+        return self.ledger.progress(self.job_id)
+
+    def save(self, **fields: Any) -> None:
+        self.ledger.note(self.job_id, **fields)
+
+
+class MemoryMemo:
+    """For a job run once, outside the queue."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def load(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    def save(self, **fields: Any) -> None:
+        self.data.update(fields)
 
 
 class Submitter(Protocol):
@@ -538,15 +641,9 @@ def pr_title(instruction: str, limit: int = 72) -> str:
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
-def work(
-    job: JobRequest,
-    settings: Settings,
-    github: gh.GitHubFactory,
-    *,
-    lock: LockFn = _no_lock,
-) -> str:
-    """Carry out one job; returns its outcome for the ledger. Raises BranchBusy
-    (before posting anything) when another job holds the branch."""
+def _open_api(job: JobRequest, settings: Settings, github: gh.GitHubFactory) -> gh.RepoAPI | None:
+    """The job's API with a fresh installation token, or None (logged) when
+    GitHub gives none: then nothing can be posted."""
     try:
         app = github()
         installation_id = job.installation_id or gh.find_installation(app, job.owner, job.repo)
@@ -561,19 +658,45 @@ def work(
         log.error(
             "job %s: no installation token for %s: %s; no reply is possible", job.job_id, job.full_name, why
         )
-        return "no_token"
+        return None
     webhook_secret = settings.github_webhook_secret
     secrets = [tier.api_key() for tier in settings.tiers]
     secrets.append(webhook_secret.get_secret_value() if webhook_secret else None)
-    api = gh.RepoAPI.with_token(app, token, job.owner, job.repo, secrets=secrets)
+    return gh.RepoAPI.with_token(
+        app,
+        token,
+        job.owner,
+        job.repo,
+        secrets=secrets,
+        renew=lambda: gh.mint_token(app, installation_id, job.repo),
+    )
+
+
+def work(
+    job: JobRequest,
+    settings: Settings,
+    github: gh.GitHubFactory,
+    *,
+    lock: LockFn = _no_lock,
+    memo: Memo | None = None,
+) -> str:
+    """Carry out one job; returns its outcome for the ledger. Raises BranchBusy
+    (before posting anything) when another job holds the branch. `memo` keeps
+    what a run did, so that a run after an interruption continues it."""
+    api = _open_api(job, settings, github)
+    if api is None:
+        return "no_token"
     try:
-        return _work(job, settings, api, token, lock)
+        return _work(job, settings, api, lock, memo if memo is not None else MemoryMemo())
     except BranchBusy:
         raise
     except gh.RepositoryGone as gone:
         log.error("job %s stopped: %s; no reply is possible", job.job_id, gone)
         return "repo_gone"
     except Exception as exc:
+        if gh.status_of(exc) == 404:  # deleted, or the App uninstalled, mid-job: no one to tell
+            log.error("job %s stopped: %s is gone or out of the App's reach", job.job_id, job.full_name)
+            return "repo_gone"
         log.exception("job %s could not start", job.job_id)
         try:
             _reply(api, job, f"Patchling could not start on this (job `{job.job_id}`): {_describe(exc)}.")
@@ -585,7 +708,31 @@ def work(
         api.revoke_token()
 
 
-def _work(job: JobRequest, settings: Settings, api: gh.RepoAPI, token: str, lock: LockFn) -> str:
+def abandon(job: JobRequest, settings: Settings, github: gh.GitHubFactory, progress: dict[str, Any]) -> None:
+    """Close a job that restarts kept interrupting: its status comment (or a
+    reply) says so, and the request gets 😕."""
+    api = _open_api(job, settings, github)
+    if api is None:
+        return
+    try:
+        text = (
+            f"stopped: the server was interrupted {MAX_RUNS} times while working on this; "
+            "ask again to start afresh"
+        )
+        if "status" in progress:
+            memo = MemoryMemo()
+            memo.save(status=progress["status"])
+            StatusBoard(api, job, memo).finish(text, ok=False)
+        else:
+            _reply(api, job, f"Patchling {text} (job `{job.job_id}`).")
+        api.react(job.comment_kind, job.comment_id, "confused")
+    except Exception:
+        log.warning("could not tell job %s's requester it was given up", job.job_id, exc_info=True)
+    finally:
+        api.revoke_token()
+
+
+def _work(job: JobRequest, settings: Settings, api: gh.RepoAPI, lock: LockFn, memo: Memo) -> str:
     if job.command == "help":
         _reply(api, job, job.reply)
         return "help"
@@ -601,15 +748,15 @@ def _work(job: JobRequest, settings: Settings, api: gh.RepoAPI, token: str, lock
     # As the job starts; GitHub keeps one 👀 per comment, so a retry adds none.
     api.react(job.comment_kind, job.comment_id, "eyes")
     try:
-        plan = _plan(job, api, settings, token)
+        plan = _plan(job, api, settings)
     except Declined as declined:
         _reply(api, job, str(declined))
         api.react(job.comment_kind, job.comment_id, "confused")
         return "declined"
     with lock(f"{job.full_name}@{plan.branch}"):
-        board = StatusBoard(api, job)
+        board = StatusBoard(api, job, memo)
         try:
-            delivered = _edit_and_deliver(job, settings, api, token, plan, board)
+            delivered = _edit_and_deliver(job, settings, api, plan, board, memo)
         except Exception as exc:
             log.exception("job %s stopped", job.job_id)
             board.finish(f"stopped: {_describe(exc)}", ok=False)
@@ -626,7 +773,7 @@ def _reply(api: gh.RepoAPI, job: JobRequest, body: str) -> None:
         api.comment(job.number, body)
 
 
-def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings, token: str) -> Plan:
+def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings) -> Plan:
     """Check the target and read the repository's settings (from a fresh fetch of
     the default branch) to name the branch the job will lock and push."""
     pull = None
@@ -645,7 +792,7 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings, token: str) -> P
             )
     mirror_dir = workspace.mirror_path(settings.data_dir, job.full_name)
     with workspace.mirror_lock(mirror_dir):
-        mirror = workspace.update_mirror(mirror_dir, job.clone_url, token)
+        mirror = workspace.update_mirror(mirror_dir, job.clone_url, api.token)
     try:
         repo_settings = load_repo_settings(mirror, f"refs/heads/{job.default_branch}")
         tiers = select_tiers(settings.tiers, repo_settings.tiers)
@@ -663,13 +810,27 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings, token: str) -> P
     return Plan(branch, start, repo_settings, tiers)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A pushed commit and what is posted with it: recorded before the push,
+    so that a run resumed after one finds the commit and posts only this."""
+
+    sha: str
+    branch: str
+    report: str  # the change report: status comment, or a comment on an open PR
+    reply: str  # the review-thread reply, for review comments
+    title: str
+    body: str  # of a new PR
+    verified: bool
+
+
 def _edit_and_deliver(
     job: JobRequest,
     settings: Settings,
     api: gh.RepoAPI,
-    token: str,
     plan: Plan,
     board: StatusBoard,
+    memo: Memo,
 ) -> bool:
     # The engine's side is imported only where a job runs: the web process stays light.
     from bot.context import Focus
@@ -684,9 +845,15 @@ def _edit_and_deliver(
         mirror_dir = workspace.mirror_path(data_dir, job.full_name)
         with workspace.mirror_lock(mirror_dir):
             # Again, now that the branch is ours: a job that held it may have pushed since.
-            mirror = workspace.update_mirror(mirror_dir, job.clone_url, token)
-            start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
-            tree = workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
+            mirror = workspace.update_mirror(mirror_dir, job.clone_url, api.token)
+            pushed = _pushed_before(memo, mirror, plan.branch)
+            if pushed is None:
+                start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
+                tree = workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
+        if pushed is not None:
+            # An earlier run of this job pushed its commit and was cut short: deliver it, no new edit.
+            board.done(f"resumed: `{pushed.sha[:7]}` is already on `{plan.branch}`")
+            return _deliver(job, api, plan, pushed, board, memo)
         board.done(f"cloned `{start}` at `{str(tree.head.target)[:7]}`")
 
         focus = None
@@ -722,50 +889,119 @@ def _edit_and_deliver(
         requester = workspace.Identity.user(job.requester_login, job.requester_id)
         message = commit_message(job, result)
         oid = workspace.commit_paths(tree, result.files_changed, message, board.author, [requester])
-        workspace.push(tree, job.clone_url, plan.branch, plan.branch, token)
-        return _deliver(job, api, plan, str(oid), result, workspace.commit_diff(tree, oid), board)
+        delivery = _push(job, api, plan, tree, oid, result, memo)
+        return _deliver(job, api, plan, delivery, board, memo)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _push(
+    job: JobRequest,
+    api: gh.RepoAPI,
+    plan: Plan,
+    tree: pygit2.Repository,
+    oid: pygit2.Oid,
+    result: EditResult,
+    memo: Memo,
+) -> Delivery:
+    """Push the commit; when the branch moved on meanwhile, re-apply the commit
+    onto its new tip and push once more. The delivery is recorded before each
+    push (see Delivery)."""
+    try:
+        return _push_once(job, api, plan, tree, oid, result, memo)
+    except workspace.PushRejected as rejected:
+        if rejected.kind == "protected":
+            raise workspace.WorkspaceError(
+                f"GitHub refused the push to `{plan.branch}`: the branch is protected (branch protection "
+                "or a ruleset). Allow the App to push to it, or ask on an issue, where Patchling opens a "
+                "pull request from a branch of its own"
+            ) from None
+        if rejected.kind != "behind":
+            raise
+    log.info("job %s: %s moved on during the job; re-applying the commit", job.job_id, plan.branch)
+    oid = workspace.replay(tree, oid, plan.branch, job.clone_url, api.token)
+    return _push_once(job, api, plan, tree, oid, result, memo)
+
+
+def _push_once(
+    job: JobRequest,
+    api: gh.RepoAPI,
+    plan: Plan,
+    tree: pygit2.Repository,
+    oid: pygit2.Oid,
+    result: EditResult,
+    memo: Memo,
+) -> Delivery:
+    delivery = _delivery(job, plan, result, str(oid), workspace.commit_diff(tree, oid))
+    memo.save(delivery=dataclasses.asdict(delivery))
+    workspace.push(tree, job.clone_url, plan.branch, plan.branch, api.token)
+    return delivery
+
+
+def _pushed_before(memo: Memo, mirror: pygit2.Repository, branch: str) -> Delivery | None:
+    """The delivery an earlier run recorded, when its commit is on the branch."""
+    recorded = memo.load().get("delivery")
+    if not recorded or recorded.get("branch") != branch:
+        return None
+    delivery = Delivery(**recorded)
+    return delivery if workspace.branch_holds(mirror, branch, delivery.sha) else None
+
+
+def _delivery(job: JobRequest, plan: Plan, result: EditResult, sha: str, diff: str) -> Delivery:
+    return Delivery(
+        sha=sha,
+        branch=plan.branch,
+        report=change_report(job, result, sha),
+        reply=f"Pushed {sha} to `{plan.branch}`. {_verdict(result)}\n\n"
+        + gh.fenced(gh.clip(diff, 50_000), "diff"),
+        title=pr_title(job.instruction),
+        body=pr_body(job, result, sha),
+        verified=result.status == "verified",
+    )
+
+
 def _deliver(
-    job: JobRequest, api: gh.RepoAPI, plan: Plan, sha: str, result: EditResult, diff: str, board: StatusBoard
+    job: JobRequest, api: gh.RepoAPI, plan: Plan, delivery: Delivery, board: StatusBoard, memo: Memo
 ) -> bool:
+    sha = delivery.sha
     if plan.pull is not None:
-        board.finish(
-            f"pushed `{sha[:7]}` to `{plan.branch}`", ok=True, report=change_report(job, result, sha)
-        )
-        if job.target == "review":
-            api.reply_in_thread(
-                job.number,
-                job.comment_id,
-                f"Pushed {sha} to `{plan.branch}`. {_verdict(result)}\n\n"
-                + gh.fenced(gh.clip(diff, 50_000), "diff"),
-            )
+        board.finish(f"pushed `{sha[:7]}` to `{plan.branch}`", ok=True, report=delivery.report)
+        if job.target == "review" and not memo.load().get("replied"):
+            api.reply_in_thread(job.number, job.comment_id, delivery.reply)
+            memo.save(replied=True)
         return True
     board.done(f"committed `{sha[:7]}` and pushed to `{plan.branch}`")
     existing = api.open_pull_for(plan.branch)
     if existing is not None:
         number, url = existing
-        api.comment(number, change_report(job, result, sha))
+        if number != memo.load().get("pull"):  # an earlier job's PR: tell it what changed
+            api.comment(number, delivery.report)
         board.finish(f"pushed `{sha[:7]}` to #{number}: {url}", ok=True)
         return True
-    verified = result.status == "verified"
-    number, url = api.create_pull(
-        title=pr_title(job.instruction),
-        head=plan.branch,
-        base=job.default_branch,
-        body=pr_body(job, result, sha),
-        draft=not verified,
-    )
-    board.finish(f"{'pull request' if verified else 'draft pull request'} opened: #{number} {url}", ok=True)
+    try:
+        number, url = api.create_pull(
+            title=delivery.title,
+            head=plan.branch,
+            base=job.default_branch,
+            body=delivery.body,
+            draft=not delivery.verified,
+        )
+    except Exception as exc:
+        # A create retried after a 5xx may have been made the first time: GitHub
+        # then refuses the second (422) and the first is there to find.
+        if gh.status_of(exc) != 422 or (found := api.open_pull_for(plan.branch)) is None:
+            raise
+        number, url = found
+    memo.save(pull=number)
+    kind = "pull request" if delivery.verified else "draft pull request"
+    board.finish(f"{kind} opened: #{number} {url}", ok=True)
     return True
 
 
 def _describe(exc: BaseException) -> str:
-    status = gh.status_of(exc)
-    if status is not None:
-        return f"GitHub answered {status}"
+    refused = gh.describe_failure(exc)
+    if refused is not None:
+        return refused
     # Only the project's own messages for people: any other text (an engine
     # ValueError about the temporary tree, say) may name server paths.
     if isinstance(exc, workspace.WorkspaceError | RepoSettingsError | Declined):
@@ -779,14 +1015,24 @@ def _describe(exc: BaseException) -> str:
 class StatusBoard:
     """One comment per job, edited in place as stages finish."""
 
-    def __init__(self, api: gh.RepoAPI, job: JobRequest) -> None:
+    def __init__(self, api: gh.RepoAPI, job: JobRequest, memo: Memo | None = None) -> None:
         self.api = api
         self.job = job
         self.lines: list[str] = ["✅ queued"]
+        kept = (memo.load() if memo is not None else {}).get("status")
+        if kept:
+            # A run resumed after an interruption: the comment it posted is edited on.
+            self.comment_id = int(kept["id"])
+            self.author = workspace.Identity.user(kept["author_login"], int(kept["author_id"]))
+            self.lines.append("✅ resumed after an interruption")
+            self._update()
+            return
         posted = api.comment(job.number, self.render())
         self.comment_id = posted.id
         # GitHub names the poster: the App's bot user, whose name and id sign our commits.
         self.author = workspace.Identity.user(posted.author_login, posted.author_id)
+        if memo is not None:
+            memo.save(status=dataclasses.asdict(posted))
 
     def render(self, report: str | None = None, *, finished: bool = False) -> str:
         doing = "worked" if finished else "is working"

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -199,13 +200,19 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+# The command gets SIGKILL when the server dies, even by kill -9, which leaves
+# no chance to kill its process group (util-linux's setpriv: no preexec_fn in
+# a threaded server). Only the direct child: a sandbox will take the rest.
+_DIE_WITH_SERVER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
 def _run(
     argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float, out_path: Path
 ) -> tuple[int | None, bool]:
     with open(out_path, "wb") as out:
         try:
             proc = subprocess.Popen(
-                argv,
+                [*_DIE_WITH_SERVER, *argv],
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,

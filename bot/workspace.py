@@ -42,6 +42,26 @@ class WorkspaceError(RuntimeError):
     """A git step failed; the message is safe to show (it never holds a token)."""
 
 
+class PushRejected(WorkspaceError):
+    """The remote refused the push: `behind` (the branch moved on: not a fast
+    forward), `protected` (branch protection or a ruleset), or `other`."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# How libgit2 and GitHub word a refusal (libgit2 checks fast-forwards itself).
+_BEHIND = re.compile(r"not present locally|non-fast-?forward|fetch first", re.IGNORECASE)
+_PROTECTED = re.compile(r"protected branch|GH006|GH013|repository rule violations", re.IGNORECASE)
+
+
+def rejection_kind(message: str) -> str:
+    if _PROTECTED.search(message):
+        return "protected"
+    return "behind" if _BEHIND.search(message) else "other"
+
+
 @dataclass(frozen=True)
 class Identity:
     name: str
@@ -143,6 +163,20 @@ def branch_tip(repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
     return target if isinstance(target, pygit2.Oid) else None
 
 
+def branch_holds(repo: pygit2.Repository, branch: str, sha: str) -> bool:
+    """Whether commit `sha` is the branch's tip or one of its ancestors."""
+    tip = branch_tip(repo, branch)
+    if tip is None:
+        return False
+    try:
+        oid = pygit2.Oid(hex=sha)
+    except ValueError:
+        return False
+    if tip == oid:
+        return True
+    return oid in repo and repo.descendant_of(tip, oid)
+
+
 def checkout(
     mirror: pygit2.Repository, base_branch: str, dest: Path, branch: str | None = None
 ) -> pygit2.Repository:
@@ -213,10 +247,39 @@ def push(
     try:
         remote.push([f"refs/heads/{local_branch}:refs/heads/{remote_branch}"], callbacks=callbacks)
     except (pygit2.GitError, OSError) as exc:
-        raise WorkspaceError(f"pushing to {remote_branch!r} failed: {_scrub(exc, token)}") from None
+        text = _scrub(exc, token)
+        message = f"pushing to {remote_branch!r} failed: {text}"
+        kind = rejection_kind(text)
+        raise (PushRejected(message, kind) if kind != "other" else WorkspaceError(message)) from None
     if callbacks.rejected:
         reasons = "; ".join(f"{ref}: {why}" for ref, why in callbacks.rejected.items())
-        raise WorkspaceError(f"the remote rejected the push ({reasons})")
+        raise PushRejected(f"the remote rejected the push ({reasons})", rejection_kind(reasons))
+
+
+def replay(
+    repo: pygit2.Repository, oid: pygit2.Oid, branch: str, clone_url: str, token: str | None
+) -> pygit2.Oid:
+    """Re-apply commit `oid` (the tip of local `branch`) onto the branch as
+    `clone_url` now has it, after a push found the branch moved on. Raises
+    WorkspaceError when the two changes conflict."""
+    fetched = f"refs/patchling/upstream/{branch}"
+    try:
+        repo.remotes.create_anonymous(clone_url).fetch(
+            [f"+refs/heads/{branch}:{fetched}"], callbacks=_TokenCallbacks(token)
+        )
+    except (pygit2.GitError, OSError) as exc:
+        raise WorkspaceError(f"fetching {branch!r} again failed: {_scrub(exc, token)}") from None
+    onto = repo.references[fetched].peel(pygit2.Commit)
+    commit = repo[oid].peel(pygit2.Commit)
+    index = repo.merge_trees(commit.parents[0].tree, onto.tree, commit.tree)
+    if index.conflicts is not None:
+        raise WorkspaceError(
+            f"`{branch}` changed while the edit was made, and the edit conflicts with those changes"
+        )
+    tree = index.write_tree(repo)
+    new = repo.create_commit(None, commit.author, commit.committer, commit.message, tree, [onto.id])
+    repo.references[f"refs/heads/{branch}"].set_target(new)
+    return new
 
 
 def _safe_url(url: str) -> str:

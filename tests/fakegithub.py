@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -115,6 +116,9 @@ class FakeGitHub:
     installed: bool = True  # False: the App no longer covers the repository
     gone: bool = False  # True: the repository was deleted (its API answers 404)
     requests: list[httpx.Request] = field(default_factory=list)
+    # Called before each answer: a response to give instead (an outage, a rate
+    # limit), None to answer as usual; it may also raise (a crash mid-call).
+    fault: Callable[[httpx.Request], httpx.Response | None] | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(9001))
 
     # -- what the bot did ----------------------------------------------------------
@@ -164,6 +168,8 @@ class FakeGitHub:
     def _recorded(self, handler: Any) -> Any:
         def respond(request: httpx.Request, **params: str) -> httpx.Response:
             self.requests.append(request)
+            if self.fault is not None and (instead := self.fault(request)) is not None:
+                return instead
             return handler(request, **params)
 
         return respond

@@ -169,10 +169,15 @@ def test_interrupted_jobs_run_again_once(tmp_path: Path, model_server: ScriptedM
     assert restarted.ledger.status(job.job_id) == "done" and runs_of(app, job.job_id) == 2
     assert f"refs/heads/{BRANCH}" in app.remote.references
 
-    # A job that keeps dying is given up on.
+    # A job that keeps dying is given up on, saying so where it said it was working.
     restarted.ledger.started(job)
     assert MAX_RUNS == 2 and restarted.recover() == 0
+    assert app.run_jobs() == 1
     assert restarted.ledger.status(job.job_id) == "interrupted"
+    (status,) = app.fake.posted_to(7)
+    assert "😕 stopped: the server was interrupted 2 times" in status["body"]
+    assert "working…" not in status["body"]
+    assert app.fake.reactions_on(job.comment_id)[-1] == "confused"
 
 
 def test_one_job_at_a_time_per_branch(tmp_path: Path, model_server: ScriptedModel) -> None:

@@ -1,0 +1,418 @@
+"""The App keeps its promises when things around it fail: a crash at any
+point of a job, GitHub's errors, a broken mirror. Each job ends once, with a
+clear comment, and nothing half done.
+
+A crash is a `Killed` (a BaseException, which no handler of the job catches)
+raised by the fake GitHub at a chosen call: the run stops there, as under
+kill -9, and a new JobQueue on the same data directory recovers it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pygit2
+import pytest
+
+from bot.jobs import JobQueue
+from bot.workspace import rejection_kind
+from tests.conftest import CALCULATOR
+from tests.fakegithub import Harness, issue_comment, make_harness, script_memory_clear
+from tests.modelserver import ScriptedModel
+from tests.test_app_e2e import NEW_SOURCE
+
+BRANCH = "patchling/7-add-a-way-to-clear-the-memory"
+
+
+class Killed(BaseException):
+    """The process died here."""
+
+
+Action = Callable[[httpx.Request], httpx.Response | None]
+
+
+def at(method: str, path: str, action: Action, *, nth: int = 1) -> Callable[[httpx.Request], Any]:
+    """A fault that does `action` at the nth request matching method and path (a regex)."""
+    seen = 0
+
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        nonlocal seen
+        if request.method != method or not re.search(path, request.url.path):
+            return None
+        seen += 1
+        return action(request) if seen == nth else None
+
+    return fault
+
+
+def _each(path: str, method: str, action: Action) -> Callable[[httpx.Request], Any]:
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        if request.method == method and re.search(path, request.url.path):
+            return action(request)
+        return None
+
+    return fault
+
+
+def kill(request: httpx.Request) -> None:
+    raise Killed(f"{request.method} {request.url.path}")
+
+
+def harness(tmp_path: Path, model: ScriptedModel, **settings: Any) -> Harness:
+    script_memory_clear(model, NEW_SOURCE)
+    return make_harness(tmp_path, CALCULATOR, model.url, **settings)
+
+
+def request(app: Harness) -> dict[str, Any]:
+    data = issue_comment(app.repo, "/edit add memory clear")
+    assert app.deliver("issue_comment", data).status_code == 202
+    return data
+
+
+def crash_then_restart(app: Harness) -> JobQueue:
+    """Run the queued job into the fault, then start afresh as serve does."""
+    with pytest.raises(Killed):
+        app.run_jobs()
+    app.fake.fault = None
+    restarted = JobQueue(app.settings, github=app.queue.github)
+    assert restarted.recover() == 1
+    app.queue = restarted
+    assert app.run_jobs() == 1
+    return restarted
+
+
+def commits_over_main(app: Harness, branch: str = BRANCH) -> int:
+    tip = app.remote.references[f"refs/heads/{branch}"].target
+    main = app.remote.references["refs/heads/main"].target
+    ahead, _ = app.remote.ahead_behind(tip, main)
+    return int(ahead)
+
+
+def assert_finished(app: Harness, mark: str) -> dict[str, Any]:
+    """One status comment on the issue, finished (nothing left at 'working')."""
+    (status,) = app.fake.posted_to(7)
+    assert "working…" not in status["body"] and mark in status["body"]
+    return status
+
+
+# -- crashes ---------------------------------------------------------------------------
+
+
+def test_a_task_taken_by_a_worker_that_died_before_starting_it_runs(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    data = request(app)
+    assert app.queue.huey.dequeue() is not None  # taken, and the worker died at once
+    assert app.queue.huey.pending_count() == 0
+
+    restarted = JobQueue(app.settings, github=app.queue.github)
+    assert restarted.recover() == 1
+    assert restarted.recover() == 0  # already back in the queue: not twice
+    app.queue = restarted
+    assert app.run_jobs() == 1
+    assert len(app.fake.created_pulls) == 1
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
+
+
+def test_killed_between_push_and_pull_request_opens_it_after_the_restart(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    data = request(app)
+    app.fake.fault = at("POST", r"/pulls$", kill)
+    restarted = crash_then_restart(app)
+
+    assert len(app.fake.created_pulls) == 1 and commits_over_main(app) == 1
+    assert restarted.ledger.count("done") == 1
+    status = assert_finished(app, "🚀 pull request opened")
+    assert "resumed" in status["body"]
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
+    # The pushed commit was delivered as it was: the model was not asked again.
+    assert sum("decide which files" in str(c) for c in model_server.calls()) == 1
+
+
+def test_killed_after_the_status_comment_edits_the_same_comment(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    request(app)
+    app.fake.fault = at("PATCH", r"/issues/comments/\d+$", kill)  # the first stage line
+    crash_then_restart(app)
+    status = assert_finished(app, "🚀 pull request opened")
+    assert "resumed after an interruption" in status["body"]
+    assert len(app.fake.created_pulls) == 1 and commits_over_main(app) == 1
+
+
+def test_killed_after_the_pull_request_opened_opens_no_second_one(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    request(app)
+    # The status comment's last edit comes right after the pull request: die there.
+    created = len(app.fake.created_pulls)
+
+    def kill_after_pull(request: httpx.Request) -> None:
+        if len(app.fake.created_pulls) > created:
+            kill(request)
+
+    app.fake.fault = _each(r"/issues/comments/\d+$", "PATCH", kill_after_pull)
+    crash_then_restart(app)
+    assert len(app.fake.created_pulls) == 1
+    (number,) = app.fake.pulls
+    assert app.fake.posted_to(number) == []  # no report posted to its own PR as if it were another's
+    assert_finished(app, "🚀 pushed `")
+
+
+def test_start_up_removes_the_work_trees_of_dead_runs(tmp_path: Path) -> None:
+    app = make_harness(tmp_path, CALCULATOR)
+    left = app.settings.data_dir / "work" / "job-0123456789abcdef-x1y2" / "tree"
+    left.mkdir(parents=True)
+    (left / "calculator.py").write_text("half an edit\n")
+    JobQueue(app.settings, github=app.queue.github).recover()
+    assert list((app.settings.data_dir / "work").iterdir()) == []
+
+
+# -- GitHub's errors -------------------------------------------------------------------
+
+
+def test_a_token_that_expires_mid_job_is_renewed_once(tmp_path: Path, model_server: ScriptedModel) -> None:
+    app = harness(tmp_path, model_server)
+    data = request(app)
+
+    def expire(request: httpx.Request) -> None:
+        app.fake.revoked.extend(app.fake.tokens)  # GitHub now answers 401 to it
+
+    app.fake.fault = at("PATCH", r"/issues/comments/\d+$", expire)
+    assert app.run_jobs() == 1
+    assert len(app.fake.tokens) == 2
+    assert len(app.fake.created_pulls) == 1
+    assert_finished(app, "🚀 pull request opened")
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
+
+
+# -- pushes ----------------------------------------------------------------------------
+
+
+def push_to_remote(app: Harness, branch: str, path: str, text: str) -> None:
+    """Someone else's commit on `branch` of the remote (created from main if need be)."""
+    ref = app.remote.references.get(f"refs/heads/{branch}")
+    parent = (ref or app.remote.references["refs/heads/main"]).peel(pygit2.Commit)
+    index = pygit2.Index()
+    index.read_tree(parent.tree)
+    blob = app.remote.create_blob(text.encode())
+    index.add(pygit2.IndexEntry(path, blob, pygit2.enums.FileMode.BLOB))
+    tree = index.write_tree(app.remote)
+    who = pygit2.Signature("Someone", "someone@example.com")
+    oid = app.remote.create_commit(None, who, who, "Someone else's change", tree, [parent.id])
+    app.remote.references.create(f"refs/heads/{branch}", oid, force=True)
+
+
+def test_a_branch_that_moved_on_during_the_job_gets_the_commit_on_top(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    request(app)
+
+    def someone_pushes(request: httpx.Request) -> None:
+        push_to_remote(app, BRANCH, "NOTES.md", "pushed while the job ran\n")
+
+    app.fake.fault = at("PATCH", r"/issues/comments/\d+$", someone_pushes)  # after the checkout
+    assert app.run_jobs() == 1
+    assert_finished(app, "🚀 pull request opened")
+    head = app.remote.references[f"refs/heads/{BRANCH}"].peel(pygit2.Commit)
+    assert "memory_clear" in (head.tree / "calculator" / "calculator.py").data.decode()
+    assert head.parents[0].message == "Someone else's change"
+    assert str(head.id) in app.fake.created_pulls[0]["body"]  # the report names the commit pushed
+
+
+def test_a_conflicting_push_in_between_ends_with_a_clear_comment(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    data = request(app)
+
+    def someone_pushes(request: httpx.Request) -> None:
+        push_to_remote(app, BRANCH, "calculator/calculator.py", "# rewritten meanwhile\n")
+
+    app.fake.fault = at("PATCH", r"/issues/comments/\d+$", someone_pushes)
+    assert app.run_jobs() == 1
+    status = assert_finished(app, "😕 stopped")
+    assert "changed while the edit was made" in status["body"]
+    assert app.fake.created_pulls == []
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        # GitHub's report-status texts, and libgit2's own check before a push.
+        ("refs/heads/main: protected branch hook declined", "protected"),
+        ("GH006: Protected branch update failed for refs/heads/main.", "protected"),
+        ("GH013: Repository rule violations found for refs/heads/main.", "protected"),
+        (
+            "cannot push because a reference that you are trying to update on the remote contains "
+            "commits that are not present locally.",
+            "behind",
+        ),
+        ("refs/heads/x: non-fast-forward", "behind"),
+        ("refs/heads/x: pre-receive hook declined", "other"),
+    ],
+)
+def test_push_refusals_are_told_apart(message: str, kind: str) -> None:
+    assert rejection_kind(message) == kind
+
+
+# -- GitHub failing --------------------------------------------------------------------
+
+
+def retrying(app: Harness, **retry: Any) -> None:
+    """The production retry policy, with short waits."""
+    from githubkit.cache import MemCacheStrategy
+
+    from bot.github import Retry, app_client
+
+    policy = Retry(backoff_s=0.01, **retry)
+    app.queue.github = lambda: app_client(app.settings, auto_retry=policy, cache_strategy=MemCacheStrategy())
+
+
+def answer(status: int, message: str, **headers: str) -> Action:
+    return lambda request: httpx.Response(status, json={"message": message}, headers=headers)
+
+
+def test_a_5xx_is_tried_again_and_opens_one_pull_request(tmp_path: Path, model_server: ScriptedModel) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app)
+    request(app)
+    outage = answer(502, "Server Error")
+    app.fake.fault = _each(r"/pulls$", "POST", lambda r: outage(r) if len(app.fake.requests) % 2 else None)
+    assert app.run_jobs() == 1
+    assert len(app.fake.pulls) == 1
+    assert_finished(app, "🚀 pull request opened")
+
+
+def test_a_create_that_succeeded_behind_a_5xx_finds_its_pull_request(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app)
+    request(app)
+
+    def made_then_lost(request: httpx.Request) -> httpx.Response | None:
+        if app.fake.created_pulls:  # GitHub refuses a second PR from the same head
+            return answer(422, "A pull request already exists for acme:" + BRANCH)(request)
+        app.fake._create_pull(request)  # made, but the answer is lost
+        return answer(502, "Server Error")(request)
+
+    app.fake.fault = _each(r"/pulls$", "POST", made_then_lost)
+    assert app.run_jobs() == 1
+    assert len(app.fake.pulls) == 1
+    assert_finished(app, "🚀 pull request opened")
+
+
+def test_github_down_ends_with_a_clear_comment(tmp_path: Path, model_server: ScriptedModel) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app, server_retries=2)
+    data = request(app)
+    app.fake.fault = _each(r"/pulls$", "POST", answer(503, "Service Unavailable"))
+    assert app.run_jobs() == 1
+    status = assert_finished(app, "😕 stopped: GitHub answered 503 (trouble on GitHub's side")
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+    creates = [r for r in app.fake.requests if r.method == "POST" and r.url.path.endswith("/pulls")]
+    assert len(creates) == 3  # the first call and two more
+    assert "internal error" not in status["body"]
+
+
+def test_a_secondary_rate_limit_waits_as_told_and_goes_on(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app)
+    request(app)
+    limited = answer(403, "You have exceeded a secondary rate limit.", **{"retry-after": "1"})
+    app.fake.fault = at("POST", r"/pulls$", limited)
+    assert app.run_jobs() == 1
+    assert len(app.fake.pulls) == 1
+    assert_finished(app, "🚀 pull request opened")
+
+
+def test_a_rate_limit_longer_than_the_job_may_wait_says_so(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app, max_wait_s=5)
+    request(app)
+    limited = answer(403, "You have exceeded a secondary rate limit.", **{"retry-after": "3600"})
+    app.fake.fault = at("POST", r"/pulls$", limited)
+    assert app.run_jobs() == 1
+    assert_finished(app, "😕 stopped: GitHub's rate limit held it back (GitHub asked to wait 3600s)")
+
+
+def test_a_repository_gone_mid_job_stops_it_and_logs_why(
+    tmp_path: Path, model_server: ScriptedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = harness(tmp_path, model_server)
+    retrying(app)
+    request(app)
+    gone = answer(404, "Not Found")
+
+    def deleted_from_the_pull_request_on(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST" and request.url.path.endswith("/pulls"):
+            app.fake.gone = True
+        if app.fake.gone and request.url.path.startswith("/repos/"):
+            return gone(request)
+        return None
+
+    app.fake.fault = deleted_from_the_pull_request_on
+    assert app.run_jobs() == 1
+    assert app.queue.ledger.count("repo_gone") == 1
+    assert "acme/calculator is gone or out of the App's reach" in caplog.text
+    assert app.fake.created_pulls == []
+
+
+# -- the repository's tests ------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_the_test_process_dies_with_a_killed_server(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    command = [
+        sys.executable,
+        "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)",
+    ]
+    code = (
+        "import os, sys\nfrom pathlib import Path\nfrom bot.verify import _run\n"
+        f"_run({command!r}, Path({str(tmp_path)!r}), dict(os.environ), 60, Path({str(tmp_path / 'out')!r}))\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        while not pid_file.exists() or not pid_file.read_text():
+            assert server.poll() is None, "the stand-in server ended early"
+            time.sleep(0.05)
+        test_pid = int(pid_file.read_text())
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        # The test process is a child of ours no more: wait for it to vanish.
+        for _ in range(200):
+            if not Path(f"/proc/{test_pid}").exists() or "zombie" in _state(test_pid):
+                break
+            time.sleep(0.05)
+        assert not Path(f"/proc/{test_pid}").exists() or "zombie" in _state(test_pid)
+    finally:
+        server.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "gone"
