@@ -79,7 +79,7 @@ def test_the_example_values_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     [
         ("README.md", "deploy/.env.example"),
         ("deploy/Dockerfile", "--env-file deploy/.env"),
-        ("deploy/patchling.service", "cp .env.example"),
+        ("deploy/patchling.service", "install -m 0600 .env.example"),
     ],
 )
 def test_the_files_that_point_to_the_example_still_do(path: str, mention: str) -> None:
