@@ -23,11 +23,11 @@ from typing import Any, Literal
 
 from bot import models
 from bot.apply import write_changes
-from bot.config import Tier
+from bot.config import ChangeCaps, Tier
 from bot.context import Context, Focus, select_context
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.files import PathRefused, check_path, is_protected
-from bot.guards import shrink_problems
+from bot.guards import binary_problems, cap_problems, shrink_problems
 from bot.index import RepoIndex, build_index
 from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
 from bot.records import RecordStore
@@ -47,6 +47,9 @@ Outcome = Literal[
     "apply_failed",
     "syntax_error",
     "shrunk",
+    # Refused before writing: binary content, or over a cap (bot.guards).
+    "binary",
+    "over_cap",
     "tests_worse",
     "model_error",
     "no_change",
@@ -277,6 +280,8 @@ async def run_edit(
     test_timeout_s: float = 600.0,
     focus: Focus | None = None,
     protected_paths: Sequence[str] = (),
+    allow_workflows: bool = False,
+    caps: ChangeCaps | None = None,
     dry_run: bool = False,
     records: RecordStore | None = None,
     job_id: str | None = None,
@@ -289,7 +294,8 @@ async def run_edit(
     in an EditResult instead. A failed run leaves the work tree as it found it.
 
     `repo` labels the run in `records` (e.g. "owner/name"); by default the
-    name of the root directory."""
+    name of the root directory. `allow_workflows` lets the change touch
+    `.github/workflows/` (bot.files); `caps` bound its size (default ChangeCaps())."""
     root, instruction = _validate(root, instruction, tiers)
     repo_label = repo or root.name
     attempts: list[Attempt] = []
@@ -375,7 +381,7 @@ async def run_edit(
                     instruction=instruction,
                     index=index,
                     focus=focus,
-                    protected_paths=protected_paths,
+                    rules=_Rules(protected_paths, allow_workflows, caps or ChangeCaps()),
                     command=command,
                     baseline=baseline,
                     test_timeout_s=test_timeout_s,
@@ -486,6 +492,32 @@ class _TierRun:
         return self.model_s if self.model_s is not None else time.perf_counter() - self.started
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """Where a change may go and how large it may be."""
+
+    protected: Sequence[str]
+    allow_workflows: bool
+    caps: ChangeCaps
+
+
+def _check_confined(changes: Mapping[str, str], originals: Mapping[str, str | None], rules: _Rules) -> None:
+    """Refuse, before anything is written, a change to a protected path, binary
+    content, or a change over the caps; the next tier is told why."""
+    refused = sorted(
+        p for p in changes if is_protected(p, rules.protected, allow_workflows=rules.allow_workflows)
+    )
+    if refused:
+        raise _TierFailed("apply_failed", f"the change touches protected paths: {', '.join(refused)}")
+    for outcome, problems, advice in (
+        ("binary", binary_problems(originals, changes), "Write text files only."),
+        ("over_cap", cap_problems(originals, changes, rules.caps), "Make a smaller change."),
+    ):
+        if problems:
+            why = "refused before writing: " + "; ".join(problems[:5])
+            raise _TierFailed(outcome, why, f"{why}. {advice}")
+
+
 class _TierFailed(Exception):
     def __init__(self, outcome: str, detail: str, feedback: str = "") -> None:
         super().__init__(detail)
@@ -502,7 +534,7 @@ async def _attempt_tier(
     instruction: str,
     index: RepoIndex,
     focus: Focus | None,
-    protected_paths: Sequence[str],
+    rules: _Rules,
     command: str | None,
     baseline: _Baseline,
     test_timeout_s: float,
@@ -529,7 +561,13 @@ async def _attempt_tier(
                 {"tier": tier.name, "files": context.paths(), "tokens": context.tokens, "budget": budget},
             )
         plan: Plan = await make_plan(
-            tier, root, instruction, index=index, context=context, protected=protected_paths
+            tier,
+            root,
+            instruction,
+            index=index,
+            context=context,
+            protected=rules.protected,
+            allow_workflows=rules.allow_workflows,
         )
         run.usage = run.usage + plan.usage
         state.notes = plan.notes
@@ -554,9 +592,7 @@ async def _attempt_tier(
     _emit(on_progress, "generated", {"tier": tier.name, "files": [f.path for f in generated.files]})
 
     changes = generated.changes
-    refused = sorted(p for p in changes if is_protected(p, protected_paths))
-    if refused:
-        raise _TierFailed("apply_failed", f"the change touches protected paths: {', '.join(refused)}")
+    _check_confined(changes, generated.originals, rules)
     problems = check_syntax(changes)
     if problems:
         raise _TierFailed("syntax_error", "syntax errors: " + "; ".join(problems[:5]))

@@ -702,6 +702,8 @@ def _edit_and_deliver(
                 test_timeout_s=settings.test_timeout_s,
                 focus=focus,
                 protected_paths=protected,
+                allow_workflows=plan.settings.allow_workflows,
+                caps=plan.settings.caps_within(settings.caps),
                 records=RecordStore(data_dir / "records.sqlite3"),
                 job_id=job.job_id,
                 repo=job.full_name,
@@ -713,7 +715,8 @@ def _edit_and_deliver(
             board.finish(f"no change made: {result.message}", ok=False)
             _reply(api, job, no_change_report(job, result))
             return False
-        touched = [p for p in result.files_changed if is_protected(p, protected)]
+        allow = plan.settings.allow_workflows
+        touched = [p for p in result.files_changed if is_protected(p, protected, allow_workflows=allow)]
         if touched:  # the engine refuses these too; never commit one regardless
             board.finish(f"refused: the change touches protected paths {', '.join(touched)}", ok=False)
             return False

@@ -238,7 +238,9 @@ def test_clean_path_properties(parts: list[str], absolute: bool) -> None:
     except PathRefused:
         # An empty first part makes the path absolute too ("" + "/" + "a").
         leading_slash = raw.startswith("/")
-        assert leading_slash or ".." in parts or any(files.is_git_name(p) for p in parts) or not raw.strip("/.")
+        assert (
+            leading_slash or ".." in parts or any(files.is_git_name(p) for p in parts) or not raw.strip("/.")
+        )
         return
     assert not raw.startswith("/") and ".." not in parts
     out = clean.split("/")
@@ -274,3 +276,19 @@ def test_protected_globs() -> None:
     assert is_protected("../outside.py")  # could never be written: counts as protected
     assert not is_protected("src/app.py", ["*.lock", "docs/"])
     assert not is_protected("src/github.py")
+
+
+@given(st.sampled_from([".github", ".GitHub"]), st.sampled_from(["workflows", "Workflows"]))
+def test_allow_workflows_lifts_the_workflows_and_nothing_else(github: str, workflows: str) -> None:
+    workflow = f"{github}/{workflows}/ci.yml"
+    assert is_protected(workflow)
+    assert not is_protected(workflow, allow_workflows=True)
+    assert not is_protected(f"{github}/{workflows}/sub/deploy.yml", ["docs/"], allow_workflows=True)
+    # The rest of .github/, .git/ and the configured globs stay protected.
+    assert is_protected(f"{github}/patchling.yml", allow_workflows=True)
+    assert is_protected(f"{github}/workflows.yml", allow_workflows=True)
+    assert is_protected(f"{github}/CODEOWNERS", allow_workflows=True)
+    assert is_protected(".git/config", allow_workflows=True)
+    assert is_protected(".git/workflows/x", allow_workflows=True)
+    assert is_protected(workflow, [".github/workflows/"], allow_workflows=True)
+    assert is_protected(f"{github}/{workflows}/../patchling.yml", allow_workflows=True)

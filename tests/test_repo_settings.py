@@ -7,7 +7,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from bot.config import Tier
+from bot.config import ChangeCaps, Tier
 from bot.repo_settings import (
     MissingBranch,
     RepoSettings,
@@ -107,3 +107,28 @@ def test_missing_branch_or_empty_repository_says_so(tmp_path: Path) -> None:
     repo = make_git_repo(path)
     with pytest.raises(MissingBranch, match="has no branch `trunk`"):
         load_repo_settings(repo, "refs/heads/trunk")
+
+
+def test_workflows_and_caps_settings() -> None:
+    assert RepoSettings().allow_workflows is False
+    settings = parse_repo_settings("allow_workflows: true\ncaps: {max_files: 3, max_file_bytes: 5000000}\n")
+    assert settings.allow_workflows is True
+    server = ChangeCaps(max_files=20, max_file_bytes=1_000_000, max_changed_lines=2_000)
+    # Lower than the server: taken; higher: the server's cap stays; unset: the server's.
+    assert settings.caps_within(server) == ChangeCaps(
+        max_files=3, max_file_bytes=1_000_000, max_changed_lines=2_000
+    )
+    assert RepoSettings().caps_within(server) == server
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("caps: {max_files: 0}", "`caps.max_files`"),
+        ("caps: {max_lines: 10}", "`caps.max_lines`"),
+        ("allow_workflows: [yes]", "`allow_workflows`"),
+    ],
+)
+def test_bad_caps_or_workflow_settings_say_why(text: str, message: str) -> None:
+    with pytest.raises(RepoSettingsError, match=message):
+        parse_repo_settings(text)
