@@ -31,6 +31,7 @@ from bot.guards import binary_problems, cap_problems, shrink_problems
 from bot.index import RepoIndex, build_index
 from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
 from bot.records import RecordStore
+from bot.redact import redact, secret_parts
 from bot.tokens import truncate_to_tokens
 from bot.verify import TestRun, check_syntax, default_test_command, run_tests, worse_than
 
@@ -261,9 +262,9 @@ def _tests_in_env(
     return run_tests(root, command, timeout_s, setup_command, env), env
 
 
-def _test_feedback(reason: str, run: TestRun) -> str:
-    tail = truncate_to_tokens(run.output_tail[-3000:], FEEDBACK_TOKENS)
-    return f"{reason}\nTest output (end):\n{tail}"
+def _test_feedback(reason: str, run: TestRun, secrets: Sequence[str]) -> str:
+    tail = truncate_to_tokens(redact(run.output_tail[-3000:], secrets), FEEDBACK_TOKENS)
+    return redact(f"{reason}\nTest output (end):\n{tail}", secrets)
 
 
 async def _reachability(tiers: Sequence[Tier]) -> list[str | None]:
@@ -282,6 +283,7 @@ async def run_edit(
     protected_paths: Sequence[str] = (),
     allow_workflows: bool = False,
     caps: ChangeCaps | None = None,
+    secrets: Sequence[str | None] = (),
     dry_run: bool = False,
     records: RecordStore | None = None,
     job_id: str | None = None,
@@ -295,7 +297,9 @@ async def run_edit(
 
     `repo` labels the run in `records` (e.g. "owner/name"); by default the
     name of the root directory. `allow_workflows` lets the change touch
-    `.github/workflows/` (bot.files); `caps` bound its size (default ChangeCaps())."""
+    `.github/workflows/` (bot.files); `caps` bound its size (default ChangeCaps()).
+    `secrets` are masked in what the next tier is told (bot.redact): test
+    output is the repository's to write, and a hostile test may print one."""
     root, instruction = _validate(root, instruction, tiers)
     repo_label = repo or root.name
     attempts: list[Attempt] = []
@@ -381,7 +385,9 @@ async def run_edit(
                     instruction=instruction,
                     index=index,
                     focus=focus,
-                    rules=_Rules(protected_paths, allow_workflows, caps or ChangeCaps()),
+                    rules=_Rules(
+                        protected_paths, allow_workflows, caps or ChangeCaps(), secret_parts(secrets)
+                    ),
                     command=command,
                     baseline=baseline,
                     test_timeout_s=test_timeout_s,
@@ -499,6 +505,7 @@ class _Rules:
     protected: Sequence[str]
     allow_workflows: bool
     caps: ChangeCaps
+    secrets: Sequence[str]  # bot.redact.secret_parts
 
 
 def _check_confined(changes: Mapping[str, str], originals: Mapping[str, str | None], rules: _Rules) -> None:
@@ -664,7 +671,8 @@ async def _attempt_tier(
         if tests_before is not None:
             reason = worse_than(tests_before, tests_after)
             if reason:
-                raise _TierFailed("tests_worse", reason, _test_feedback(reason, tests_after))
+                reason = redact(reason, rules.secrets)
+                raise _TierFailed("tests_worse", reason, _test_feedback(reason, tests_after, rules.secrets))
         accepted = True
         if tests_after.could_not_run is not None:
             # Only here when the baseline could not run either (else worse_than refused it).

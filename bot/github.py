@@ -20,6 +20,7 @@ from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
 from githubkit.exception import RequestFailed
 
 from bot.config import Settings
+from bot.redact import redact, secret_parts
 
 log = logging.getLogger(__name__)
 
@@ -111,20 +112,19 @@ class RepoAPI:
         self.gh = gh
         self.owner = owner
         self.repo = repo
-        self._secrets = tuple(s for s in secrets if s)
+        self._secrets = secret_parts(secrets)
 
     @classmethod
     def with_token(
         cls, app: GitHub[Any], token: str, owner: str, repo: str, *, secrets: Sequence[str | None] = ()
     ) -> RepoAPI:
-        """`secrets`: more values never to post (model API keys, the webhook secret)."""
+        """`secrets`: more values never to post (model API keys, the webhook secret,
+        the App's private key, masked line by line)."""
         kept = [token, *(s for s in secrets if s)]
         return cls(app.with_auth(TokenAuthStrategy(token)), owner, repo, secrets=kept)
 
     def safe(self, body: str) -> str:
-        for secret in self._secrets:
-            body = body.replace(secret, "***")
-        return clip(body)
+        return clip(redact(body, self._secrets))
 
     def permission(self, username: str) -> str:
         """The user's role ('admin', 'maintain', 'write', 'triage', 'read' or 'none').

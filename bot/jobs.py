@@ -15,6 +15,7 @@ forgotten, so that GitHub's redelivery is taken afresh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shutil
@@ -561,10 +562,7 @@ def work(
             "job %s: no installation token for %s: %s; no reply is possible", job.job_id, job.full_name, why
         )
         return "no_token"
-    webhook_secret = settings.github_webhook_secret
-    secrets = [tier.api_key() for tier in settings.tiers]
-    secrets.append(webhook_secret.get_secret_value() if webhook_secret else None)
-    api = gh.RepoAPI.with_token(app, token, job.owner, job.repo, secrets=secrets)
+    api = gh.RepoAPI.with_token(app, token, job.owner, job.repo, secrets=job_secrets(settings, token))
     try:
         return _work(job, settings, api, token, lock)
     except BranchBusy:
@@ -582,6 +580,17 @@ def work(
         return "error"
     finally:
         api.revoke_token()
+
+
+def job_secrets(settings: Settings, token: str) -> list[str | None]:
+    """What a job must never post nor send to a model: its token, the model API
+    keys, the webhook secret and the App's private key."""
+    webhook_secret = settings.github_webhook_secret
+    secrets = [token, *(tier.api_key() for tier in settings.tiers)]
+    secrets.append(webhook_secret.get_secret_value() if webhook_secret else None)
+    with contextlib.suppress(OSError):  # the token was minted with it: it is there
+        secrets.append(settings.private_key())
+    return secrets
 
 
 def _work(job: JobRequest, settings: Settings, api: gh.RepoAPI, token: str, lock: LockFn) -> str:
@@ -703,6 +712,7 @@ def _edit_and_deliver(
                 focus=focus,
                 protected_paths=protected,
                 allow_workflows=plan.settings.allow_workflows,
+                secrets=job_secrets(settings, token),
                 caps=plan.settings.caps_within(settings.caps),
                 records=RecordStore(data_dir / "records.sqlite3"),
                 job_id=job.job_id,
