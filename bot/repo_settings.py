@@ -77,10 +77,11 @@ class RepoSettings(BaseModel):
         return value
 
     def protected_paths(self) -> list[str]:
-        """The globs the bot may not touch: bot.files.ALWAYS_PROTECTED (the bot never
-        edits .git, its own configuration or, unless `allow_workflows`, the
-        workflows), then the repository's."""
-        return [*ALWAYS_PROTECTED, *(p for p in self.protected if p not in ALWAYS_PROTECTED)]
+        """The repository's own protected globs. bot.files.is_protected adds
+        ALWAYS_PROTECTED itself (the bot never edits .git, its own configuration or,
+        unless `allow_workflows`, the workflows), so those are left out here: listed
+        again, `.github/**` would fence off the workflows `allow_workflows` opens."""
+        return [p for p in self.protected if p not in ALWAYS_PROTECTED]
 
     def caps_within(self, server: ChangeCaps) -> ChangeCaps:
         """The caps for a job: the repository's where lower than the server's. A

@@ -26,7 +26,8 @@ def test_defaults() -> None:
     assert settings == RepoSettings()
     assert settings.test is None and settings.setup is None and settings.tiers is None
     assert settings.branch_prefix == "patchling/"
-    assert settings.protected_paths() == [".git/**", ".github/**"]
+    assert settings.protected_paths() == []
+    assert settings.allow_workflows is False
 
 
 def test_full_file() -> None:
@@ -41,7 +42,7 @@ tiers: [medium, large]
     )
     assert settings.test == "python -m pytest -q tests"
     assert settings.setup == "pip install -e ."
-    assert settings.protected_paths() == [".git/**", ".github/**", "migrations/**", "LICENSE"]
+    assert settings.protected_paths() == ["migrations/**", "LICENSE"]  # .github/** always is
     assert settings.branch_prefix == "bot/"
     assert [t.name for t in select_tiers(TIERS, settings.tiers)] == ["medium", "large"]
 
