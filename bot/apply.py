@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bot.config import EditFormat
+from bot.config import ChangeCaps, EditFormat
 from bot.files import PathRefused, clean_path, list_files, open_file, read_bytes, resolve
 from bot.files import symlink_on_path as symlink_on_path
+from bot.guards import binary_problem, size_problem
 
 __all__ = [
     "ApplyError",
@@ -1413,10 +1414,24 @@ def _parse(reply: str, fmt: EditFormat | None) -> list[_Section]:
 
 
 def apply_edit(
-    root: Path, text: str, *, path_hint: str | None = None, fmt: EditFormat | None = None
+    root: Path,
+    text: str,
+    *,
+    path_hint: str | None = None,
+    fmt: EditFormat | None = None,
+    caps: ChangeCaps | None = None,
 ) -> dict[str, str]:
-    """compute_changes + write_changes; returns the changes."""
+    """compute_changes + write_changes; returns the changes. Refuses (ApplyError,
+    nothing written) binary content and files over `caps.max_file_bytes`: a patch
+    is as untrusted as the model that wrote it. The per-job caps on files and lines
+    are the engine's: a person applying a patch has chosen its size."""
     changes = compute_changes(root, text, path_hint=path_hint, fmt=fmt)
+    limit = (caps or ChangeCaps()).max_file_bytes
+    before = _Workspace(Path(root), None)
+    for rel, new in sorted(changes.items()):
+        problem = binary_problem(rel, before.read(rel), new) or size_problem(rel, new, limit)
+        if problem:
+            raise ApplyError(f"Refused: {problem}.", path=rel)
     write_changes(root, changes)
     return changes
 

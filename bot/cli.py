@@ -195,6 +195,13 @@ def edit(
             help="Paths never to change (repeatable); .git/ and .github/ always are.",
         ),
     ] = None,
+    allow_workflows: Annotated[
+        bool,
+        typer.Option(
+            "--allow-workflows",
+            help="Let the change touch .github/workflows/ (the rest of .github/ stays off).",
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -222,6 +229,8 @@ def edit(
             setup_command=setup_command,
             test_timeout_s=settings.test_timeout_s,
             protected_paths=protected or (),
+            allow_workflows=allow_workflows,
+            caps=settings.caps,
             dry_run=dry_run,
             records=records,
             data_dir=dirs.cache,
@@ -256,8 +265,10 @@ def apply_patch(
         ),
     ],
     repo: RepoOption = Path("."),
+    config: ConfigOption = None,
 ) -> None:
-    """Apply a patch in any format Patchling reads (diff, search/replace, whole file)."""
+    """Apply a patch in any format Patchling reads (diff, search/replace, whole file).
+    Binary content and files over the size cap (`[caps]` in the settings) are refused."""
     from bot.apply import ApplyError, apply_edit
 
     root = _work_tree(repo)
@@ -269,7 +280,7 @@ def apply_patch(
         _bad_input(f"{patchfile} is empty")
     err = _err()
     try:
-        changed = apply_edit(root, text)
+        changed = apply_edit(root, text, caps=_settings(config).caps)
     except ApplyError as exc:
         where = " ".join(
             part

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -90,6 +90,19 @@ def default_tiers() -> list[Tier]:
     return tiers
 
 
+class ChangeCaps(BaseModel):
+    """How much one job's change may write (bot.guards applies them). Model output
+    is untrusted: these bound the damage a confused or hostile answer can do.
+    Set them under `[caps]` in patchling.toml or as PATCHLING_CAPS__MAX_FILES etc.;
+    a repository may lower them, never raise them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_files: PositiveInt = 20
+    max_file_bytes: PositiveInt = 1_000_000
+    max_changed_lines: PositiveInt = 2_000
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PATCHLING_",
@@ -106,6 +119,7 @@ class Settings(BaseSettings):
     tiers: list[Tier] = Field(default_factory=default_tiers)
     test_command: str | None = None
     test_timeout_s: float = 600.0
+    caps: ChangeCaps = Field(default_factory=ChangeCaps)
 
     # GitHub App settings keep GitHub's usual variable names.
     github_app_id: str | None = Field(default=None, validation_alias=AliasChoices("GITHUB_APP_ID"))

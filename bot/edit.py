@@ -117,7 +117,11 @@ def normalise_path(root: Path, raw: str) -> str:
 
 
 def validate_plan(
-    root: Path, changes: Sequence[tuple[str, str]], protected: Sequence[str]
+    root: Path,
+    changes: Sequence[tuple[str, str]],
+    protected: Sequence[str],
+    *,
+    allow_workflows: bool = False,
 ) -> tuple[list[PlannedFile], list[str]]:
     """Keep usable paths (inside the repository, not protected, once each, at
     most MAX_PLAN_FILES); return (kept, dropped-with-reason)."""
@@ -129,7 +133,7 @@ def validate_plan(
         except ValueError as exc:
             dropped.append(str(exc))
             continue
-        if is_protected(path, protected):
+        if is_protected(path, protected, allow_workflows=allow_workflows):
             dropped.append(f"{path}: protected")
             continue
         if any(f.path == path for f in kept):
@@ -207,7 +211,7 @@ def _symbol_files(index: RepoIndex, instruction: str) -> list[str] | None:
 
 
 def deterministic_plan(
-    root: Path, index: RepoIndex, instruction: str, protected: Sequence[str]
+    root: Path, index: RepoIndex, instruction: str, protected: Sequence[str], *, allow_workflows: bool = False
 ) -> Plan | None:
     """A plan without a model call when the instruction itself says where."""
     for source, paths in (
@@ -216,7 +220,9 @@ def deterministic_plan(
     ):
         if not paths:
             continue
-        kept, dropped = validate_plan(root, [(p, instruction) for p in paths], protected)
+        kept, dropped = validate_plan(
+            root, [(p, instruction) for p in paths], protected, allow_workflows=allow_workflows
+        )
         if kept:
             note = f"planned without a model: the instruction names {', '.join(f.path for f in kept)}"
             return Plan(files=kept, notes=note, source=source, dropped=dropped)
@@ -235,9 +241,10 @@ async def make_plan(
     index: RepoIndex,
     context: Context | None,
     protected: Sequence[str] = (),
+    allow_workflows: bool = False,
 ) -> Plan:
     """Which files to change. Raises EditError when nothing usable comes back."""
-    plan = deterministic_plan(root, index, instruction, protected)
+    plan = deterministic_plan(root, index, instruction, protected, allow_workflows=allow_workflows)
     if plan is not None:
         return plan
     budget = plan_context_budget(tier, instruction)
@@ -250,7 +257,9 @@ async def make_plan(
         result, usage = await models.plan(tier, instruction, rendered)
     except ModelError as exc:
         raise EditError(exc.kind, exc.message, last_output=exc.raw_output, usage=exc.usage) from None
-    kept, dropped = validate_plan(root, [(f.path, f.change) for f in result.files], protected)
+    kept, dropped = validate_plan(
+        root, [(f.path, f.change) for f in result.files], protected, allow_workflows=allow_workflows
+    )
     if not kept:
         why = f" (refused: {'; '.join(dropped)})" if dropped else ""
         raise EditError(

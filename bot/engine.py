@@ -23,14 +23,15 @@ from typing import Any, Literal
 
 from bot import models
 from bot.apply import write_changes
-from bot.config import Tier
+from bot.config import ChangeCaps, Tier
 from bot.context import Context, Focus, select_context
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.files import PathRefused, check_path, is_protected
-from bot.guards import shrink_problems
+from bot.guards import binary_problems, cap_problems, shrink_problems
 from bot.index import RepoIndex, build_index
 from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
 from bot.records import RecordStore
+from bot.redact import redact, secret_parts
 from bot.tokens import truncate_to_tokens
 from bot.verify import TestRun, check_syntax, default_test_command, run_tests, worse_than
 
@@ -47,6 +48,9 @@ Outcome = Literal[
     "apply_failed",
     "syntax_error",
     "shrunk",
+    # Refused before writing: binary content, or over a cap (bot.guards).
+    "binary",
+    "over_cap",
     "tests_worse",
     "model_error",
     "no_change",
@@ -258,9 +262,9 @@ def _tests_in_env(
     return run_tests(root, command, timeout_s, setup_command, env), env
 
 
-def _test_feedback(reason: str, run: TestRun) -> str:
-    tail = truncate_to_tokens(run.output_tail[-3000:], FEEDBACK_TOKENS)
-    return f"{reason}\nTest output (end):\n{tail}"
+def _test_feedback(reason: str, run: TestRun, secrets: Sequence[str]) -> str:
+    tail = truncate_to_tokens(redact(run.output_tail[-3000:], secrets), FEEDBACK_TOKENS)
+    return redact(f"{reason}\nTest output (end):\n{tail}", secrets)
 
 
 async def _reachability(tiers: Sequence[Tier]) -> list[str | None]:
@@ -277,6 +281,9 @@ async def run_edit(
     test_timeout_s: float = 600.0,
     focus: Focus | None = None,
     protected_paths: Sequence[str] = (),
+    allow_workflows: bool = False,
+    caps: ChangeCaps | None = None,
+    secrets: Sequence[str | None] = (),
     dry_run: bool = False,
     records: RecordStore | None = None,
     job_id: str | None = None,
@@ -289,7 +296,10 @@ async def run_edit(
     in an EditResult instead. A failed run leaves the work tree as it found it.
 
     `repo` labels the run in `records` (e.g. "owner/name"); by default the
-    name of the root directory."""
+    name of the root directory. `allow_workflows` lets the change touch
+    `.github/workflows/` (bot.files); `caps` bound its size (default ChangeCaps()).
+    `secrets` are masked in what the next tier is told (bot.redact): test
+    output is the repository's to write, and a hostile test may print one."""
     root, instruction = _validate(root, instruction, tiers)
     repo_label = repo or root.name
     attempts: list[Attempt] = []
@@ -375,7 +385,9 @@ async def run_edit(
                     instruction=instruction,
                     index=index,
                     focus=focus,
-                    protected_paths=protected_paths,
+                    rules=_Rules(
+                        protected_paths, allow_workflows, caps or ChangeCaps(), secret_parts(secrets)
+                    ),
                     command=command,
                     baseline=baseline,
                     test_timeout_s=test_timeout_s,
@@ -486,6 +498,33 @@ class _TierRun:
         return self.model_s if self.model_s is not None else time.perf_counter() - self.started
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """Where a change may go and how large it may be."""
+
+    protected: Sequence[str]
+    allow_workflows: bool
+    caps: ChangeCaps
+    secrets: Sequence[str]  # bot.redact.secret_parts
+
+
+def _check_confined(changes: Mapping[str, str], originals: Mapping[str, str | None], rules: _Rules) -> None:
+    """Refuse, before anything is written, a change to a protected path, binary
+    content, or a change over the caps; the next tier is told why."""
+    refused = sorted(
+        p for p in changes if is_protected(p, rules.protected, allow_workflows=rules.allow_workflows)
+    )
+    if refused:
+        raise _TierFailed("apply_failed", f"the change touches protected paths: {', '.join(refused)}")
+    for outcome, problems, advice in (
+        ("binary", binary_problems(originals, changes), "Write text files only."),
+        ("over_cap", cap_problems(originals, changes, rules.caps), "Make a smaller change."),
+    ):
+        if problems:
+            why = "refused before writing: " + "; ".join(problems[:5])
+            raise _TierFailed(outcome, why, f"{why}. {advice}")
+
+
 class _TierFailed(Exception):
     def __init__(self, outcome: str, detail: str, feedback: str = "") -> None:
         super().__init__(detail)
@@ -502,7 +541,7 @@ async def _attempt_tier(
     instruction: str,
     index: RepoIndex,
     focus: Focus | None,
-    protected_paths: Sequence[str],
+    rules: _Rules,
     command: str | None,
     baseline: _Baseline,
     test_timeout_s: float,
@@ -529,7 +568,13 @@ async def _attempt_tier(
                 {"tier": tier.name, "files": context.paths(), "tokens": context.tokens, "budget": budget},
             )
         plan: Plan = await make_plan(
-            tier, root, instruction, index=index, context=context, protected=protected_paths
+            tier,
+            root,
+            instruction,
+            index=index,
+            context=context,
+            protected=rules.protected,
+            allow_workflows=rules.allow_workflows,
         )
         run.usage = run.usage + plan.usage
         state.notes = plan.notes
@@ -554,9 +599,7 @@ async def _attempt_tier(
     _emit(on_progress, "generated", {"tier": tier.name, "files": [f.path for f in generated.files]})
 
     changes = generated.changes
-    refused = sorted(p for p in changes if is_protected(p, protected_paths))
-    if refused:
-        raise _TierFailed("apply_failed", f"the change touches protected paths: {', '.join(refused)}")
+    _check_confined(changes, generated.originals, rules)
     problems = check_syntax(changes)
     if problems:
         raise _TierFailed("syntax_error", "syntax errors: " + "; ".join(problems[:5]))
@@ -628,7 +671,8 @@ async def _attempt_tier(
         if tests_before is not None:
             reason = worse_than(tests_before, tests_after)
             if reason:
-                raise _TierFailed("tests_worse", reason, _test_feedback(reason, tests_after))
+                reason = redact(reason, rules.secrets)
+                raise _TierFailed("tests_worse", reason, _test_feedback(reason, tests_after, rules.secrets))
         accepted = True
         if tests_after.could_not_run is not None:
             # Only here when the baseline could not run either (else worse_than refused it).

@@ -17,10 +17,13 @@ so they all give the same answer:
   protected-path checks.
 - Absolute paths and paths with `..` never pass.
 - Protected globs: `.git/**` and `.github/**` are always protected, in the CLI and the App
-  alike, and cannot be switched off; configured globs (`--protected`, the repository's
-  `protected:` setting) add to them. `.github/` holds the workflows, which run with the
-  repository's secrets, and Patchling's own settings: a change there is made by a person,
-  not a model. Globs match case-insensitively, for the same reason as `.git`.
+  alike; configured globs (`--protected`, the repository's `protected:` setting) add to
+  them. `.github/` holds the workflows, which run with the repository's secrets, and
+  Patchling's own settings: a change there is made by a person, not a model. The one
+  exception is opt-in: `allow_workflows` (`--allow-workflows`, the repository's
+  `allow_workflows: true`) lifts the protection of `.github/workflows/**` alone; `.git/`
+  and the rest of `.github/` stay protected, and configured globs still apply.
+  Globs match case-insensitively, for the same reason as `.git`.
 """
 
 from __future__ import annotations
@@ -92,8 +95,10 @@ JUNK_SUFFIXES = (
     "_pb2_grpc.py",
 )
 
-# Never edited, whatever the configuration says (see the module docstring).
+# Never edited, whatever the configuration says (see the module docstring)...
 ALWAYS_PROTECTED = (".git/**", ".github/**")
+# ...except the workflows, where a repository's settings allow them.
+WORKFLOWS = ".github/workflows/**"
 
 # Code points HFS+ ignores in names, so `.g\u200cit` is `.git` there (git refuses them too).
 _HFS_IGNORED = dict.fromkeys(
@@ -206,19 +211,22 @@ def resolve(root: Path, raw: str) -> Path:
     return Path(os.path.realpath(root)).joinpath(*clean.split("/"))
 
 
-def is_protected(path: str, patterns: Sequence[str] = ()) -> bool:
+def is_protected(path: str, patterns: Sequence[str] = (), *, allow_workflows: bool = False) -> bool:
     """True when `path` matches ALWAYS_PROTECTED or a glob in `patterns` (a pattern
     naming a directory covers everything below it). A path that could never be
-    written (absolute, `..`, .git) counts as protected."""
+    written (absolute, `..`, .git) counts as protected. `allow_workflows` exempts
+    WORKFLOWS from ALWAYS_PROTECTED only: `patterns` still protect them."""
     try:
         clean = clean_path(path).casefold()
     except PathRefused:
         return True
-    for pattern in (*ALWAYS_PROTECTED, *patterns):
-        glob = pattern.strip().replace("\\", "/").removeprefix("./").lstrip("/").casefold()
-        if glob and (fnmatchcase(clean, glob) or fnmatchcase(clean, glob.rstrip("/") + "/*")):
-            return True
-    return False
+    always = () if allow_workflows and _matches(clean, WORKFLOWS) else ALWAYS_PROTECTED
+    return any(_matches(clean, pattern) for pattern in (*always, *patterns))
+
+
+def _matches(clean: str, pattern: str) -> bool:
+    glob = pattern.strip().replace("\\", "/").removeprefix("./").lstrip("/").casefold()
+    return bool(glob) and (fnmatchcase(clean, glob) or fnmatchcase(clean, glob.rstrip("/") + "/*"))
 
 
 # --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from githubkit.retry import RetryOption
 from githubkit_schemas.latest.types import AppPermissionsType
 
 from bot.config import Settings
+from bot.redact import redact, secret_parts
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class RepoAPI:
         self.repo = repo
         self.token = token
         self._renew = renew
-        self._secrets = tuple(s for s in secrets if s)
+        self._secrets = secret_parts(secrets)
 
     @classmethod
     def with_token(
@@ -186,8 +187,9 @@ class RepoAPI:
         secrets: Sequence[str | None] = (),
         renew: Callable[[], str] | None = None,
     ) -> RepoAPI:
-        """`secrets`: more values never to post (model API keys, the webhook secret).
-        `renew`: mints a new token for the same repository."""
+        """`secrets`: more values never to post (model API keys, the webhook secret,
+        the App's private key, masked line by line). `renew`: mints a new token
+        for the same repository."""
         kept = [token, *(s for s in secrets if s)]
         return cls(
             app.with_auth(TokenAuthStrategy(token)), owner, repo, secrets=kept, token=token, renew=renew
@@ -202,14 +204,12 @@ class RepoAPI:
         log.info("the token for %s/%s was refused; minting a new one", self.owner, self.repo)
         token = self._renew()
         self.token = token
-        self._secrets = (*self._secrets, token)
+        self._secrets = secret_parts([*self._secrets, token])
         self.gh = self.gh.with_auth(TokenAuthStrategy(token))
         return call(self.gh)
 
     def safe(self, body: str) -> str:
-        for secret in self._secrets:
-            body = body.replace(secret, "***")
-        return clip(body)
+        return clip(redact(body, self._secrets))
 
     def permission(self, username: str) -> str:
         """The user's role ('admin', 'maintain', 'write', 'triage', 'read' or 'none').

@@ -18,6 +18,7 @@ pushed commit, its PR) instead of starting over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -659,15 +660,12 @@ def _open_api(job: JobRequest, settings: Settings, github: gh.GitHubFactory) -> 
             "job %s: no installation token for %s: %s; no reply is possible", job.job_id, job.full_name, why
         )
         return None
-    webhook_secret = settings.github_webhook_secret
-    secrets = [tier.api_key() for tier in settings.tiers]
-    secrets.append(webhook_secret.get_secret_value() if webhook_secret else None)
     return gh.RepoAPI.with_token(
         app,
         token,
         job.owner,
         job.repo,
-        secrets=secrets,
+        secrets=job_secrets(settings, token),
         renew=lambda: gh.mint_token(app, installation_id, job.repo),
     )
 
@@ -706,6 +704,17 @@ def work(
         return "error"
     finally:
         api.revoke_token()
+
+
+def job_secrets(settings: Settings, token: str) -> list[str | None]:
+    """What a job must never post nor send to a model: its token, the model API
+    keys, the webhook secret and the App's private key."""
+    webhook_secret = settings.github_webhook_secret
+    secrets = [token, *(tier.api_key() for tier in settings.tiers)]
+    secrets.append(webhook_secret.get_secret_value() if webhook_secret else None)
+    with contextlib.suppress(OSError):  # the token was minted with it: it is there
+        secrets.append(settings.private_key())
+    return secrets
 
 
 def abandon(job: JobRequest, settings: Settings, github: gh.GitHubFactory, progress: dict[str, Any]) -> None:
@@ -870,6 +879,9 @@ def _edit_and_deliver(
                 test_timeout_s=settings.test_timeout_s,
                 focus=focus,
                 protected_paths=protected,
+                allow_workflows=plan.settings.allow_workflows,
+                secrets=job_secrets(settings, api.token),
+                caps=plan.settings.caps_within(settings.caps),
                 records=RecordStore(data_dir / "records.sqlite3"),
                 job_id=job.job_id,
                 repo=job.full_name,
@@ -881,7 +893,8 @@ def _edit_and_deliver(
             board.finish(f"no change made: {result.message}", ok=False)
             _reply(api, job, no_change_report(job, result))
             return False
-        touched = [p for p in result.files_changed if is_protected(p, protected)]
+        allow = plan.settings.allow_workflows
+        touched = [p for p in result.files_changed if is_protected(p, protected, allow_workflows=allow)]
         if touched:  # the engine refuses these too; never commit one regardless
             board.finish(f"refused: the change touches protected paths {', '.join(touched)}", ok=False)
             return False

@@ -8,6 +8,11 @@ configures a job is exactly the commit the job starts from.
     protected: ["migrations/**"]       # globs the bot may not touch
     branch_prefix: patchling/          # branches for issue edits
     tiers: [qwen-7b, gpt-4o-mini]      # names of configured tiers, in order
+    allow_workflows: true              # may change .github/workflows/ (default: never)
+    caps: {max_files: 5}               # lower the server's caps per job (never raise them)
+
+Only the default branch configures a job, also one on a pull request: a pull
+request cannot grant itself `allow_workflows` or higher caps by editing this file.
 
 A file that does not validate stops the job with a comment that says why,
 rather than running on defaults: a typo in `protected` must not let the bot
@@ -20,9 +25,9 @@ from collections.abc import Sequence
 
 import pygit2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
-from bot.config import Tier
+from bot.config import ChangeCaps, Tier
 from bot.files import ALWAYS_PROTECTED
 
 SETTINGS_PATHS = (".github/patchling.yml", ".github/patchling.yaml")
@@ -36,6 +41,16 @@ class MissingBranch(RepoSettingsError):
     """The branch to read the settings from is not there (or the repository is empty)."""
 
 
+class CapsSetting(BaseModel):
+    """The repository's own caps (see bot.config.ChangeCaps); unset ones follow the server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_files: PositiveInt | None = None
+    max_file_bytes: PositiveInt | None = None
+    max_changed_lines: PositiveInt | None = None
+
+
 class RepoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,6 +59,8 @@ class RepoSettings(BaseModel):
     protected: tuple[str, ...] = ()
     branch_prefix: str = "patchling/"
     tiers: tuple[str, ...] | None = Field(default=None, min_length=1)
+    allow_workflows: bool = False
+    caps: CapsSetting = CapsSetting()
 
     @field_validator("test", "setup")
     @classmethod
@@ -60,9 +77,21 @@ class RepoSettings(BaseModel):
         return value
 
     def protected_paths(self) -> list[str]:
-        """The globs the bot may not touch: bot.files.ALWAYS_PROTECTED (the bot never
-        edits .git, its own configuration or the workflows), then the repository's."""
-        return [*ALWAYS_PROTECTED, *(p for p in self.protected if p not in ALWAYS_PROTECTED)]
+        """The repository's own protected globs. bot.files.is_protected adds
+        ALWAYS_PROTECTED itself (the bot never edits .git, its own configuration or,
+        unless `allow_workflows`, the workflows), so those are left out here: listed
+        again, `.github/**` would fence off the workflows `allow_workflows` opens."""
+        return [p for p in self.protected if p not in ALWAYS_PROTECTED]
+
+    def caps_within(self, server: ChangeCaps) -> ChangeCaps:
+        """The caps for a job: the repository's where lower than the server's. A
+        repository may tighten them, never loosen them: the server's are its limits."""
+        lowered = {
+            name: min(mine, getattr(server, name))
+            for name, mine in self.caps.model_dump().items()
+            if mine is not None
+        }
+        return server.model_copy(update=lowered)
 
 
 def parse_repo_settings(text: str, source: str = SETTINGS_PATHS[0]) -> RepoSettings:

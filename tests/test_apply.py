@@ -736,3 +736,25 @@ def test_too_many_ways_to_read_elisions_is_refused(tmp_path: Path) -> None:
     reply = sr("stub.py", "x = 1\n" + "...\n" * 5, "x = 1\n...\n...\nreturn x\n...\n...\n...\n")
     with pytest.raises(ApplyError, match="too many ways"):  # 251 readings: not even tried
         compute_changes(tmp_path, reply)
+
+
+# -- binary content and the size cap --------------------------------------------------------
+
+
+def test_apply_edit_refuses_binary_content(tmp_path: Path) -> None:
+    put(tmp_path, "notes.txt", "one\n")
+    reply = "notes.txt\n<<<<<<< SEARCH\none\n=======\none\n\0\0two\n>>>>>>> REPLACE\n"
+    with pytest.raises(ApplyError, match=r"notes\.txt: the new content has NUL bytes"):
+        apply_edit(tmp_path, reply)
+    assert (tmp_path / "notes.txt").read_text() == "one\n"
+
+
+def test_apply_edit_refuses_a_file_over_the_size_cap(tmp_path: Path) -> None:
+    from bot.config import ChangeCaps
+
+    put(tmp_path, "notes.txt", "one\n")
+    reply = "notes.txt\n<<<<<<< SEARCH\none\n=======\none\n" + "two\n" * 30 + ">>>>>>> REPLACE\n"
+    with pytest.raises(ApplyError, match="124 bytes, over the cap of 100 bytes"):
+        apply_edit(tmp_path, reply, caps=ChangeCaps(max_file_bytes=100))
+    assert (tmp_path / "notes.txt").read_text() == "one\n"
+    assert apply_edit(tmp_path, reply) == {"notes.txt": "one\n" + "two\n" * 30}  # the default cap: 1 MB

@@ -434,3 +434,17 @@ def test_serve_refuses_a_key_that_is_not_a_private_key(
     assert f"GITHUB_PRIVATE_KEY_PATH ({key_file}) does not hold a PEM private key" in result.stderr
     assert "public" not in result.stderr.lower()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key.pem"]  # nothing started, nothing written
+
+
+def test_apply_honours_the_size_cap_in_the_settings(calculator_repo: Path, tmp_path: Path) -> None:
+    config = tmp_path / "patchling.toml"
+    config.write_text("[caps]\nmax_file_bytes = 200\n")
+    patch = tmp_path / "reply.txt"
+    patch.write_text(SEARCH_REPLACE_OK)
+    before = tree_state(calculator_repo)
+    args = ["apply", "--repo", str(calculator_repo), "--config", str(config), str(patch)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "over the cap of 200 bytes per file" in " ".join(result.stderr.split())
+    assert "nothing was written" in result.stderr
+    assert tree_state(calculator_repo) == before

@@ -274,3 +274,19 @@ def test_protected_globs() -> None:
     assert is_protected("../outside.py")  # could never be written: counts as protected
     assert not is_protected("src/app.py", ["*.lock", "docs/"])
     assert not is_protected("src/github.py")
+
+
+@given(st.sampled_from([".github", ".GitHub"]), st.sampled_from(["workflows", "Workflows"]))
+def test_allow_workflows_lifts_the_workflows_and_nothing_else(github: str, workflows: str) -> None:
+    workflow = f"{github}/{workflows}/ci.yml"
+    assert is_protected(workflow)
+    assert not is_protected(workflow, allow_workflows=True)
+    assert not is_protected(f"{github}/{workflows}/sub/deploy.yml", ["docs/"], allow_workflows=True)
+    # The rest of .github/, .git/ and the configured globs stay protected.
+    assert is_protected(f"{github}/patchling.yml", allow_workflows=True)
+    assert is_protected(f"{github}/workflows.yml", allow_workflows=True)
+    assert is_protected(f"{github}/CODEOWNERS", allow_workflows=True)
+    assert is_protected(".git/config", allow_workflows=True)
+    assert is_protected(".git/workflows/x", allow_workflows=True)
+    assert is_protected(workflow, [".github/workflows/"], allow_workflows=True)
+    assert is_protected(f"{github}/{workflows}/../patchling.yml", allow_workflows=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from bot.config import Tier
+from bot.config import ChangeCaps, Tier
 from bot.repo_settings import (
     MissingBranch,
     RepoSettings,
@@ -26,7 +26,8 @@ def test_defaults() -> None:
     assert settings == RepoSettings()
     assert settings.test is None and settings.setup is None and settings.tiers is None
     assert settings.branch_prefix == "patchling/"
-    assert settings.protected_paths() == [".git/**", ".github/**"]
+    assert settings.protected_paths() == []
+    assert settings.allow_workflows is False
 
 
 def test_full_file() -> None:
@@ -41,7 +42,7 @@ tiers: [medium, large]
     )
     assert settings.test == "python -m pytest -q tests"
     assert settings.setup == "pip install -e ."
-    assert settings.protected_paths() == [".git/**", ".github/**", "migrations/**", "LICENSE"]
+    assert settings.protected_paths() == ["migrations/**", "LICENSE"]  # .github/** always is
     assert settings.branch_prefix == "bot/"
     assert [t.name for t in select_tiers(TIERS, settings.tiers)] == ["medium", "large"]
 
@@ -107,3 +108,28 @@ def test_missing_branch_or_empty_repository_says_so(tmp_path: Path) -> None:
     repo = make_git_repo(path)
     with pytest.raises(MissingBranch, match="has no branch `trunk`"):
         load_repo_settings(repo, "refs/heads/trunk")
+
+
+def test_workflows_and_caps_settings() -> None:
+    assert RepoSettings().allow_workflows is False
+    settings = parse_repo_settings("allow_workflows: true\ncaps: {max_files: 3, max_file_bytes: 5000000}\n")
+    assert settings.allow_workflows is True
+    server = ChangeCaps(max_files=20, max_file_bytes=1_000_000, max_changed_lines=2_000)
+    # Lower than the server: taken; higher: the server's cap stays; unset: the server's.
+    assert settings.caps_within(server) == ChangeCaps(
+        max_files=3, max_file_bytes=1_000_000, max_changed_lines=2_000
+    )
+    assert RepoSettings().caps_within(server) == server
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("caps: {max_files: 0}", "`caps.max_files`"),
+        ("caps: {max_lines: 10}", "`caps.max_lines`"),
+        ("allow_workflows: [yes]", "`allow_workflows`"),
+    ],
+)
+def test_bad_caps_or_workflow_settings_say_why(text: str, message: str) -> None:
+    with pytest.raises(RepoSettingsError, match=message):
+        parse_repo_settings(text)
