@@ -35,14 +35,25 @@ REMOVAL_RE = re.compile(
 )
 
 
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
 def top_level_names(source: str) -> list[str] | None:
-    """Module-level functions and classes of Python `source`, or None when it does not parse."""
+    """Module-level functions and classes of Python `source`, and the methods of
+    its classes as `Class.method`; None when it does not parse. Methods count
+    because a whole-file answer loses them as easily as classes (a dropped
+    `Session.request` is as destructive as a dropped `Session`)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return None
-    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    return [node.name for node in tree.body if isinstance(node, kinds)]
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, _DEFS):
+            names.append(node.name)
+        if isinstance(node, ast.ClassDef):
+            names.extend(f"{node.name}.{item.name}" for item in node.body if isinstance(item, _DEFS))
+    return names
 
 
 def shrink_problem(path: str, before: str | None, after: str, request: str) -> str | None:
@@ -54,7 +65,7 @@ def shrink_problem(path: str, before: str | None, after: str, request: str) -> s
     if PurePosixPath(path).suffix in (".py", ".pyi"):
         old, new = top_level_names(before), top_level_names(after)
         if old is not None and new is not None:
-            lost = [name for name in old if name not in new and name not in named]
+            lost = [name for name in old if name not in new and not named & {name, name.rpartition(".")[2]}]
             if lost:
                 shown = ", ".join(lost[:8]) + (" …" if len(lost) > 8 else "")
                 return f"{path}: the change removes {shown}, which the request does not mention"

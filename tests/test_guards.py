@@ -38,7 +38,15 @@ def test_losing_a_definition_nobody_named_is_refused() -> None:
     truncated = documented.split("class Session")[0]
     problem = shrink_problem("src/requests/sessions.py", MODULE, truncated, "add a docstring to merge_hooks")
     assert problem is not None
-    assert "Session, session" in problem and "src/requests/sessions.py" in problem
+    assert "Session, Session.get, session" in problem and "src/requests/sessions.py" in problem
+
+
+def test_losing_a_method_nobody_named_is_refused() -> None:
+    without_get = MODULE.replace("    def get(self, url):\n        return url\n", "    pass\n")
+    problem = shrink_problem("s.py", MODULE, without_get, "add a docstring to merge_hooks")
+    assert problem == "s.py: the change removes Session.get, which the request does not mention"
+    assert shrink_problem("s.py", MODULE, without_get, "replace Session.get with a property") is None
+    assert shrink_problem("s.py", MODULE, without_get, "fold get into the constructor") is None
 
 
 def test_named_or_requested_removals_pass() -> None:
@@ -66,7 +74,7 @@ def test_a_large_share_of_lines_lost_is_refused_for_any_language() -> None:
 
 def test_unparsable_python_skips_only_the_definition_rule() -> None:
     assert top_level_names("def f(:\n") is None
-    assert top_level_names(MODULE) == ["merge_hooks", "Session", "session"]
+    assert top_level_names(MODULE) == ["merge_hooks", "Session", "Session.get", "session"]
     assert shrink_problem("old.py", "print 'py2'\n", "print('py3')\n", "port to python 3") is None
 
 
