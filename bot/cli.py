@@ -226,6 +226,7 @@ def edit(
             records=records,
             data_dir=dirs.cache,
             on_progress=on_progress,
+            sandbox=settings.make_sandbox(),
         )
 
     try:

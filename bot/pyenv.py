@@ -339,6 +339,8 @@ class _Builder:
         _, prefix = base_interpreter()
         with tempfile.TemporaryDirectory(prefix="patchling-uv-") as home:
             env = {**_uv_env(Path(home)), "UV_CACHE_DIR": str(self.cache)}
+            if not self.network:
+                env["UV_OFFLINE"] = "1"  # from the cache alone, without waiting on DNS
             try:
                 outcome = sandboxed(
                     self.sandbox,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import resource
 import shutil
 import signal
@@ -68,6 +69,8 @@ SANDBOX_HOME = "/tmp/home"
 # bwrap reports a command killed by signal N as exit status 128 + N.
 _SIGNAL_EXIT = 128
 _KILL_WAIT_S = 5.0
+# bwrap's own words when the program cannot be started inside.
+_EXEC_FAILED_RE = re.compile(r"\Abwrap: execvp [^\n]*: (No such file or directory|Permission denied)\n?\Z")
 
 
 class SandboxUnavailable(Exception):
@@ -114,10 +117,13 @@ class Outcome:
 
 
 def patchling_paths() -> tuple[Path, ...]:
-    """Patchling's own install: its package and its environment."""
+    """Patchling's own install: its package, and its virtual environment when
+    it has one (without one, sys.prefix is the system's, e.g. /usr)."""
     import sys
 
     package = Path(__file__).resolve().parent
+    if sys.prefix == sys.base_prefix:
+        return (package,)
     return (package, Path(sys.prefix).resolve())
 
 
@@ -421,9 +427,15 @@ def run(
             )
         cap = _ProcessCap(sandbox.limits.processes)
         try:
-            return _supervise(full, cwd, env, timeout_s, sandbox.limits, cap)
+            outcome = _supervise(full, cwd, env, timeout_s, sandbox.limits, cap)
         finally:
             cap.close()
+    # As a shell would say it: 127 not found, 126 not executable.
+    failed = _EXEC_FAILED_RE.match(outcome.output) if sandbox.enabled and outcome.exit_code == 1 else None
+    if failed is not None:
+        outcome.exit_code = 127 if failed.group(1).startswith("No such") else 126
+        outcome.output = f"{argv[0]}: {failed.group(1)}\n"
+    return outcome
 
 
 def _supervise(
