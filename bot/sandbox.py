@@ -223,7 +223,7 @@ def bwrap_argv(
     args += ["--size", str(sandbox.limits.tmp_bytes), "--tmpfs", "/tmp", "--dir", SANDBOX_HOME]
     for path in readable:
         args += ["--ro-bind", str(path), str(path)]
-    args += _hide(sandbox.hidden, [*system, *readable])
+    args += _hide([*sandbox.hidden, *patchling_paths()], [*system, *readable])
     for path in writable:
         args += ["--bind", str(path), str(path)]
     for source, dest in binds:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def attempt(name, action):
         return
     print(f"LEAK {name}: {str(got)[:200]!r}" if got else f"BLOCKED {name}: nothing")
 
-key, data, outside, port = sys.argv[1:5]
+key, data, outside, port, token = sys.argv[1:6]
 
 def environs():
     found = []
@@ -59,7 +60,7 @@ def environs():
 
 def write_outside():
     # A write may "succeed" on the sandbox's own tmpfs: the host checks its files afterwards.
-    for path in (outside, "/usr/hostile.txt", "/etc/hostile.txt", "/root/hostile.txt"):
+    for path in (outside, *(f"/{d}/patchling-hostile-{token}" for d in ("usr", "etc", "root"))):
         try:
             open(path, "w").write("pwned")
         except OSError:
@@ -86,7 +87,7 @@ def api_port() -> Iterator[int]:
 
 
 @pytest.fixture
-def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Path]]:
     """A server's secrets at real paths beside the work tree: key, data dir with mirrors."""
     key = tmp_path / "secret" / "private-key.pem"
     key.parent.mkdir()
@@ -99,11 +100,15 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     repo.mkdir()
     (repo / "hostile.py").write_text(HOSTILE)
     monkeypatch.setenv("GITHUB_TOKEN", ENV_SECRET)  # in the server's environment, never passed on
-    return {"key": key, "data": data, "repo": repo, "outside": tmp_path / "outside.txt"}
+    token = uuid.uuid4().hex
+    system = [Path(f"/{d}/patchling-hostile-{token}") for d in ("usr", "etc", "root")]
+    yield {"key": key, "data": data, "repo": repo, "outside": tmp_path / "outside.txt", "token": Path(token)}
+    for path in system:  # only there if the sandbox failed: never leave them behind
+        path.unlink(missing_ok=True)
 
 
 def _hostile_command(host: dict[str, Path], port: int) -> str:
-    args = [host["key"], host["data"], host["outside"], port]
+    args = [host["key"], host["data"], host["outside"], port, host["token"]]
     return "python3 hostile.py " + " ".join(shlex.quote(str(a)) for a in args)
 
 
@@ -113,7 +118,8 @@ def _assert_nothing_leaked(output: str, host: dict[str, Path]) -> None:
     assert blocked == {"key", "data", "mirror", "proc", "api", "outside"}, output
     assert "SECRET" not in output and ENV_SECRET not in output
     assert not host["outside"].exists()
-    assert not Path("/usr/hostile.txt").exists() and not Path("/etc/hostile.txt").exists()
+    token = host["token"].name
+    assert not any(Path(f"/{d}/patchling-hostile-{token}").exists() for d in ("usr", "etc", "root"))
 
 
 def test_hostile_tests_and_setup_get_nothing(host: dict[str, Path], api_port: int) -> None:
