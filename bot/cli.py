@@ -235,6 +235,7 @@ def edit(
             records=records,
             data_dir=dirs.cache,
             on_progress=on_progress,
+            sandbox=settings.make_sandbox(),
         )
 
     try:

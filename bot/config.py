@@ -17,6 +17,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.sandbox import Limits, Sandbox, patchling_paths
+
 EditFormat = Literal["whole", "search_replace", "diff"]
 
 # The name deploy/patchling.service gives the App's key in `LoadCredential=`.
@@ -139,6 +141,17 @@ class Settings(BaseSettings):
     workers: int = 2
     # The job queue: SQLite under data_dir when unset, or `redis://...` for RedisHuey.
     queue_url: str | None = None
+    # Repository code (setup, tests, environment builds) runs under bubblewrap.
+    # "none" runs it as this server's user, seeing all it sees: reports then say so.
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    bwrap_path: str = "bwrap"
+    # Limits per repository command (the wall clock is test_timeout_s).
+    sandbox_cpu_s: int = Field(default=900, ge=1)
+    sandbox_memory_mb: int = Field(default=4096, ge=64)
+    sandbox_file_mb: int = Field(default=1024, ge=1)
+    sandbox_processes: int = Field(default=256, ge=8)
+    sandbox_output_kb: int = Field(default=4000, ge=16)
+    sandbox_tmp_mb: int = Field(default=512, ge=16)
 
     @classmethod
     def settings_customise_sources(
@@ -167,6 +180,24 @@ class Settings(BaseSettings):
             if credential is not None and credential.is_file():
                 self.github_private_key_path = credential
         return self
+
+    def make_sandbox(self) -> Sandbox:
+        """The sandbox for repository code, hiding what must stay secret even
+        where it lies under a directory the sandbox mounts."""
+        limits = Limits(
+            cpu_s=self.sandbox_cpu_s,
+            memory_bytes=self.sandbox_memory_mb << 20,
+            file_bytes=self.sandbox_file_mb << 20,
+            processes=self.sandbox_processes,
+            output_bytes=self.sandbox_output_kb * 1000,
+            tmp_bytes=self.sandbox_tmp_mb << 20,
+        )
+        hidden = [self.data_dir.resolve(), Path(".env").resolve(), *patchling_paths()]
+        if self.github_private_key_path is not None:
+            hidden.append(self.github_private_key_path.resolve())
+        if os.environ.get("CREDENTIALS_DIRECTORY"):
+            hidden.append(Path(os.environ["CREDENTIALS_DIRECTORY"]).resolve())
+        return Sandbox(mode=self.sandbox, bwrap=self.bwrap_path, limits=limits, hidden=tuple(hidden))
 
     def private_key(self) -> str | None:
         if self.github_private_key is not None:

@@ -32,6 +32,7 @@ from bot.index import RepoIndex, build_index
 from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
+from bot.sandbox import Network, Sandbox
 from bot.tokens import truncate_to_tokens
 from bot.verify import TestRun, check_syntax, default_test_command, run_tests, worse_than
 
@@ -239,6 +240,7 @@ def _tests_data(run: TestRun | None) -> dict[str, Any]:
         "duration_s": run.duration_s,
         "timed_out": run.timed_out,
         "could_not_run": run.could_not_run,
+        "sandboxed": run.sandboxed,
         "summary": run.summary(),
     }
 
@@ -247,19 +249,35 @@ def _env_data(env: PyEnv) -> dict[str, Any]:
     return {**env.to_json(), "summary": env.describe()}
 
 
+@dataclass(frozen=True)
+class TestPlace:
+    """Where and how the repository's code runs: its sandbox, the network it
+    gets, the scope (repository) its environment and uv cache belong to."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    envs_dir: Path
+    sandbox: Sandbox = field(default_factory=Sandbox)
+    network: Network = "setup"
+    scope: str = ""
+
+
 def _tests_in_env(
-    root: Path, command: str, setup_command: str | None, timeout_s: float, envs_dir: Path
+    root: Path, command: str, setup_command: str | None, timeout_s: float, place: TestPlace
 ) -> tuple[TestRun, PyEnv | None]:
     """Run the tests, in the repository's environment when they need one
     (built or reused first: its key follows the dependency files, so a change
     to them gets an environment of its own)."""
+    sandbox, network = place.sandbox, place.network
     if not needs_env(root, [command, setup_command]):
-        return run_tests(root, command, timeout_s, setup_command), None
+        return run_tests(root, command, timeout_s, setup_command, sandbox=sandbox, network=network), None
     try:
-        env = ensure_env(root, envs_dir, setup_command)
+        env = ensure_env(
+            root, place.envs_dir, setup_command, scope=place.scope, sandbox=sandbox, network=network
+        )
     except EnvError as exc:
         return TestRun.not_run(command, str(exc)), None
-    return run_tests(root, command, timeout_s, setup_command, env), env
+    return run_tests(root, command, timeout_s, setup_command, env, sandbox=sandbox, network=network), env
 
 
 def _test_feedback(reason: str, run: TestRun, secrets: Sequence[str]) -> str:
@@ -290,6 +308,8 @@ async def run_edit(
     repo: str | None = None,
     data_dir: Path | None = None,
     on_progress: ProgressFn | None = None,
+    sandbox: Sandbox | None = None,
+    network: Network = "setup",
 ) -> EditResult:
     """Carry out `instruction` in the work tree at `root`, trying `tiers` in
     order. Raises ValueError for bad input; every model or test problem ends
@@ -362,8 +382,9 @@ async def run_edit(
 
     command = test_command or default_test_command(root)
     envs_dir = Path(data_dir) / "envs" if data_dir is not None else default_envs_dir()
+    place = TestPlace(envs_dir, sandbox or Sandbox(), network, repo_label)
     baseline = _Baseline(
-        root, command if not dry_run else None, setup_command, test_timeout_s, envs_dir, on_progress
+        root, command if not dry_run else None, setup_command, test_timeout_s, place, on_progress
     )
     cache_dir = Path(data_dir) / "index" if data_dir is not None else None
     try:
@@ -445,19 +466,19 @@ class _Baseline:
         command: str | None,
         setup_command: str | None,
         timeout_s: float,
-        envs_dir: Path,
+        place: TestPlace,
         on_progress: ProgressFn | None,
     ) -> None:
         self.command = command
         self.setup_command = setup_command  # the "after" runs use it too: like for like
-        self.envs_dir = envs_dir
+        self.place = place
         self.environment: dict[str, Any] | None = None
         self._on_progress = on_progress
         self._task: asyncio.Task[tuple[TestRun, PyEnv | None]] | None = None
         self._run: TestRun | None = None
         if command:
             self._task = asyncio.create_task(
-                asyncio.to_thread(_tests_in_env, root, command, setup_command, timeout_s, envs_dir)
+                asyncio.to_thread(_tests_in_env, root, command, setup_command, timeout_s, place)
             )
 
     def abandon(self) -> None:
@@ -658,7 +679,7 @@ async def _attempt_tier(
                 None,
             )
         tests_after, env = await asyncio.to_thread(
-            _tests_in_env, root, command, baseline.setup_command, test_timeout_s, baseline.envs_dir
+            _tests_in_env, root, command, baseline.setup_command, test_timeout_s, baseline.place
         )
         state.environment = env.to_json() if env is not None else None
         if env is not None and not env.reused:  # the change touched the dependency files

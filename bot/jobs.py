@@ -706,7 +706,7 @@ def work(
         api.revoke_token()
 
 
-def job_secrets(settings: Settings, token: str) -> list[str | None]:
+def job_secrets(settings: Settings, token: str | None) -> list[str | None]:
     """What a job must never post nor send to a model: its token, the model API
     keys, the webhook secret and the App's private key."""
     webhook_secret = settings.github_webhook_secret
@@ -887,6 +887,8 @@ def _edit_and_deliver(
                 repo=job.full_name,
                 data_dir=data_dir,
                 on_progress=board.progress,
+                sandbox=settings.make_sandbox(),
+                network=plan.settings.network,
             )
         )
         if result.status == "failed" or not result.files_changed:
@@ -1104,7 +1106,8 @@ def _tests_line(data: dict[str, Any]) -> str:
     text = f"{data.get('passed', 0)} passed, {data.get('failed', 0)} failed, {data.get('errors', 0)} errors"
     if data.get("duration_s") is not None:
         text += f" in {float(data['duration_s']):.1f}s"
-    return text + (" (timed out)" if data.get("timed_out") else "")
+    text += " (timed out)" if data.get("timed_out") else ""
+    return text + ("" if data.get("sandboxed", True) else " (ran unsandboxed)")
 
 
 def commit_message(job: JobRequest, result: EditResult) -> str:
@@ -1146,6 +1149,17 @@ def _environment_line(env: dict[str, Any]) -> str:
     return f"Test environment {how}, with {installed}."
 
 
+UNSANDBOXED_NOTE = (
+    "⚠️ **The repository's code ran unsandboxed**: this server is configured with"
+    ' `sandbox = "none"`, so setup and tests ran as the server\'s own user.'
+)
+
+
+def _unsandboxed(result: EditResult) -> bool:
+    runs = (result.tests_before, result.tests_after)
+    return any(run is not None and not run.sandboxed for run in runs)
+
+
 def _verdict(result: EditResult) -> str:
     if result.status == "verified":
         return "✅ **Verified**: the tests pass with this change and none got worse."
@@ -1160,6 +1174,7 @@ def change_report(job: JobRequest, result: EditResult, sha: str) -> str:
     tried = ", ".join(f"`{a.tier}` ({a.outcome})" for a in result.attempts) or "none"
     parts = [
         _verdict(result),
+        *([UNSANDBOXED_NOTE] if _unsandboxed(result) else []),
         f"### Notes\n{result.notes.strip() or '(none)'}",
         "### Files changed\n" + "\n".join(f"- `{p}`" for p in result.files_changed),
         "### Tests\n" + _tests_table(result),

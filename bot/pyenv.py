@@ -8,7 +8,19 @@ own scratch checkout, so the checkout reaches the tests through PYTHONPATH
 (root, and src/ when there is one), which Python searches before site-packages.
 
 Building runs repository code (setup.py, build backends), so uv runs in the
-same scrubbed environment as the tests. The env is built in a temporary
+same sandbox as the tests (bot.sandbox): only the uv binary (bound read-only
+on its own, never Patchling's install), the base interpreter's prefix, the
+checkout, the environment being built and a uv cache are mounted, with the
+network only when the repository's `network` setting allows it in setup.
+
+uv's cache is per scope (the repository), never the cache of the user running
+Patchling: a hostile build could otherwise leave a poisoned wheel there for
+every other repository. The environment's key includes the scope too: setup
+commands write into the environment, so two repositories with the same
+dependency files must not share one. The cost is a download per repository
+the first time; environments and caches are then reused.
+
+The env is built in a temporary
 directory beside its final place and renamed into place (uv's --relocatable
 keeps its scripts working after the move), under a lock, so a failed or
 concurrent build never leaves a half-made environment behind.
@@ -36,10 +48,12 @@ import platformdirs
 from filelock import FileLock, Timeout
 
 from bot.config import APP_NAME
+from bot.sandbox import Network, Sandbox, SandboxUnavailable
+from bot.sandbox import run as sandboxed
 from bot.verify import has_python_tests, scrubbed_env
 
 # Bump when the way an environment is built changes: old ones are then not reused.
-SCHEME = "1"
+SCHEME = "2"
 # Extras that carry a project's test dependencies, most specific first.
 TEST_EXTRAS = ("test", "tests", "testing", "dev")
 # A requirements file's "kind" (its name minus "requirements" and separators), most specific first.
@@ -51,7 +65,6 @@ TRIVIAL_PROGRAMS = frozenset({"true", "false", ":", "echo", "printf", "test", "[
 PYTHON_PROGRAMS = frozenset({"python", "python3", "pytest", "py.test", "pip", "pip3", "uv", "tox", "nox"})
 # What uv may see beyond the test sandbox's allow-list: where the index is and how to reach it.
 UV_ALLOW = (
-    "UV_CACHE_DIR",
     "UV_INDEX_URL",
     "UV_DEFAULT_INDEX",
     "UV_EXTRA_INDEX_URL",
@@ -71,6 +84,9 @@ UV_ALLOW = (
 BUILD_TIMEOUT_S = 900.0
 LOCK_TIMEOUT_S = 1800.0
 ERROR_TAIL_CHARS = 1500
+# Where the uv binary appears inside the sandbox.
+UV_IN_SANDBOX = "/run/uv/uv"
+CACHE_DIR = ".uv-cache"
 
 
 class EnvError(Exception):
@@ -88,6 +104,12 @@ class PyEnv:
     @property
     def bin_dir(self) -> Path:
         return self.path / "bin"
+
+    @property
+    def base_prefix(self) -> Path | None:
+        """The prefix of the interpreter the environment links to (pyvenv.cfg's
+        `home` is its bin/): the sandbox mounts it read-only, and no more."""
+        return venv_base_prefix(self.path)
 
     def apply(self, env: dict[str, str], root: Path) -> dict[str, str]:
         """`env` with this environment's programs first on PATH and the checkout
@@ -244,10 +266,10 @@ def install_plan(root: Path) -> tuple[list[str], list[str]]:
     return args, words
 
 
-def env_key(root: Path, setup_command: str | None) -> str:
-    """Hash of what decides the environment's contents."""
+def env_key(root: Path, setup_command: str | None, scope: str = "") -> str:
+    """Hash of what decides the environment's contents, and of who may write it."""
     digest = hashlib.sha256()
-    for part in (SCHEME, sys.version, sys.platform, setup_command or ""):
+    for part in (SCHEME, sys.version, sys.platform, setup_command or "", scope):
         digest.update(part.encode() + b"\0")
     for name in dependency_files(root):
         digest.update(name.encode() + b"\0")
@@ -264,83 +286,134 @@ def uv_bin() -> str:
     return find_uv_bin()
 
 
-def uv_cache_dir() -> str:
-    """uv's own cache, resolved with Patchling's environment (the build runs
-    with a scrubbed one, whose HOME is temporary)."""
-    if os.environ.get("UV_CACHE_DIR"):
-        return os.environ["UV_CACHE_DIR"]
-    out = subprocess.run([uv_bin(), "cache", "dir"], capture_output=True, text=True, check=True, timeout=60)
-    return out.stdout.strip()
+def venv_base_prefix(env: Path) -> Path | None:
+    """The base interpreter's prefix of the virtual environment at `env`."""
+    try:
+        text = (env / "pyvenv.cfg").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "home" and value.strip():
+            return Path(value.strip()).parent
+    return None
 
 
-def _uv_env(home: Path, cache_dir: str) -> dict[str, str]:
+def base_interpreter() -> tuple[Path, Path]:
+    """The interpreter environments are made with, and its prefix: Patchling's
+    base Python, never Patchling's own virtual environment."""
+    executable = Path(getattr(sys, "_base_executable", sys.executable))
+    return executable, Path(sys.base_prefix).resolve()
+
+
+def scope_cache(envs_dir: Path, scope: str) -> Path:
+    """uv's cache for one scope (repository)."""
+    name = hashlib.sha256(scope.encode()).hexdigest()[:16]
+    return envs_dir / CACHE_DIR / name
+
+
+def _uv_env(home: Path) -> dict[str, str]:
     env = scrubbed_env(home)
     env.update({name: os.environ[name] for name in UV_ALLOW if name in os.environ})
-    env.update({"UV_CACHE_DIR": cache_dir, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"})
+    env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"})
     return env
 
 
-def _uv(args: list[str], root: Path, env: dict[str, str], deadline: float) -> None:
-    """Run uv; on failure raise EnvError with the end of its output."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise EnvError("building the test environment timed out")
-    try:
-        proc = subprocess.run(
-            [uv_bin(), *args],
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=remaining,
-        )
-    except subprocess.TimeoutExpired:
-        raise EnvError("building the test environment timed out") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip()[-ERROR_TAIL_CHARS:]
-        raise EnvError(f"uv {args[0]} {args[1] if len(args) > 1 else ''} failed: {tail}".strip())
+@dataclass
+class _Builder:
+    """Runs uv for one build, in the sandbox."""
 
+    root: Path
+    target: Path
+    cache: Path
+    sandbox: Sandbox
+    network: bool
+    deadline: float
 
-def _install(root: Path, target: Path, args: list[str], env: dict[str, str], deadline: float) -> None:
-    """Install from the cache alone when it has everything (works offline),
-    else from the index."""
-    python = str(target / "bin" / "python")
-    try:
-        _uv(["pip", "install", "--offline", "--python", python, *args], root, env, deadline)
-    except EnvError:
-        _uv(["pip", "install", "--python", python, *args], root, env, deadline)
+    def uv(self, args: list[str]) -> None:
+        """Run uv; on failure raise EnvError with the end of its output."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise EnvError("building the test environment timed out")
+        program = UV_IN_SANDBOX if self.sandbox.enabled else uv_bin()
+        _, prefix = base_interpreter()
+        with tempfile.TemporaryDirectory(prefix="patchling-uv-") as home:
+            env = {**_uv_env(Path(home)), "UV_CACHE_DIR": str(self.cache)}
+            if not self.network:
+                env["UV_OFFLINE"] = "1"  # from the cache alone, without waiting on DNS
+            try:
+                outcome = sandboxed(
+                    self.sandbox,
+                    [program, *args],
+                    cwd=self.root,
+                    env=env,
+                    timeout_s=remaining,
+                    writable=[self.root, self.target.parent, self.cache],
+                    readable=[prefix],
+                    binds=[(Path(uv_bin()), UV_IN_SANDBOX)],
+                    network=self.network,
+                )
+            except SandboxUnavailable as exc:
+                raise EnvError(f"sandbox unavailable: {exc}") from None
+        if outcome.timed_out:
+            raise EnvError("building the test environment timed out")
+        if outcome.exit_code != 0:
+            tail = outcome.output.strip()[-ERROR_TAIL_CHARS:]
+            raise EnvError(f"uv {args[0]} {args[1] if len(args) > 1 else ''} failed: {tail}".strip())
 
-
-def _build(root: Path, target: Path, args: list[str], deadline: float) -> None:
-    with tempfile.TemporaryDirectory(prefix="patchling-uv-") as home:
-        env = _uv_env(Path(home), uv_cache_dir())
+    def build(self, args: list[str]) -> None:
+        python, _ = base_interpreter()
         # --seed: pip inside, for setup commands like `pip install -e .`.
-        _uv(["venv", "--relocatable", "--seed", "--python", sys.executable, str(target)], root, env, deadline)
-        _install(root, target, args, env, deadline)
+        self.uv(["venv", "--relocatable", "--seed", "--python", str(python), str(self.target)])
+        target_python = str(self.target / "bin" / "python")
+        # From the cache alone when it has everything (works offline), else from the index.
+        try:
+            self.uv(["pip", "install", "--offline", "--python", target_python, *args])
+        except EnvError:
+            if not self.network:
+                raise
+            self.uv(["pip", "install", "--python", target_python, *args])
 
 
 def ensure_env(
-    root: Path, envs_dir: Path, setup_command: str | None = None, timeout_s: float = BUILD_TIMEOUT_S
+    root: Path,
+    envs_dir: Path,
+    setup_command: str | None = None,
+    timeout_s: float = BUILD_TIMEOUT_S,
+    *,
+    scope: str = "",
+    sandbox: Sandbox | None = None,
+    network: Network = "setup",
 ) -> PyEnv:
-    """The environment for the checkout at `root`: reused when one with the same
-    key exists, else built. Raises EnvError when it cannot be built."""
+    """The environment for the checkout at `root` (of the repository `scope`):
+    reused when one with the same key exists, else built in `sandbox`, with
+    the network when `network` allows it during setup. Raises EnvError when it
+    cannot be built."""
     root = Path(root)
     started = time.monotonic()
-    key = env_key(root, setup_command)
+    key = env_key(root, setup_command, scope)
     args, words = install_plan(root)
     envs_dir.mkdir(parents=True, exist_ok=True)
     final = envs_dir / key
     if (final / INFO_FILE).is_file():
         return PyEnv(final, key, words, time.monotonic() - started, reused=True)
+    cache = scope_cache(envs_dir, scope)
     try:
+        cache.mkdir(parents=True, exist_ok=True)
         with FileLock(str(envs_dir / f"{key}.lock"), timeout=LOCK_TIMEOUT_S):
             if (final / INFO_FILE).is_file():  # another job built it while we waited
                 return PyEnv(final, key, words, time.monotonic() - started, reused=True)
             building = Path(tempfile.mkdtemp(prefix=f".build-{key}-", dir=envs_dir))
             try:
-                _build(root, building / "env", args, started + timeout_s)
+                builder = _Builder(
+                    root,
+                    building / "env",
+                    cache,
+                    sandbox or Sandbox(),
+                    network in ("setup", "all"),
+                    started + timeout_s,
+                )
+                builder.build(args)
                 (building / "env" / INFO_FILE).write_text(" ".join(words) + "\n")
                 shutil.rmtree(final, ignore_errors=True)  # a leftover without its info file
                 (building / "env").rename(final)

@@ -5,6 +5,7 @@ configures a job is exactly the commit the job starts from.
 
     test: python -m pytest -q          # test command (else the server's setting)
     setup: pip install -e .            # run once before the tests
+    network: setup                     # network for repository code: setup (default), none, all
     protected: ["migrations/**"]       # globs the bot may not touch
     branch_prefix: patchling/          # branches for issue edits
     tiers: [qwen-7b, gpt-4o-mini]      # names of configured tiers, in order
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from bot.config import ChangeCaps, Tier
 from bot.files import ALWAYS_PROTECTED
+from bot.sandbox import Network
 
 SETTINGS_PATHS = (".github/patchling.yml", ".github/patchling.yaml")
 
@@ -56,6 +58,8 @@ class RepoSettings(BaseModel):
 
     test: str | None = None
     setup: str | None = None
+    # Tests never get the network unless "all"; setup (and the environment build) unless "none".
+    network: Network = "setup"
     protected: tuple[str, ...] = ()
     branch_prefix: str = "patchling/"
     tiers: tuple[str, ...] | None = Field(default=None, min_length=1)

@@ -1,22 +1,18 @@
 """Checks on a change: syntax of the touched files, and the repository's tests
-run in a sandboxed subprocess.
+run in a sandbox.
 
 The test command runs the *repository's* code, which may be hostile or simply
-careless. So it gets a scrubbed environment (a short allow-list, never a token
-or key), a fresh HOME/TMPDIR, closed stdin, its own process group killed as a
-whole on timeout, and its output goes to a file outside the checkout.
+careless. So it runs in bot.sandbox (bubblewrap: only the work tree and the
+environment mounted, no network, limits), with a scrubbed environment (a short
+allow-list, never a token or key) and closed stdin.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shlex
-import shutil
-import signal
-import subprocess
 import tempfile
 import time
 import tomllib
@@ -27,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.files import list_files
+from bot.sandbox import Network, Sandbox, SandboxUnavailable
+from bot.sandbox import run as sandboxed
 
 if TYPE_CHECKING:
     from bot.pyenv import PyEnv
@@ -38,8 +36,6 @@ ENV_DENY = ("*TOKEN*", "*SECRET*", "*_KEY", "*PASSWORD*", "BOT_*", "GITHUB_*", "
 # Characters meaning the command needs a shell (pipes, globs, variables, ...).
 SHELL_CHARS = set("|&;<>()$`*?[]{}~!\n")
 OUTPUT_TAIL_CHARS = 8_000
-# Parsed output is bounded too: a runaway test printing gigabytes must not OOM us.
-OUTPUT_READ_LIMIT = 4_000_000
 
 _COUNT_RE = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)\b")
 _FAILING_RE = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$")
@@ -77,6 +73,8 @@ class TestRun:
     output_tail: str = ""
     # Why the tests did not run at all (then the counts mean nothing), or None.
     could_not_run: str | None = None
+    # False only when the operator turned the sandbox off (`sandbox = "none"`).
+    sandboxed: bool = True
 
     @property
     def ok(self) -> bool:
@@ -90,7 +88,8 @@ class TestRun:
         if self.could_not_run is not None:
             return f"tests could not run: {self.could_not_run}"
         text = f"{self.passed} passed, {self.failed} failed, {self.errors} errors, {self.skipped} skipped"
-        return text + (" (timed out)" if self.timed_out else "")
+        text += " (timed out)" if self.timed_out else ""
+        return text + ("" if self.sandboxed else " (ran unsandboxed)")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,56 +194,33 @@ def command_argv(command: str) -> list[str]:
     return words
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-# The command gets SIGKILL when the server dies, even by kill -9, which leaves
-# no chance to kill its process group (util-linux's setpriv: no preexec_fn in
-# a threaded server). Only the direct child: a sandbox will take the rest.
-_DIE_WITH_SERVER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
-
-
-def _run(
-    argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float, out_path: Path
-) -> tuple[int | None, bool]:
-    with open(out_path, "wb") as out:
-        try:
-            proc = subprocess.Popen(
-                [*_DIE_WITH_SERVER, *argv],
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: a timeout kills children too
-            )
-        except (FileNotFoundError, PermissionError) as exc:
-            # As a shell would say it: 127 not found, 126 not executable.
-            out.write(f"{argv[0]}: {exc.strerror}\n".encode())
-            return (127 if isinstance(exc, FileNotFoundError) else 126), False
-        try:
-            code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            proc.wait()
-            return None, True
-        except BaseException:
-            _kill_group(proc)
-            proc.wait()
-            raise
-        # Background children left behind by a finished command go too.
-        _kill_group(proc)
-        return code, False
-
-
-def _read_output(path: Path) -> str:
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        if size > OUTPUT_READ_LIMIT:
-            handle.seek(size - OUTPUT_READ_LIMIT)
-        return handle.read().decode("utf-8", errors="replace")
+def _step(
+    sandbox: Sandbox,
+    command: str,
+    root: Path,
+    env: dict[str, str],
+    timeout_s: float,
+    pyenv: PyEnv | None,
+    *,
+    setup: bool,
+    network: Network,
+) -> tuple[int | None, bool, str]:
+    """One command in the sandbox: the work tree writable; the environment
+    writable for setup only (it installs there), read-only for the tests."""
+    env_dirs = [pyenv.path] if pyenv is not None else []
+    base = [pyenv.base_prefix] if pyenv is not None and pyenv.base_prefix is not None else []
+    outcome = sandboxed(
+        sandbox,
+        command_argv(command),
+        cwd=root,
+        env=env,
+        timeout_s=timeout_s,
+        writable=[root, *(env_dirs if setup else [])],
+        readable=[*base, *([] if setup else env_dirs)],
+        network=network == "all" or (setup and network == "setup"),
+    )
+    output = outcome.output + (f"\n[patchling: {outcome.note}]\n" if outcome.note else "")
+    return outcome.exit_code, outcome.timed_out, output
 
 
 def run_tests(
@@ -253,11 +229,16 @@ def run_tests(
     timeout_s: float,
     setup_command: str | None = None,
     pyenv: PyEnv | None = None,
+    *,
+    sandbox: Sandbox | None = None,
+    network: Network = "setup",
 ) -> TestRun:
-    """Run `setup_command` (if any) then `command` in `root`, sandboxed, inside
-    the repository's environment `pyenv` when given; both share `timeout_s`.
-    A failing setup counts as one error of the run."""
+    """Run `setup_command` (if any) then `command` in `root`, in `sandbox`
+    (bubblewrap by default), inside the repository's environment `pyenv` when
+    given; both share `timeout_s`. A failing setup counts as one error of the
+    run. Where the sandbox cannot run, the tests do not run either."""
     root = Path(root)
+    sandbox = sandbox or Sandbox()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="patchling-test-") as tmp:
         home = Path(tmp) / "home"
@@ -265,21 +246,27 @@ def run_tests(
         env = scrubbed_env(home)
         if pyenv is not None:
             env = pyenv.apply(env, root)
-        out_path = Path(tmp) / "output.txt"
         setup_note = ""
-        if setup_command:
-            code, timed_out = _run(command_argv(setup_command), root, env, timeout_s, out_path)
-            if timed_out or code != 0:
-                # Reported, and the tests still run: a baseline and an "after" run
-                # see the same (incomplete) setup, so they stay comparable.
-                why = "timed out" if timed_out else f"exited with {code}"
-                setup_note = f"setup command {why}: {setup_command}\n{_read_output(out_path)[-2000:]}\n"
-        remaining = max(1.0, timeout_s - (time.monotonic() - started))
-        code, timed_out = _run(command_argv(command), root, env, remaining, out_path)
-        output = _read_output(out_path)
+        try:
+            if setup_command:
+                code, timed_out, output = _step(
+                    sandbox, setup_command, root, env, timeout_s, pyenv, setup=True, network=network
+                )
+                if timed_out or code != 0:
+                    # Reported, and the tests still run: a baseline and an "after" run
+                    # see the same (incomplete) setup, so they stay comparable.
+                    why = "timed out" if timed_out else f"exited with {code}"
+                    setup_note = f"setup command {why}: {setup_command}\n{output[-2000:]}\n"
+            remaining = max(1.0, timeout_s - (time.monotonic() - started))
+            code, timed_out, output = _step(
+                sandbox, command, root, env, remaining, pyenv, setup=False, network=network
+            )
+        except SandboxUnavailable as exc:
+            return TestRun.not_run(command, f"sandbox unavailable: {exc}")
     run = parse_test_output(
         command, output, exit_code=code, timed_out=timed_out, duration_s=time.monotonic() - started
     )
+    run.sandboxed = sandbox.enabled
     run.could_not_run = not_run_reason(command, output, code, project_packages(root))
     if setup_note:
         run.errors += 1

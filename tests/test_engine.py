@@ -421,13 +421,13 @@ async def test_setup_command_runs_before_and_after(model_server: ScriptedModel, 
     root = notes_repo(tmp_path)
     model_server.script({"match": "What to change in notes.txt:", "reply": fenced("one\ntwo\n", "text")})
     records = RecordStore(tmp_path / "records.sqlite3")
-    # Each test run gets a fresh $HOME: the tests pass only if setup ran first.
+    # The tests consume the marker setup leaves: they pass only if setup ran first, each time.
     result = await run_edit(
         root,
         "append two to notes.txt",
         tiers=[make_tier(model_server, "tiny")],
-        setup_command='touch "$HOME/ready"',
-        test_command='test -f "$HOME/ready"',
+        setup_command="touch .ready",
+        test_command="test -f .ready && rm .ready",
         records=records,
         job_id="job-setup",
         repo="owner/notes",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from bot.pyenv import EnvError, ensure_env, env_key, install_plan, needs_env
+from bot.pyenv import EnvError, ensure_env, env_key, install_plan, needs_env, scope_cache
 from bot.verify import default_test_command, run_tests
 from tests.conftest import CALCULATOR
 
@@ -76,14 +77,20 @@ def test_an_environment_is_built_once_and_reused(tmp_path: Path, shared_data_dir
 
 
 @pytest.mark.slow
-def test_a_cached_environment_builds_offline(
-    tmp_path: Path, shared_data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_cached_environment_builds_without_the_network(tmp_path: Path, shared_data_dir: Path) -> None:
     root = write(tmp_path / "repo", {"pyproject.toml": '[project]\nname = "solo"\nversion = "0"\n'})
-    ensure_env(root, shared_data_dir / "envs")  # fills uv's cache, if anything was missing
-    monkeypatch.setenv("UV_OFFLINE", "1")
-    fresh = ensure_env(root, tmp_path / "envs")  # a new environment, from the cache alone
+    envs = shared_data_dir / "envs"
+    first = ensure_env(root, envs)  # fills this scope's uv cache, if anything was missing
+    shutil.rmtree(first.path)
+    fresh = ensure_env(root, envs, network="none")  # a new environment, from the cache alone
     assert not fresh.reused and (fresh.bin_dir / "pytest").is_file()
+
+
+def test_each_repository_has_its_own_environment_and_cache(tmp_path: Path) -> None:
+    root = write(tmp_path / "repo", {"pyproject.toml": '[project]\nname = "solo"\nversion = "0"\n'})
+    # A setup command writes into the environment: two repositories never share one.
+    assert env_key(root, "pip install -e .", "a/one") != env_key(root, "pip install -e .", "b/two")
+    assert scope_cache(tmp_path, "a/one") != scope_cache(tmp_path, "b/two")
 
 
 @pytest.mark.slow
@@ -117,7 +124,8 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     envs = tmp_path / "envs"
     with pytest.raises(EnvError, match="failed"):
         ensure_env(root, envs)
-    assert sorted(p.name for p in envs.iterdir() if not p.name.endswith(".lock")) == []
+    # Only the repository's uv cache stays (by design), never a half-built environment.
+    assert sorted(p.name for p in envs.iterdir() if not p.name.endswith(".lock")) == [".uv-cache"]
 
 
 def test_the_key_follows_the_dependency_files(tmp_path: Path) -> None:
