@@ -65,7 +65,9 @@ def shrink_problem(path: str, before: str | None, after: str, request: str) -> s
     if PurePosixPath(path).suffix in (".py", ".pyi"):
         old, new = top_level_names(before), top_level_names(after)
         if old is not None and new is not None:
-            lost = [name for name in old if name not in new and not named & {name, name.rpartition(".")[2]}]
+            gone = [name for name in old if name not in new and not named & {name, name.rpartition(".")[2]}]
+            # A lost class's methods go with it: name the class alone.
+            lost = [name for name in gone if "." not in name or name.partition(".")[0] not in gone]
             if lost:
                 shown = ", ".join(lost[:8]) + (" …" if len(lost) > 8 else "")
                 return f"{path}: the change removes {shown}, which the request does not mention"
