@@ -25,14 +25,13 @@ import contextlib
 import functools
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -69,8 +68,11 @@ SANDBOX_HOME = "/tmp/home"
 # bwrap reports a command killed by signal N as exit status 128 + N.
 _SIGNAL_EXIT = 128
 _KILL_WAIT_S = 5.0
-# bwrap's own words when the program cannot be started inside.
-_EXEC_FAILED_RE = re.compile(r"\Abwrap: execvp [^\n]*: (No such file or directory|Permission denied)\n?\Z")
+# bwrap's (or prlimit's) own words when the program cannot be started.
+_EXEC_FAILED_RE = re.compile(
+    r"\A(?:bwrap: execvp|prlimit: failed to execute) [^\n]*: "
+    r"(No such file or directory|Permission denied)\n?\Z"
+)
 
 
 class SandboxUnavailable(Exception):
@@ -289,11 +291,6 @@ class _ProcessCap:
                     group.rmdir()
         self.nproc = limit if self.cgroup is not None else _own_processes() + limit
 
-    def enter(self) -> None:
-        """In the child, before exec: join the cgroup; its children follow."""
-        if self.cgroup is not None:
-            (self.cgroup / "cgroup.procs").write_text(str(os.getpid()))
-
     def hit(self) -> bool:
         if self.cgroup is None:
             return False
@@ -334,19 +331,25 @@ def _own_processes() -> int:
     return count
 
 
-def _preexec(limits: Limits, cap: _ProcessCap) -> Callable[[], None]:
-    def apply() -> None:
-        cap.enter()
-        for which, value in (
-            (resource.RLIMIT_CPU, limits.cpu_s),
-            (resource.RLIMIT_AS, limits.memory_bytes),
-            (resource.RLIMIT_FSIZE, limits.file_bytes),
-            (resource.RLIMIT_NPROC, cap.nproc),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            resource.setrlimit(which, (value, value))
+# util-linux's prlimit sets the limits on itself, then execs the command.
+PRLIMIT = "prlimit"
+# Joins the cgroup named by $0 with the shell's own pid, then becomes "$@":
+# builtins only, so nothing forks before the process cap holds.
+_JOIN_CGROUP = 'echo $$ > "$0" && exec "$@"'
 
-    return apply
+
+def limited_argv(argv: Sequence[str], limits: Limits, cap: _ProcessCap) -> list[str]:
+    """`argv` started under its limits by exec wrappers, not a preexec_fn
+    (which may deadlock the child of a threaded server such as ours)."""
+    rlimits = [
+        f"--cpu={limits.cpu_s}",
+        f"--as={limits.memory_bytes}",
+        f"--fsize={limits.file_bytes}",
+        f"--nproc={cap.nproc}",
+        "--core=0",
+    ]
+    join = ["/bin/sh", "-c", _JOIN_CGROUP, str(cap.cgroup / "cgroup.procs")] if cap.cgroup else []
+    return [*join, PRLIMIT, *rlimits, "--", *argv]
 
 
 # -- running ----------------------------------------------------------------------
@@ -411,6 +414,8 @@ def run(
     """Run `argv` in `sandbox` (see bwrap_argv) with its limits, at most
     `timeout_s` seconds. Raises SandboxUnavailable when it cannot run here."""
     reason = sandbox.unavailable()
+    if reason is None and shutil.which(PRLIMIT) is None:
+        reason = f"{PRLIMIT} (util-linux) is not installed, so the limits cannot be set"
     if reason is not None:
         raise SandboxUnavailable(reason)
     with tempfile.TemporaryDirectory(prefix="patchling-sandbox-") as tmp:
@@ -428,11 +433,14 @@ def run(
             )
         cap = _ProcessCap(sandbox.limits.processes)
         try:
-            outcome = _supervise(full, cwd, env, timeout_s, sandbox.limits, cap)
+            outcome = _supervise(
+                limited_argv(full, sandbox.limits, cap), cwd, env, timeout_s, sandbox.limits, cap
+            )
         finally:
             cap.close()
     # As a shell would say it: 127 not found, 126 not executable.
-    failed = _EXEC_FAILED_RE.match(outcome.output) if sandbox.enabled and outcome.exit_code == 1 else None
+    # bwrap exits 1 when it cannot start the program, prlimit 126 or 127.
+    failed = _EXEC_FAILED_RE.match(outcome.output) if outcome.exit_code in (1, 126, 127) else None
     if failed is not None:
         outcome.exit_code = 127 if failed.group(1).startswith("No such") else 126
         outcome.output = f"{argv[0]}: {failed.group(1)}\n"
@@ -451,7 +459,6 @@ def _supervise(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: a timeout kills it all
-            preexec_fn=_preexec(limits, cap),
         )
     except (FileNotFoundError, PermissionError) as exc:
         # As a shell would say it: 127 not found, 126 not executable.
