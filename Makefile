@@ -1,14 +1,26 @@
 # Every target sets itself up idempotently into .venv/ from a bare machine
-# with Python 3.11+ and git.
+# with Python 3.11+ and git; as root on Debian or Ubuntu it also installs
+# bubblewrap, the sandbox repository code runs in.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BAML_CLIENT := bot/baml_client/__init__.py
 
-.PHONY: setup serve test lint bench edit
+.PHONY: setup system serve test lint bench edit
 
-setup: $(STAMP) $(BAML_CLIENT)
+setup: system $(STAMP) $(BAML_CLIENT)
+
+# bubblewrap: installed when missing and we may (root with apt), else named.
+system:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing bubblewrap (repository code runs in its sandbox)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap </dev/null; \
+	  else \
+	    echo "warning: bubblewrap is missing; repository code will not run until it is installed" \
+	      "(apt-get install bubblewrap, dnf install bubblewrap)" >&2; \
+	  fi; }
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
