@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from bot.config import ChangeCaps, EditFormat
-from bot.files import PathRefused, clean_path, list_files, open_file, read_bytes, resolve
+from bot.files import PathRefused, clean_path, is_protected, list_files, open_file, read_bytes, resolve
 from bot.files import symlink_on_path as symlink_on_path
 from bot.guards import binary_problem, size_problem
 
@@ -1420,12 +1420,18 @@ def apply_edit(
     path_hint: str | None = None,
     fmt: EditFormat | None = None,
     caps: ChangeCaps | None = None,
+    protected: Sequence[str] = (),
+    allow_workflows: bool = False,
 ) -> dict[str, str]:
     """compute_changes + write_changes; returns the changes. Refuses (ApplyError,
-    nothing written) binary content and files over `caps.max_file_bytes`: a patch
-    is as untrusted as the model that wrote it. The per-job caps on files and lines
-    are the engine's: a person applying a patch has chosen its size."""
+    nothing written) protected paths (bot.files.is_protected, as for an edit),
+    binary content and files over `caps.max_file_bytes`: a patch is as untrusted
+    as the model that wrote it. The per-job caps on files and lines are the
+    engine's: a person applying a patch has chosen its size."""
     changes = compute_changes(root, text, path_hint=path_hint, fmt=fmt)
+    refused = sorted(p for p in changes if is_protected(p, protected, allow_workflows=allow_workflows))
+    if refused:
+        raise ApplyError(f"Refused: {', '.join(refused)} is protected.", path=refused[0])
     limit = (caps or ChangeCaps()).max_file_bytes
     before = _Workspace(Path(root), None)
     for rel, new in sorted(changes.items()):

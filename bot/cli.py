@@ -115,6 +115,23 @@ def report_only_stdout() -> Iterator[None]:
         os.close(saved)
 
 
+ProtectedOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--protected",
+        metavar="GLOB",
+        help="Paths never to change (repeatable); .git/ and .github/ always are.",
+    ),
+]
+AllowWorkflowsOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-workflows",
+        help="Let the change touch .github/workflows/ (the rest of .github/ stays off).",
+    ),
+]
+
+
 def _err() -> Console:
     return Console(stderr=True)
 
@@ -187,21 +204,8 @@ def edit(
     setup_command: Annotated[
         str | None, typer.Option("--setup-command", metavar="COMMAND", help="Run once before tests.")
     ] = None,
-    protected: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--protected",
-            metavar="GLOB",
-            help="Paths never to change (repeatable); .git/ and .github/ always are.",
-        ),
-    ] = None,
-    allow_workflows: Annotated[
-        bool,
-        typer.Option(
-            "--allow-workflows",
-            help="Let the change touch .github/workflows/ (the rest of .github/ stays off).",
-        ),
-    ] = False,
+    protected: ProtectedOption = None,
+    allow_workflows: AllowWorkflowsOption = False,
     data_dir: DataDirOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -267,9 +271,12 @@ def apply_patch(
     ],
     repo: RepoOption = Path("."),
     config: ConfigOption = None,
+    protected: ProtectedOption = None,
+    allow_workflows: AllowWorkflowsOption = False,
 ) -> None:
     """Apply a patch in any format Patchling reads (diff, search/replace, whole file).
-    Binary content and files over the size cap (`[caps]` in the settings) are refused."""
+    Protected paths, binary content and files over the size cap (`[caps]` in the
+    settings) are refused, as for `edit`."""
     from bot.apply import ApplyError, apply_edit
 
     root = _work_tree(repo)
@@ -281,7 +288,13 @@ def apply_patch(
         _bad_input(f"{patchfile} is empty")
     err = _err()
     try:
-        changed = apply_edit(root, text, caps=_settings(config).caps)
+        changed = apply_edit(
+            root,
+            text,
+            caps=_settings(config).caps,
+            protected=protected or (),
+            allow_workflows=allow_workflows,
+        )
     except ApplyError as exc:
         where = " ".join(
             part

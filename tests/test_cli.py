@@ -448,3 +448,22 @@ def test_apply_honours_the_size_cap_in_the_settings(calculator_repo: Path, tmp_p
     assert "over the cap of 200 bytes per file" in " ".join(result.stderr.split())
     assert "nothing was written" in result.stderr
     assert tree_state(calculator_repo) == before
+
+
+def test_apply_refuses_protected_paths_like_edit(calculator_repo: Path, tmp_path: Path) -> None:
+    workflow = ".github/workflows/ci.yml"
+    patch = tmp_path / "reply.txt"
+    patch.write_text(f"{workflow}\n<<<<<<< SEARCH\n=======\non: push\n>>>>>>> REPLACE\n" + SEARCH_REPLACE_OK)
+    before = tree_state(calculator_repo)
+    cases = [
+        ([], workflow),
+        (["--protected", "calculator/*.py", "--allow-workflows"], CALC_PY),
+    ]
+    for extra, refused in cases:
+        result = runner.invoke(app, ["apply", "--repo", str(calculator_repo), *extra, str(patch)])
+        assert result.exit_code == 1, result.output
+        assert f"Refused: {refused} is protected" in " ".join(result.stderr.split())
+        assert tree_state(calculator_repo) == before
+    result = runner.invoke(app, ["apply", "--repo", str(calculator_repo), "--allow-workflows", str(patch)])
+    assert result.exit_code == 0, result.output
+    assert (calculator_repo / workflow).read_text() == "on: push\n"
