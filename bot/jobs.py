@@ -668,6 +668,8 @@ def _open_api(job: JobRequest, settings: Settings, github: gh.GitHubFactory) -> 
         job.owner,
         job.repo,
         secrets=secrets,
+        # A public comment names the tier, never where the server keeps its models.
+        endpoints=[tier.base_url for tier in settings.tiers],
         renew=lambda: gh.mint_token(app, installation_id, job.repo),
     )
 

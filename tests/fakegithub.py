@@ -554,9 +554,17 @@ class Harness:
             return int(self.queue.run_pending())
 
 
-def make_harness(tmp_path: Path, source: Path, model_url: str | None = None, **settings: Any) -> Harness:
+def make_harness(
+    tmp_path: Path,
+    source: Path,
+    model_url: str | None = None,
+    *,
+    tiers: list[Any] | None = None,
+    **settings: Any,
+) -> Harness:
     """By default the repository's tests are a trivial command that needs no
-    environment: pass test_command=None to run its real tests."""
+    environment: pass test_command=None to run its real tests. `tiers`
+    replaces the one tier at `model_url`."""
     from githubkit.cache import MemCacheStrategy
 
     from bot.config import Settings, Tier
@@ -566,9 +574,12 @@ def make_harness(tmp_path: Path, source: Path, model_url: str | None = None, **s
 
     remote_path, remote = seed_remote(tmp_path, source)
     repo = RemoteRepo(owner="acme", name="calculator", clone_url=f"file://{remote_path}")
-    tiers = [
-        Tier(name="tiny", model="tiny", base_url=model_url or "http://127.0.0.1:9/v1", edit_format="whole")
-    ]
+    if tiers is None:
+        tiers = [
+            Tier(
+                name="tiny", model="tiny", base_url=model_url or "http://127.0.0.1:9/v1", edit_format="whole"
+            )
+        ]
     config = Settings(
         _env_file=None,
         data_dir=tmp_path / "data",

@@ -8,6 +8,7 @@ kill -9, and a new JobQueue on the same data directory recovers it."""
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import signal
@@ -416,3 +417,94 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return "gone"
+
+
+# -- the model failing -----------------------------------------------------------------
+
+# What each fault makes the tier's server answer to the plan request.
+MODEL_FAULTS: dict[str, list[dict[str, Any]]] = {
+    "down": [],  # nothing listens at the tier's address
+    "500": [{"match": "decide which files", "status": 500, "reply": "upstream overloaded"}],
+    "garbage": [{"match": "decide which files", "reply": "<<< %%% not a plan %%% >>>"}],
+    "truncated": [
+        {
+            "match": "decide which files",
+            "reply": '{"files": [{"path": "calculator/calc',
+            "finish_reason": "length",
+        }
+    ],
+    "too slow": [{"match": "decide which files", "reply": "{}", "delay": 4}],
+}
+# Words of the prompt that no log may hold: the template's, and the repository's code.
+PROMPT_WORDS = ("decide which files", "def memory_recall")
+
+
+def the_endpoint_is_named(app: Harness, server: ScriptedModel) -> list[str]:
+    """The posted texts that give away where the model server is."""
+    return [body for body in app.fake.bodies() if server.url in body or f":{server.port}" in body]
+
+
+@pytest.mark.parametrize("fault", list(MODEL_FAULTS))
+def test_a_failing_model_ends_the_job_naming_the_tier_and_the_next_job_works(
+    tmp_path: Path,
+    model_server: ScriptedModel,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+) -> None:
+    from bot.config import Tier
+    from bot.serve import quiet_model_log
+
+    caplog.set_level(logging.INFO)
+    # BAML's own default, as a service's environment might leave it: serve quiets it.
+    monkeypatch.setenv("BAML_LOG", "warn")
+    quiet_model_log(verbose=False)
+    server = ScriptedModel() if fault == "down" else model_server  # not started yet: down
+    tier = Tier(name="tiny", model="tiny", base_url=server.url, timeout_s=2)
+    app = make_harness(tmp_path, CALCULATOR, tiers=[tier])
+    if fault != "down":
+        model_server.script(*MODEL_FAULTS[fault])
+    first = request(app)
+    assert app.run_jobs() == 1
+
+    assert app.queue.ledger.count("failed") == 1
+    assert app.fake.reactions_on(first["comment"]["id"]) == ["eyes", "confused"]
+    (status, reply) = app.fake.posted_to(7)
+    assert "working…" not in status["body"] and "😕 no change made:" in status["body"]
+    assert "tiny" in reply["body"] and "internal error" not in reply["body"]
+    assert the_endpoint_is_named(app, server) == []
+    assert app.fake.created_pulls == []
+    logged = caplog.text + capfd.readouterr().out
+    assert not [word for word in PROMPT_WORDS if word in logged]
+
+    # The model is back: the next request goes through.
+    if fault == "down":
+        server.start()
+    try:
+        script_memory_clear(server, NEW_SOURCE)
+        request(app)
+        assert app.run_jobs() == 1
+    finally:
+        if fault == "down":
+            server.stop()
+    assert len(app.fake.created_pulls) == 1
+    assert app.queue.ledger.count("done") == 1
+
+
+def test_verbose_serve_logs_the_prompt_of_a_failed_call(
+    tmp_path: Path,
+    model_server: ScriptedModel,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other side of the quiet log: asked for, the prompts are there."""
+    from bot.serve import quiet_model_log
+
+    monkeypatch.setenv("BAML_LOG", "error")
+    quiet_model_log(verbose=True)
+    app = make_harness(tmp_path, CALCULATOR, model_server.url)
+    model_server.script(*MODEL_FAULTS["500"])
+    request(app)
+    assert app.run_jobs() == 1
+    assert "decide which files" in capfd.readouterr().out
