@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import pygit2
 from huey import Huey, RedisHuey, SqliteHuey
@@ -792,14 +792,9 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings) -> Plan:
                 "push to it (and never runs a fork's code with this repository's credentials). Push the "
                 "branch to this repository, or apply the change yourself."
             )
-    mirror_dir = workspace.mirror_path(settings.data_dir, job.full_name)
-    with workspace.mirror_lock(mirror_dir):
-        mirror = workspace.update_mirror(mirror_dir, job.clone_url, api.token)
+    repo_settings, branches = _from_mirror(job, api, settings.data_dir, _read_settings(job))
     try:
-        repo_settings = load_repo_settings(mirror, f"refs/heads/{job.default_branch}")
         tiers = select_tiers(settings.tiers, repo_settings.tiers)
-    except MissingBranch as exc:
-        raise Declined(f"Patchling cannot start: {exc}.") from None
     except RepoSettingsError as exc:
         raise Declined(
             f"Patchling cannot start: {exc}. Fix it on `{job.default_branch}` and ask again."
@@ -808,8 +803,60 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings) -> Plan:
         return Plan(pull.head_ref, pull.head_ref, repo_settings, tiers, pull)
     branch = issue_branch(repo_settings.branch_prefix, job.number, job.title)
     # A second /edit on the issue continues its branch rather than starting over.
-    start = branch if workspace.branch_tip(mirror, branch) is not None else job.default_branch
+    start = branch if branch in branches else job.default_branch
     return Plan(branch, start, repo_settings, tiers)
+
+
+def _read_settings(job: JobRequest) -> Callable[[pygit2.Repository], tuple[RepoSettings, set[str]]]:
+    """The repository's settings, and the names of its branches, from the mirror."""
+
+    def read(mirror: pygit2.Repository) -> tuple[RepoSettings, set[str]]:
+        try:
+            repo_settings = load_repo_settings(mirror, f"refs/heads/{job.default_branch}")
+        except MissingBranch as exc:
+            if workspace.branch_tip(mirror, job.default_branch) is not None:
+                # The branch is there, its commit unreadable: the mirror is damaged.
+                raise workspace.MirrorDamaged(f"the tip of `{job.default_branch}` cannot be read") from None
+            raise Declined(f"Patchling cannot start: {exc}.") from None
+        except RepoSettingsError as exc:
+            raise Declined(
+                f"Patchling cannot start: {exc}. Fix it on `{job.default_branch}` and ask again."
+            ) from None
+        return repo_settings, set(mirror.branches.local)
+
+    return read
+
+
+_T = TypeVar("_T")
+
+
+def _from_mirror(
+    job: JobRequest, api: gh.RepoAPI, data_dir: Path, use: Callable[[pygit2.Repository], _T]
+) -> _T:
+    """Fetch the repository's mirror and `use` it, holding the mirror's lock.
+    A mirror found damaged, by the fetch or by `use`, is removed and cloned
+    afresh once; damaged again, the job stops saying so."""
+    path = workspace.mirror_path(data_dir, job.full_name)
+    with workspace.mirror_lock(path):
+        try:
+            return use(workspace.update_mirror(path, job.clone_url, api.token))
+        except Exception as exc:
+            if not workspace.is_damage(exc):
+                raise
+            log.warning(
+                "job %s: the mirror of %s is damaged (%s); cloning it afresh", job.job_id, job.full_name, exc
+            )
+        workspace.remove_mirror(path)
+        try:
+            return use(workspace.update_mirror(path, job.clone_url, api.token))
+        except Exception as exc:
+            if not workspace.is_damage(exc):
+                raise
+            workspace.remove_mirror(path)  # nothing half-cloned is left for the next job
+            raise workspace.WorkspaceError(
+                "the server's copy of the repository was damaged, and a fresh clone of it failed "
+                f"the same way ({exc})"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -844,18 +891,22 @@ def _edit_and_deliver(
     (data_dir / "work").mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=data_dir / "work"))
     try:
-        mirror_dir = workspace.mirror_path(data_dir, job.full_name)
-        with workspace.mirror_lock(mirror_dir):
-            # Again, now that the branch is ours: a job that held it may have pushed since.
-            mirror = workspace.update_mirror(mirror_dir, job.clone_url, api.token)
+
+        def check_out(mirror: pygit2.Repository) -> Delivery | tuple[str, pygit2.Repository]:
             pushed = _pushed_before(memo, mirror, plan.branch)
-            if pushed is None:
-                start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
-                tree = workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
-        if pushed is not None:
+            if pushed is not None:
+                return pushed
+            start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
+            shutil.rmtree(scratch / "tree", ignore_errors=True)  # what a damaged mirror let through
+            return start, workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
+
+        # Fetched again, now that the branch is ours: a job that held it may have pushed since.
+        found = _from_mirror(job, api, data_dir, check_out)
+        if isinstance(found, Delivery):
             # An earlier run of this job pushed its commit and was cut short: deliver it, no new edit.
-            board.done(f"resumed: `{pushed.sha[:7]}` is already on `{plan.branch}`")
-            return _deliver(job, api, plan, pushed, board, memo)
+            board.done(f"resumed: `{found.sha[:7]}` is already on `{plan.branch}`")
+            return _deliver(job, api, plan, found, board, memo)
+        start, tree = found
         board.done(f"cloned `{start}` at `{str(tree.head.target)[:7]}`")
 
         focus = None

@@ -508,3 +508,59 @@ def test_verbose_serve_logs_the_prompt_of_a_failed_call(
     request(app)
     assert app.run_jobs() == 1
     assert "decide which files" in capfd.readouterr().out
+
+
+# -- the data directory ----------------------------------------------------------------
+
+
+def cut_short(git_dir: Path) -> None:
+    """Truncate every object file of a bare repository (its packs, its loose
+    objects) to half its size, as a crash in the middle of writing would."""
+    objects = [p for p in (git_dir / "objects").rglob("*") if p.is_file() and p.suffix != ".idx"]
+    objects = [p for p in objects if p.parent.name != "info"]
+    assert objects
+    for path in objects:
+        path.chmod(0o644)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+
+
+def mirror_of(app: Harness) -> Path:
+    return app.settings.data_dir / "mirrors" / "acme" / "calculator.git"
+
+
+def test_a_damaged_mirror_is_cloned_afresh_and_the_job_goes_on(
+    tmp_path: Path, model_server: ScriptedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = harness(tmp_path, model_server)
+    request(app)
+    assert app.run_jobs() == 1
+    cut_short(mirror_of(app))
+
+    script_memory_clear(model_server, NEW_SOURCE.replace("memory_clear", "memory_reset"))
+    data = request(app)
+    assert app.run_jobs() == 1
+    assert app.queue.ledger.count("done") == 2
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
+    assert "the mirror of acme/calculator is damaged" in caplog.text
+    assert commits_over_main(app) == 2  # the second job's commit too, on the same branch
+    assert pygit2.Repository(str(mirror_of(app))).odb  # the new mirror opens
+
+
+def test_a_repository_damaged_at_its_source_stops_the_job_with_a_clear_comment(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    # One file's content, damaged where the remote keeps it: every clone of it is damaged.
+    main = app.remote.references["refs/heads/main"].peel(pygit2.Commit)
+    blob = (main.tree / "calculator" / "calculator.py").id
+    loose = app.remote_path / "objects" / str(blob)[:2] / str(blob)[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(loose.read_bytes()[:20])
+    data = request(app)
+    assert app.run_jobs() == 1
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+    (reply,) = app.fake.posted_to(7)
+    assert "the server's copy of the repository was damaged, and a fresh clone of it failed" in reply["body"]
+    assert not mirror_of(app).exists()
+    assert model_server.calls() == []
