@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # The job queue: SQLite under data_dir when unset, or `redis://...` for RedisHuey.
     queue_url: str | None = None
 
+    # -- repository size cap --
+    # Larger repositories are refused: before cloning by the size GitHub
+    # reports, after fetching by the mirror's size on disk.
+    max_repo_mb: int = Field(default=2048, ge=1)
+
     @classmethod
     def settings_customise_sources(
         cls,

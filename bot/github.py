@@ -251,6 +251,12 @@ class RepoAPI:
         # role_name tells maintain from write; `permission` folds them together.
         return data.role_name or data.permission
 
+    def size_kb(self) -> int | None:
+        """The repository's size as GitHub reports it (KB of git data, roughly;
+        None when it says nothing). Read raw: only this one field is needed."""
+        size = self._rest(lambda g: g.rest.repos.get(self.owner, self.repo)).json().get("size")
+        return int(size) if isinstance(size, int | float) else None
+
     def react(self, kind: CommentKind, comment_id: int, content: Reaction) -> None:
         if kind == "review":
             self._rest(

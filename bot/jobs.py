@@ -792,7 +792,9 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings) -> Plan:
                 "push to it (and never runs a fork's code with this repository's credentials). Push the "
                 "branch to this repository, or apply the change yourself."
             )
-    repo_settings, branches = _from_mirror(job, api, settings.data_dir, _read_settings(job))
+    _check_size(settings.max_repo_mb, api.size_kb() or 0, "GitHub counts it at")
+    read = _read_settings(job, settings.max_repo_mb)
+    repo_settings, branches = _from_mirror(job, api, settings.data_dir, read)
     try:
         tiers = select_tiers(settings.tiers, repo_settings.tiers)
     except RepoSettingsError as exc:
@@ -807,10 +809,30 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings) -> Plan:
     return Plan(branch, start, repo_settings, tiers)
 
 
-def _read_settings(job: JobRequest) -> Callable[[pygit2.Repository], tuple[RepoSettings, set[str]]]:
-    """The repository's settings, and the names of its branches, from the mirror."""
+def _check_size(cap_mb: int, size_kb: float, counted: str) -> None:
+    """Declines a repository over the server's cap (the `max_repo_mb` setting)."""
+    if size_kb > cap_mb * 1024:
+        size_mb = size_kb / 1024
+        shown = f"{size_mb:,.0f}" if size_mb >= 10 else f"{size_mb:.1f}"
+        raise Declined(
+            f"This repository is too large for this Patchling server: {counted} {shown} MB, "
+            f"and the server takes repositories up to {cap_mb:,} MB (its `max_repo_mb` setting)."
+        )
+
+
+def _read_settings(
+    job: JobRequest, cap_mb: int
+) -> Callable[[pygit2.Repository], tuple[RepoSettings, set[str]]]:
+    """The repository's settings, and the names of its branches, from the mirror;
+    a mirror over the size cap is removed, and the job declined."""
 
     def read(mirror: pygit2.Repository) -> tuple[RepoSettings, set[str]]:
+        path = Path(mirror.path)
+        try:
+            _check_size(cap_mb, workspace.disk_usage(path) / 1024, "its copy on the server takes")
+        except Declined:
+            workspace.remove_mirror(path)  # the caller holds its lock
+            raise
         try:
             repo_settings = load_repo_settings(mirror, f"refs/heads/{job.default_branch}")
         except MissingBranch as exc:

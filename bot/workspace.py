@@ -166,6 +166,11 @@ def remove_mirror(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def disk_usage(path: Path) -> int:
+    """Bytes of the files under `path` (0 when it is not there)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def pack_count(path: Path) -> int:
     return sum(1 for _ in (path / "objects" / "pack").glob("*.pack"))
 

@@ -115,6 +115,7 @@ class FakeGitHub:
     revoked: list[str] = field(default_factory=list)
     installed: bool = True  # False: the App no longer covers the repository
     gone: bool = False  # True: the repository was deleted (its API answers 404)
+    size_kb: int | None = None  # the repository's `size`, when not the example's
     requests: list[httpx.Request] = field(default_factory=list)
     # Called before each answer: a response to give instead (an outage, a rate
     # limit), None to answer as usual; it may also raise (a crash mid-call).
@@ -240,6 +241,8 @@ class FakeGitHub:
             return httpx.Response(404, json={"message": "Not Found"})
         data = example("repos/get")
         data.update(name=self.repo.name, full_name=self.repo.full_name)
+        if self.size_kb is not None:
+            data["size"] = self.size_kb
         return httpx.Response(200, json=data)
 
     def _react(self, request: httpx.Request, kind: str, cid: str) -> httpx.Response:

@@ -9,6 +9,7 @@ kill -9, and a new JobQueue on the same data directory recovers it."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import signal
@@ -564,3 +565,46 @@ def test_a_repository_damaged_at_its_source_stops_the_job_with_a_clear_comment(
     assert "the server's copy of the repository was damaged, and a fresh clone of it failed" in reply["body"]
     assert not mirror_of(app).exists()
     assert model_server.calls() == []
+
+
+def assert_declined_as_too_large(app: Harness, data: dict[str, Any], model: ScriptedModel) -> str:
+    assert app.queue.ledger.count("declined") == 1
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+    (reply,) = app.fake.posted_to(7)
+    assert "too large for this Patchling server" in reply["body"] and "`max_repo_mb`" in reply["body"]
+    assert not mirror_of(app).exists()
+    assert list((app.settings.data_dir / "work").glob("*")) == []
+    assert model.calls() == []
+    return str(reply["body"])
+
+
+def test_a_repository_github_counts_over_the_cap_is_refused_before_cloning(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    app.fake.size_kb = 3 * 1024 * 1024  # 3 GB, over the default 2 GB
+    data = request(app)
+    assert app.run_jobs() == 1
+    body = assert_declined_as_too_large(app, data, model_server)
+    assert "GitHub counts it at 3,072 MB" in body and "up to 2,048 MB" in body
+    assert not (app.settings.data_dir / "mirrors").exists()  # not even begun
+
+
+def test_a_repository_over_the_cap_on_disk_is_refused_and_its_mirror_removed(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server, max_repo_mb=1)
+    # GitHub's count lags behind a push: the repository is small by its word (the example's 108 KB).
+    main = app.remote.references["refs/heads/main"].peel(pygit2.Commit)
+    index = pygit2.Index()
+    index.read_tree(main.tree)
+    blob = app.remote.create_blob(os.urandom(1_500_000))  # incompressible
+    index.add(pygit2.IndexEntry("data/noise.bin", blob, pygit2.enums.FileMode.BLOB))
+    who = pygit2.Signature("Someone", "someone@example.com")
+    oid = app.remote.create_commit(None, who, who, "Add noise", index.write_tree(app.remote), [main.id])
+    app.remote.references["refs/heads/main"].set_target(oid)
+
+    data = request(app)
+    assert app.run_jobs() == 1
+    body = assert_declined_as_too_large(app, data, model_server)
+    assert "its copy on the server takes 1.4 MB" in body and "up to 1 MB" in body
