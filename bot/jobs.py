@@ -382,6 +382,7 @@ class JobQueue:
         self.ledger = ledger if ledger is not None else Ledger(settings.data_dir / "jobs.sqlite3")
         self.github = github if github is not None else lambda: gh.app_client(settings)
         self.busy_retry_s = busy_retry_s
+        self._stuck_locks: set[str] = set()  # branch locks a job could not release
         self._task = self.huey.task(name=self.TASK_NAME)(self._execute)
 
     def submit(self, job: JobRequest) -> bool:
@@ -450,6 +451,24 @@ class JobQueue:
         remove_scratch(self.settings.data_dir)
         return count
 
+    def _release(self, name: str) -> None:
+        """Release a branch lock; one that cannot be (a full disk under the
+        queue) is released by the next job that takes a lock, lest the branch
+        stay busy until a restart."""
+        try:
+            self.huey.lock_task(name).clear()
+        except Exception as exc:
+            log.warning("could not release the lock on %s (%s); trying again with the next job", name, exc)
+            self._stuck_locks.add(name)
+
+    def _release_stuck_locks(self) -> None:
+        for name in list(self._stuck_locks):
+            try:
+                self.huey.lock_task(name).clear()  # not flush_locks: it frees every lock this huey made
+            except Exception:
+                continue
+            self._stuck_locks.discard(name)
+
     def _tasks_waiting(self) -> set[str]:
         """The job ids of the tasks in the queue or its schedule."""
         tasks = [*self.huey.pending(), *self.huey.scheduled()]
@@ -472,12 +491,17 @@ class JobQueue:
 
         @contextmanager
         def branch_lock(name: str) -> Iterator[None]:
+            self._release_stuck_locks()
+            lock = self.huey.lock_task(name)
             try:
-                with self.huey.lock_task(name):
-                    self.ledger.locked(job.job_id, name)
-                    yield
+                lock.acquire()
             except TaskLockedException:
                 raise BranchBusy(name) from None
+            try:
+                self.ledger.locked(job.job_id, name)
+                yield
+            finally:
+                self._release(name)
 
         memo = LedgerMemo(self.ledger, job.job_id)
         try:
@@ -490,7 +514,12 @@ class JobQueue:
         except Exception:
             log.exception("job %s failed", job.job_id)
             outcome = "error"
-        self.ledger.set_status(job.job_id, outcome)
+        try:
+            self.ledger.set_status(job.job_id, outcome)
+        except sqlite3.OperationalError as exc:
+            # The requester has been told; the worker lives on. Left 'running', the
+            # job is run once more at the next start.
+            log.error("job %s ended (%s) but the ledger could not record it: %s", job.job_id, outcome, exc)
 
 
 def remove_scratch(data_dir: Path) -> None:
@@ -1073,7 +1102,12 @@ def _deliver(
     return True
 
 
+DISK_FULL = "the server's disk is full; ask again once its administrator has made room"
+
+
 def _describe(exc: BaseException) -> str:
+    if workspace.is_disk_full(exc):
+        return DISK_FULL
     refused = gh.describe_failure(exc)
     if refused is not None:
         return refused
@@ -1107,7 +1141,12 @@ class StatusBoard:
         # GitHub names the poster: the App's bot user, whose name and id sign our commits.
         self.author = workspace.Identity.user(posted.author_login, posted.author_id)
         if memo is not None:
-            memo.save(status=dataclasses.asdict(posted))
+            try:
+                memo.save(status=dataclasses.asdict(posted))
+            except sqlite3.OperationalError:
+                # A full disk: the job goes on (and ends saying so); only a resume
+                # after a kill would post a second status comment.
+                log.warning("job %s: could not record its status comment", job.job_id, exc_info=True)
 
     def render(self, report: str | None = None, *, finished: bool = False) -> str:
         doing = "worked" if finished else "is working"

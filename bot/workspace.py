@@ -13,6 +13,7 @@ folder stays small. The repack is local: no token, no network.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import shutil
@@ -66,10 +67,26 @@ _DAMAGE = re.compile(
 
 
 def is_damage(exc: BaseException) -> bool:
-    """Whether a failed read of a mirror means its objects are damaged."""
+    """Whether a failed read of a mirror means its objects are damaged (a
+    full disk cuts writes short too, but a fresh clone would not help)."""
+    if is_disk_full(exc):
+        return False
     if isinstance(exc, MirrorDamaged):
         return True
     return isinstance(exc, pygit2.GitError) and bool(_DAMAGE.search(str(exc)))
+
+
+# How libgit2, SQLite and the OS word a full disk or a spent quota.
+_DISK_FULL = re.compile(
+    r"no space left on device|database or disk is full|disk quota exceeded", re.IGNORECASE
+)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (an OSError, or a library's error that only words it) means the disk is full."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return bool(_DISK_FULL.search(str(exc)))
 
 
 # How libgit2 and GitHub word a refusal (libgit2 checks fast-forwards itself).
@@ -134,15 +151,22 @@ def mirror_lock(path: Path) -> threading.Lock:
 
 def update_mirror(path: Path, clone_url: str, token: str | None = None) -> pygit2.Repository:
     """Create the bare mirror if needed and fetch every branch (pruning deleted ones).
-    Call it holding `mirror_lock(path)`."""
+    Call it holding `mirror_lock(path)`. A first clone that fails leaves nothing."""
     if (path / "HEAD").exists():
         try:
             mirror = pygit2.Repository(str(path))
         except pygit2.GitError as exc:
             raise MirrorDamaged(f"the mirror cannot be opened: {exc}") from None
-    else:
+        return _fetch(mirror, path, clone_url, token)
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        mirror = pygit2.init_repository(str(path), bare=True)
+        return _fetch(pygit2.init_repository(str(path), bare=True), path, clone_url, token)
+    except BaseException:
+        remove_mirror(path)  # half made (a full disk, a refused fetch): the next job starts clean
+        raise
+
+
+def _fetch(mirror: pygit2.Repository, path: Path, clone_url: str, token: str | None) -> pygit2.Repository:
     if "origin" not in mirror.remotes.names():
         mirror.remotes.create("origin", clone_url, _MIRROR_REFSPEC)
     elif mirror.remotes["origin"].url != clone_url:

@@ -585,14 +585,13 @@ def make_harness(
         ]
     config = Settings(
         _env_file=None,
-        data_dir=tmp_path / "data",
         tiers=tiers,
         github_app_id="12345",
         github_private_key=private_key_pem(),
         github_webhook_secret=WEBHOOK_SECRET,
         github_api_url=API_URL,
         test_timeout_s=120,
-        **{"test_command": "true", **settings},
+        **{"data_dir": tmp_path / "data", "test_command": "true", **settings},
     )
 
     def github() -> Any:

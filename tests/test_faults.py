@@ -8,6 +8,7 @@ kill -9, and a new JobQueue on the same data directory recovers it."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -16,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -608,3 +609,64 @@ def test_a_repository_over_the_cap_on_disk_is_refused_and_its_mirror_removed(
     assert app.run_jobs() == 1
     body = assert_declined_as_too_large(app, data, model_server)
     assert "its copy on the server takes 1.4 MB" in body and "up to 1 MB" in body
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB file system of its own (tmpfs), to fill up."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk is full; remove it to make room again."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(bytes(64 * 1024))
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        ("GET", r"/permission$"),  # before the mirror is cloned
+        ("POST", r"/issues/\d+/comments$"),  # before the work tree is written
+    ],
+    ids=["cloning", "checking out"],
+)
+def test_a_full_disk_ends_the_job_with_a_clear_comment_and_the_next_job_works(
+    tmp_path: Path, model_server: ScriptedModel, small_disk: Path, when: tuple[str, str]
+) -> None:
+    app = harness(tmp_path, model_server, data_dir=small_disk / "data")
+    data = request(app)
+    filled: list[Path] = []
+    app.fake.fault = at(*when, lambda request: filled.append(fill(small_disk)))
+
+    assert app.run_jobs() == 1  # the worker lives on
+    assert filled
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+    said = [c["body"] for c in app.fake.posted_to(7)]
+    assert any("the server's disk is full" in body for body in said)
+    assert not [body for body in said if "working…" in body]
+    assert list((app.settings.data_dir / "work").glob("job-*")) == []
+    assert app.fake.created_pulls == []
+
+    filled[0].unlink()  # room again
+    app.fake.fault = None
+    request(app)
+    assert app.run_jobs() == 1
+    assert len(app.fake.created_pulls) == 1
+    assert commits_over_main(app) == 1
