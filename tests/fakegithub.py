@@ -640,11 +640,16 @@ def open_feature_pull(app: Harness, number: int = 12, branch: str = "feature") -
 def script_memory_clear(model: Any, new_source: str) -> None:
     """Script the model to plan an edit of calculator/calculator.py and write
     `new_source` as its whole new content."""
+    model.script(*memory_clear_rules(new_source))
+
+
+def memory_clear_rules(new_source: str) -> list[dict[str, Any]]:
+    """The rules of script_memory_clear: the plan, then the file's new content."""
     plan = {
         "files": [{"path": "calculator/calculator.py", "change": "add a memory_clear method"}],
         "notes": "Adds Calculator.memory_clear, which empties the memory register.",
     }
-    model.script(
+    return [
         {"match": "decide which files", "reply": json.dumps(plan)},
         {"match": "What to change in calculator/calculator.py", "reply": f"```python\n{new_source}```"},
-    )
+    ]

@@ -9,6 +9,7 @@ kill -9, and a new JobQueue on the same data directory recovers it."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -28,8 +29,20 @@ import pytest
 from bot.jobs import JobQueue
 from bot.workspace import rejection_kind
 from tests.conftest import CALCULATOR
-from tests.fakegithub import Harness, issue_comment, make_harness, script_memory_clear
-from tests.modelserver import ScriptedModel
+from tests.fakegithub import (
+    WEBHOOK_SECRET,
+    Harness,
+    RemoteRepo,
+    delivery_headers,
+    issue_comment,
+    make_harness,
+    memory_clear_rules,
+    private_key_pem,
+    script_memory_clear,
+    seed_remote,
+)
+from tests.githubserver import GitHubProcess
+from tests.modelserver import ScriptedModel, free_port
 from tests.test_app_e2e import NEW_SOURCE
 
 BRANCH = "patchling/7-add-a-way-to-clear-the-memory"
@@ -670,3 +683,137 @@ def test_a_full_disk_ends_the_job_with_a_clear_comment_and_the_next_job_works(
     assert app.run_jobs() == 1
     assert len(app.fake.created_pulls) == 1
     assert commits_over_main(app) == 1
+
+
+# -- kill -9 of a real server ------------------------------------------------------------
+
+
+class Server:
+    """`patchling serve` as its own process, against the fake GitHub's process."""
+
+    def __init__(self, tmp_path: Path, github: GitHubProcess, model: ScriptedModel) -> None:
+        self.cwd = tmp_path
+        self.data_dir = tmp_path / "data"
+        self.port = free_port()
+        tier = {"name": "tiny", "model": "tiny", "base_url": model.url, "edit_format": "whole"}
+        self.env = {
+            **os.environ,
+            "PATCHLING_DATA_DIR": str(self.data_dir),
+            "PATCHLING_TIERS": json.dumps([tier]),
+            "PATCHLING_TEST_COMMAND": "true",
+            "PATCHLING_WORKERS": "1",
+            "GITHUB_API_URL": github.url,
+            "GITHUB_APP_ID": "12345",
+            "GITHUB_PRIVATE_KEY": private_key_pem(),
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        code = (
+            "import bot.serve\nfrom bot.config import Settings\n"
+            f"bot.serve.serve(Settings(), '127.0.0.1', {self.port})"
+        )
+        log = (self.cwd / "serve.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=self.cwd, env=self.env, stdout=log, stderr=log
+        )
+        wait_for(lambda: self._healthy(), "serve to start")
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def deliver(self, event: str, data: dict[str, Any]) -> httpx.Response:
+        body = json.dumps(data).encode()
+        headers = delivery_headers(WEBHOOK_SECRET.encode(), body, event)
+        return httpx.post(f"http://127.0.0.1:{self.port}/api/github/webhooks", content=body, headers=headers)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def wait_for(ready: Callable[[], Any], what: str, timeout_s: float = 90) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (found := ready()):
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.1)
+    return found
+
+
+@pytest.fixture
+def live(tmp_path: Path, model_server: ScriptedModel) -> Iterator[tuple[Server, GitHubProcess, Any]]:
+    remote_path, remote = seed_remote(tmp_path, CALCULATOR)
+    github = GitHubProcess(RemoteRepo("acme", "calculator", f"file://{remote_path}")).start()
+    server = Server(tmp_path, github, model_server)
+    try:
+        yield server, github, remote
+    finally:
+        server.stop()
+        github.stop()
+
+
+def finished_status(github: GitHubProcess) -> dict[str, Any] | None:
+    """The job's status comment once it is finished (one 🚀 or 😕 line)."""
+    state = github.state()
+    statuses = [c for c in state["comments"].values() if c["body"].startswith("**Patchling**")]
+    done = [c for c in statuses if "working…" not in c["body"]]
+    return done[0] if done and state["created_pulls"] else None
+
+
+def assert_delivered_once(server: Server, github: GitHubProcess, remote: Any) -> dict[str, Any]:
+    status = wait_for(lambda: finished_status(github), "the job to finish")
+    state = github.state()
+    assert len(state["created_pulls"]) == 1
+    statuses = [c for c in state["comments"].values() if c["body"].startswith("**Patchling**")]
+    assert len(statuses) == 1 and "🚀 pull request opened" in status["body"]
+    tip = remote.references[f"refs/heads/{BRANCH}"].target
+    ahead, _ = remote.ahead_behind(tip, remote.references["refs/heads/main"].target)
+    assert ahead == 1
+    assert list((server.data_dir / "work").glob("job-*")) == []
+    return status
+
+
+def test_kill_9_right_after_the_202_runs_the_job_once_after_the_restart(
+    live: tuple[Server, GitHubProcess, Any], model_server: ScriptedModel
+) -> None:
+    server, github, remote = live
+    script_memory_clear(model_server, NEW_SOURCE)
+    server.start()
+    data = issue_comment(github.repo, "/edit add memory clear")
+    assert server.deliver("issue_comment", data).status_code == 202
+    server.kill()
+    server.start()
+    assert_delivered_once(server, github, remote)
+
+
+def test_kill_9_in_the_middle_of_a_job_resumes_it_after_the_restart(
+    live: tuple[Server, GitHubProcess, Any], model_server: ScriptedModel
+) -> None:
+    server, github, remote = live
+    edit = "What to change in calculator/calculator.py"
+    # Slow enough to be killed in; short enough for the model server to stop after.
+    slow = {"match": edit, "reply": "```python\nslow\n```", "delay": 6, "times": 1}
+    plan, fast = memory_clear_rules(NEW_SOURCE)
+    model_server.script(plan, slow, fast)
+    server.start()
+    data = issue_comment(github.repo, "/edit add memory clear")
+    assert server.deliver("issue_comment", data).status_code == 202
+    wait_for(lambda: any(edit in str(c["messages"]) for c in model_server.calls()), "the model to be asked")
+    server.kill()
+    server.start()
+    status = assert_delivered_once(server, github, remote)
+    assert "resumed after an interruption" in status["body"]
