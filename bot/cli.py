@@ -380,10 +380,8 @@ def serve(
     """Run the GitHub App (webhooks in, pull requests out)."""
     from bot.serve import serve as run_server  # the GitHub side, loaded only here
 
-    if verbose:
-        os.environ["BAML_LOG"] = "info"
     try:
-        run_server(_settings(config), host, port)
+        run_server(_settings(config), host, port, verbose=verbose)
     except ValueError as exc:  # incomplete settings: nothing was started
         _bad_input(str(exc))
 

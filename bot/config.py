@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     sandbox_output_kb: int = Field(default=4000, ge=16)
     sandbox_tmp_mb: int = Field(default=512, ge=16)
 
+    # -- repository size cap --
+    # Larger repositories are refused: before cloning by the size GitHub
+    # reports, after fetching by the mirror's size on disk.
+    max_repo_mb: int = Field(default=2048, ge=1)
+
     @classmethod
     def settings_customise_sources(
         cls,

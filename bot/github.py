@@ -4,17 +4,19 @@ calls a job makes, plus the Markdown of what Patchling posts.
 A job mints one installation token scoped to its one repository and to the
 permissions in JOB_PERMISSIONS, uses it for the API and for git, and revokes
 it at the end. Every body posted passes through `RepoAPI`, which strips the
-job's secrets from it and keeps it under GitHub's size limit.
+job's secrets and the model servers' addresses from it and keeps it under
+GitHub's size limit.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
@@ -42,6 +44,8 @@ Reaction = Literal["eyes", "rocket", "confused", "+1", "-1", "laugh", "hooray", 
 CommentKind = Literal["issue", "review"]
 GitHubFactory = Callable[[], GitHub[Any]]
 T = TypeVar("T")
+# What a model server's address becomes in a posted body.
+ENDPOINT_LABEL = "the model server"
 
 
 class GitHubConfigError(RuntimeError):
@@ -166,6 +170,7 @@ class RepoAPI:
         repo: str,
         *,
         secrets: Sequence[str] = (),
+        endpoints: Iterable[str | None] = (),
         token: str | None = None,
         renew: Callable[[], str] | None = None,
     ) -> None:
@@ -175,6 +180,7 @@ class RepoAPI:
         self.token = token
         self._renew = renew
         self._secrets = secret_parts(secrets)
+        self._endpoints = endpoint_pattern(endpoints)
 
     @classmethod
     def with_token(
@@ -185,14 +191,22 @@ class RepoAPI:
         repo: str,
         *,
         secrets: Sequence[str | None] = (),
+        endpoints: Iterable[str | None] = (),
         renew: Callable[[], str] | None = None,
     ) -> RepoAPI:
         """`secrets`: more values never to post (model API keys, the webhook secret,
-        the App's private key, masked line by line). `renew`: mints a new token
-        for the same repository."""
+        the App's private key, masked line by line). `endpoints`: model servers'
+        base URLs, posted as ENDPOINT_LABEL. `renew`: mints a new token for the
+        same repository."""
         kept = [token, *(s for s in secrets if s)]
         return cls(
-            app.with_auth(TokenAuthStrategy(token)), owner, repo, secrets=kept, token=token, renew=renew
+            app.with_auth(TokenAuthStrategy(token)),
+            owner,
+            repo,
+            secrets=kept,
+            endpoints=endpoints,
+            token=token,
+            renew=renew,
         )
 
     def _rest(self, call: Callable[[GitHub[Any]], T]) -> T:
@@ -209,7 +223,10 @@ class RepoAPI:
         return call(self.gh)
 
     def safe(self, body: str) -> str:
-        return clip(redact(body, self._secrets))
+        body = redact(body, self._secrets)
+        if self._endpoints is not None:
+            body = self._endpoints.sub(ENDPOINT_LABEL, body)
+        return clip(body)
 
     def permission(self, username: str) -> str:
         """The user's role ('admin', 'maintain', 'write', 'triage', 'read' or 'none').
@@ -234,6 +251,12 @@ class RepoAPI:
             return "none"
         # role_name tells maintain from write; `permission` folds them together.
         return data.role_name or data.permission
+
+    def size_kb(self) -> int | None:
+        """The repository's size as GitHub reports it (KB of git data, roughly;
+        None when it says nothing). Read raw: only this one field is needed."""
+        size = self._rest(lambda g: g.rest.repos.get(self.owner, self.repo)).json().get("size")
+        return int(size) if isinstance(size, int | float) else None
 
     def react(self, kind: CommentKind, comment_id: int, content: Reaction) -> None:
         if kind == "review":
@@ -306,6 +329,29 @@ class RepoAPI:
             self.gh.rest.apps.revoke_installation_access_token()
         except Exception:  # the token expires within the hour anyway
             log.warning("could not revoke the installation token for %s/%s", self.owner, self.repo)
+
+
+# Where a host:port ends (not inside a longer name or port), and a URL's path
+# (any trailing punctuation left to the sentence).
+_HOST_END = r"(?![\w-]|\.\w|:\d)"
+_PATH = r"(?:/(?:[^\s)\]\"'`<>]*[^\s)\]\"'`<>.,:;])?)?"
+
+
+def endpoint_pattern(urls: Iterable[str | None]) -> re.Pattern[str] | None:
+    """What names one of these servers in a text: any URL on its host and
+    port, or its bare host:port (as connect errors word it). A bare host
+    without a port is left alone: "localhost" in a posted diff is code, not
+    an address to hide."""
+    forms: set[str] = set()
+    for url in urls:
+        netloc = urlsplit(url).netloc.rpartition("@")[2] if url else ""
+        if not netloc:
+            continue
+        forms.add(rf"\b[a-zA-Z][a-zA-Z0-9+.-]*://{re.escape(netloc)}{_HOST_END}{_PATH}")
+        if urlsplit(url).port is not None:
+            forms.add(rf"(?<![\w.-]){re.escape(netloc)}{_HOST_END}")
+    # Scanning left to right, a URL matches at its scheme, before its host:port could.
+    return re.compile("|".join(sorted(forms))) if forms else None
 
 
 # -- Markdown ------------------------------------------------------------------

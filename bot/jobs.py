@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import pygit2
 from huey import Huey, RedisHuey, SqliteHuey
@@ -383,6 +383,7 @@ class JobQueue:
         self.ledger = ledger if ledger is not None else Ledger(settings.data_dir / "jobs.sqlite3")
         self.github = github if github is not None else lambda: gh.app_client(settings)
         self.busy_retry_s = busy_retry_s
+        self._stuck_locks: set[str] = set()  # branch locks a job could not release
         self._task = self.huey.task(name=self.TASK_NAME)(self._execute)
 
     def submit(self, job: JobRequest) -> bool:
@@ -451,6 +452,24 @@ class JobQueue:
         remove_scratch(self.settings.data_dir)
         return count
 
+    def _release(self, name: str) -> None:
+        """Release a branch lock; one that cannot be (a full disk under the
+        queue) is released by the next job that takes a lock, lest the branch
+        stay busy until a restart."""
+        try:
+            self.huey.lock_task(name).clear()
+        except Exception as exc:
+            log.warning("could not release the lock on %s (%s); trying again with the next job", name, exc)
+            self._stuck_locks.add(name)
+
+    def _release_stuck_locks(self) -> None:
+        for name in list(self._stuck_locks):
+            try:
+                self.huey.lock_task(name).clear()  # not flush_locks: it frees every lock this huey made
+            except Exception:
+                continue
+            self._stuck_locks.discard(name)
+
     def _tasks_waiting(self) -> set[str]:
         """The job ids of the tasks in the queue or its schedule."""
         tasks = [*self.huey.pending(), *self.huey.scheduled()]
@@ -473,12 +492,17 @@ class JobQueue:
 
         @contextmanager
         def branch_lock(name: str) -> Iterator[None]:
+            self._release_stuck_locks()
+            lock = self.huey.lock_task(name)
             try:
-                with self.huey.lock_task(name):
-                    self.ledger.locked(job.job_id, name)
-                    yield
+                lock.acquire()
             except TaskLockedException:
                 raise BranchBusy(name) from None
+            try:
+                self.ledger.locked(job.job_id, name)
+                yield
+            finally:
+                self._release(name)
 
         memo = LedgerMemo(self.ledger, job.job_id)
         try:
@@ -491,7 +515,12 @@ class JobQueue:
         except Exception:
             log.exception("job %s failed", job.job_id)
             outcome = "error"
-        self.ledger.set_status(job.job_id, outcome)
+        try:
+            self.ledger.set_status(job.job_id, outcome)
+        except sqlite3.OperationalError as exc:
+            # The requester has been told; the worker lives on. Left 'running', the
+            # job is run once more at the next start.
+            log.error("job %s ended (%s) but the ledger could not record it: %s", job.job_id, outcome, exc)
 
 
 def remove_scratch(data_dir: Path) -> None:
@@ -666,6 +695,8 @@ def _open_api(job: JobRequest, settings: Settings, github: gh.GitHubFactory) -> 
         job.owner,
         job.repo,
         secrets=job_secrets(settings, token),
+        # A public comment names the tier, never where the server keeps its models.
+        endpoints=[tier.base_url for tier in settings.tiers],
         renew=lambda: gh.mint_token(app, installation_id, job.repo),
     )
 
@@ -799,14 +830,11 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings) -> Plan:
                 "push to it (and never runs a fork's code with this repository's credentials). Push the "
                 "branch to this repository, or apply the change yourself."
             )
-    mirror_dir = workspace.mirror_path(settings.data_dir, job.full_name)
-    with workspace.mirror_lock(mirror_dir):
-        mirror = workspace.update_mirror(mirror_dir, job.clone_url, api.token)
+    _check_size(settings.max_repo_mb, api.size_kb() or 0, "GitHub counts it at")
+    read = _read_settings(job, settings.max_repo_mb)
+    repo_settings, branches = _from_mirror(job, api, settings.data_dir, read)
     try:
-        repo_settings = load_repo_settings(mirror, f"refs/heads/{job.default_branch}")
         tiers = select_tiers(settings.tiers, repo_settings.tiers)
-    except MissingBranch as exc:
-        raise Declined(f"Patchling cannot start: {exc}.") from None
     except RepoSettingsError as exc:
         raise Declined(
             f"Patchling cannot start: {exc}. Fix it on `{job.default_branch}` and ask again."
@@ -815,8 +843,80 @@ def _plan(job: JobRequest, api: gh.RepoAPI, settings: Settings) -> Plan:
         return Plan(pull.head_ref, pull.head_ref, repo_settings, tiers, pull)
     branch = issue_branch(repo_settings.branch_prefix, job.number, job.title)
     # A second /edit on the issue continues its branch rather than starting over.
-    start = branch if workspace.branch_tip(mirror, branch) is not None else job.default_branch
+    start = branch if branch in branches else job.default_branch
     return Plan(branch, start, repo_settings, tiers)
+
+
+def _check_size(cap_mb: int, size_kb: float, counted: str) -> None:
+    """Declines a repository over the server's cap (the `max_repo_mb` setting)."""
+    if size_kb > cap_mb * 1024:
+        size_mb = size_kb / 1024
+        shown = f"{size_mb:,.0f}" if size_mb >= 10 else f"{size_mb:.1f}"
+        raise Declined(
+            f"This repository is too large for this Patchling server: {counted} {shown} MB, "
+            f"and the server takes repositories up to {cap_mb:,} MB (its `max_repo_mb` setting)."
+        )
+
+
+def _read_settings(
+    job: JobRequest, cap_mb: int
+) -> Callable[[pygit2.Repository], tuple[RepoSettings, set[str]]]:
+    """The repository's settings, and the names of its branches, from the mirror;
+    a mirror over the size cap is removed, and the job declined."""
+
+    def read(mirror: pygit2.Repository) -> tuple[RepoSettings, set[str]]:
+        path = Path(mirror.path)
+        try:
+            _check_size(cap_mb, workspace.disk_usage(path) / 1024, "its copy on the server takes")
+        except Declined:
+            workspace.remove_mirror(path)  # the caller holds its lock
+            raise
+        try:
+            repo_settings = load_repo_settings(mirror, f"refs/heads/{job.default_branch}")
+        except MissingBranch as exc:
+            if workspace.branch_tip(mirror, job.default_branch) is not None:
+                # The branch is there, its commit unreadable: the mirror is damaged.
+                raise workspace.MirrorDamaged(f"the tip of `{job.default_branch}` cannot be read") from None
+            raise Declined(f"Patchling cannot start: {exc}.") from None
+        except RepoSettingsError as exc:
+            raise Declined(
+                f"Patchling cannot start: {exc}. Fix it on `{job.default_branch}` and ask again."
+            ) from None
+        return repo_settings, set(mirror.branches.local)
+
+    return read
+
+
+_T = TypeVar("_T")
+
+
+def _from_mirror(
+    job: JobRequest, api: gh.RepoAPI, data_dir: Path, use: Callable[[pygit2.Repository], _T]
+) -> _T:
+    """Fetch the repository's mirror and `use` it, holding the mirror's lock.
+    A mirror found damaged, by the fetch or by `use`, is removed and cloned
+    afresh once; damaged again, the job stops saying so."""
+    path = workspace.mirror_path(data_dir, job.full_name)
+    with workspace.mirror_lock(path):
+        try:
+            return use(workspace.update_mirror(path, job.clone_url, api.token))
+        except Exception as exc:
+            if not workspace.is_damage(exc):
+                raise
+            log.warning(
+                "job %s: the mirror of %s is damaged (%s); cloning it afresh", job.job_id, job.full_name, exc
+            )
+        workspace.remove_mirror(path)
+        try:
+            return use(workspace.update_mirror(path, job.clone_url, api.token))
+        except Exception as exc:
+            if not workspace.is_damage(exc):
+                raise
+            workspace.remove_mirror(path)  # nothing half-cloned is left for the next job
+            raise workspace.WorkspaceError(
+                "the server's copy of the repository was damaged, and a fresh clone of it failed "
+                f"the same way ({exc})"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -851,18 +951,22 @@ def _edit_and_deliver(
     (data_dir / "work").mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=data_dir / "work"))
     try:
-        mirror_dir = workspace.mirror_path(data_dir, job.full_name)
-        with workspace.mirror_lock(mirror_dir):
-            # Again, now that the branch is ours: a job that held it may have pushed since.
-            mirror = workspace.update_mirror(mirror_dir, job.clone_url, api.token)
+
+        def check_out(mirror: pygit2.Repository) -> Delivery | tuple[str, pygit2.Repository]:
             pushed = _pushed_before(memo, mirror, plan.branch)
-            if pushed is None:
-                start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
-                tree = workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
-        if pushed is not None:
+            if pushed is not None:
+                return pushed
+            start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
+            shutil.rmtree(scratch / "tree", ignore_errors=True)  # what a damaged mirror let through
+            return start, workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
+
+        # Fetched again, now that the branch is ours: a job that held it may have pushed since.
+        found = _from_mirror(job, api, data_dir, check_out)
+        if isinstance(found, Delivery):
             # An earlier run of this job pushed its commit and was cut short: deliver it, no new edit.
-            board.done(f"resumed: `{pushed.sha[:7]}` is already on `{plan.branch}`")
-            return _deliver(job, api, plan, pushed, board, memo)
+            board.done(f"resumed: `{found.sha[:7]}` is already on `{plan.branch}`")
+            return _deliver(job, api, plan, found, board, memo)
+        start, tree = found
         board.done(f"cloned `{start}` at `{str(tree.head.target)[:7]}`")
 
         focus = None
@@ -1013,7 +1117,12 @@ def _deliver(
     return True
 
 
+DISK_FULL = "the server's disk is full; ask again once its administrator has made room"
+
+
 def _describe(exc: BaseException) -> str:
+    if workspace.is_disk_full(exc):
+        return DISK_FULL
     refused = gh.describe_failure(exc)
     if refused is not None:
         return refused
@@ -1047,7 +1156,12 @@ class StatusBoard:
         # GitHub names the poster: the App's bot user, whose name and id sign our commits.
         self.author = workspace.Identity.user(posted.author_login, posted.author_id)
         if memo is not None:
-            memo.save(status=dataclasses.asdict(posted))
+            try:
+                memo.save(status=dataclasses.asdict(posted))
+            except sqlite3.OperationalError:
+                # A full disk: the job goes on (and ends saying so); only a resume
+                # after a kill would post a second status comment.
+                log.warning("job %s: could not record its status comment", job.job_id, exc_info=True)
 
     def render(self, report: str | None = None, *, finished: bool = False) -> str:
         doing = "worked" if finished else "is working"

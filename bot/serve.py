@@ -149,9 +149,19 @@ def check_private_key(settings: Settings) -> None:
         ) from None
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000) -> None:
+def quiet_model_log(verbose: bool) -> None:
+    """BAML's Rust core logs to stdout, and at its default level ("warn") each
+    failed call's whole prompt: a repository's code and a requester's words
+    would fill the server's journal whenever a model failed. Only `--verbose`
+    lets them in; a BAML_LOG left in the service's environment does not."""
+    os.environ["BAML_LOG"] = "info" if verbose else "error"
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000, *, verbose: bool = False) -> None:
     """Raises ValueError, before anything is started or written, when the App's
-    settings are incomplete or its private key does not parse."""
+    settings are incomplete or its private key does not parse. `verbose` logs
+    the models' prompts and replies too."""
+    quiet_model_log(verbose)
     missing = missing_settings(settings)
     if missing:
         raise ValueError("the GitHub App is not configured; set " + ", ".join(missing) + " (see README)")

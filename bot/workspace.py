@@ -13,8 +13,10 @@ folder stays small. The repack is local: no token, no network.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterable
@@ -49,6 +51,42 @@ class PushRejected(WorkspaceError):
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class MirrorDamaged(WorkspaceError):
+    """The mirror's objects cannot be read (a pack cut short, a flipped bit):
+    the caller removes it and clones afresh."""
+
+
+# How libgit2 words objects it cannot read.
+_DAMAGE = re.compile(
+    r"zlib|inflat|corrupt|pack ?file|invalid pack|object not found|failed to find|checksum|truncated"
+    r"|bad object|invalid object|failed to read object|loose object|odb",
+    re.IGNORECASE,
+)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether a failed read of a mirror means its objects are damaged (a
+    full disk cuts writes short too, but a fresh clone would not help)."""
+    if is_disk_full(exc):
+        return False
+    if isinstance(exc, MirrorDamaged):
+        return True
+    return isinstance(exc, pygit2.GitError) and bool(_DAMAGE.search(str(exc)))
+
+
+# How libgit2, SQLite and the OS word a full disk or a spent quota.
+_DISK_FULL = re.compile(
+    r"no space left on device|database or disk is full|disk quota exceeded", re.IGNORECASE
+)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (an OSError, or a library's error that only words it) means the disk is full."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return bool(_DISK_FULL.search(str(exc)))
 
 
 # How libgit2 and GitHub word a refusal (libgit2 checks fast-forwards itself).
@@ -113,12 +151,22 @@ def mirror_lock(path: Path) -> threading.Lock:
 
 def update_mirror(path: Path, clone_url: str, token: str | None = None) -> pygit2.Repository:
     """Create the bare mirror if needed and fetch every branch (pruning deleted ones).
-    Call it holding `mirror_lock(path)`."""
+    Call it holding `mirror_lock(path)`. A first clone that fails leaves nothing."""
     if (path / "HEAD").exists():
-        mirror = pygit2.Repository(str(path))
-    else:
+        try:
+            mirror = pygit2.Repository(str(path))
+        except pygit2.GitError as exc:
+            raise MirrorDamaged(f"the mirror cannot be opened: {exc}") from None
+        return _fetch(mirror, path, clone_url, token)
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        mirror = pygit2.init_repository(str(path), bare=True)
+        return _fetch(pygit2.init_repository(str(path), bare=True), path, clone_url, token)
+    except BaseException:
+        remove_mirror(path)  # half made (a full disk, a refused fetch): the next job starts clean
+        raise
+
+
+def _fetch(mirror: pygit2.Repository, path: Path, clone_url: str, token: str | None) -> pygit2.Repository:
     if "origin" not in mirror.remotes.names():
         mirror.remotes.create("origin", clone_url, _MIRROR_REFSPEC)
     elif mirror.remotes["origin"].url != clone_url:
@@ -129,10 +177,22 @@ def update_mirror(path: Path, clone_url: str, token: str | None = None) -> pygit
             [_MIRROR_REFSPEC], callbacks=_TokenCallbacks(token), prune=pygit2.enums.FetchPrune.PRUNE
         )
     except (pygit2.GitError, OSError) as exc:
-        raise WorkspaceError(f"fetching {_safe_url(clone_url)} failed: {_scrub(exc, token)}") from None
+        message = f"fetching {_safe_url(clone_url)} failed: {_scrub(exc, token)}"
+        raise (MirrorDamaged(message) if is_damage(exc) else WorkspaceError(message)) from None
     if pack_count(path) > MAX_PACKS and repack(path):
         mirror = pygit2.Repository(str(path))  # reopened: the old packs are gone
     return mirror
+
+
+def remove_mirror(path: Path) -> None:
+    """Delete a mirror (damaged: the next update_mirror clones it afresh).
+    Call it holding `mirror_lock(path)`."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes of the files under `path` (0 when it is not there)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def pack_count(path: Path) -> int:
@@ -187,7 +247,8 @@ def checkout(
     try:
         repo = pygit2.clone_repository(mirror.path, str(dest), checkout_branch=base_branch)
     except pygit2.GitError as exc:
-        raise WorkspaceError(f"checking out {base_branch!r} failed: {exc}") from None
+        message = f"checking out {base_branch!r} failed: {exc}"
+        raise (MirrorDamaged(message) if is_damage(exc) else WorkspaceError(message)) from None
     if branch is not None and branch != base_branch:
         commit = repo.head.peel(pygit2.Commit)
         ref = repo.branches.local.create(branch, commit)

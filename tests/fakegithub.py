@@ -115,6 +115,7 @@ class FakeGitHub:
     revoked: list[str] = field(default_factory=list)
     installed: bool = True  # False: the App no longer covers the repository
     gone: bool = False  # True: the repository was deleted (its API answers 404)
+    size_kb: int | None = None  # the repository's `size`, when not the example's
     requests: list[httpx.Request] = field(default_factory=list)
     # Called before each answer: a response to give instead (an outage, a rate
     # limit), None to answer as usual; it may also raise (a crash mid-call).
@@ -240,6 +241,8 @@ class FakeGitHub:
             return httpx.Response(404, json={"message": "Not Found"})
         data = example("repos/get")
         data.update(name=self.repo.name, full_name=self.repo.full_name)
+        if self.size_kb is not None:
+            data["size"] = self.size_kb
         return httpx.Response(200, json=data)
 
     def _react(self, request: httpx.Request, kind: str, cid: str) -> httpx.Response:
@@ -554,9 +557,17 @@ class Harness:
             return int(self.queue.run_pending())
 
 
-def make_harness(tmp_path: Path, source: Path, model_url: str | None = None, **settings: Any) -> Harness:
+def make_harness(
+    tmp_path: Path,
+    source: Path,
+    model_url: str | None = None,
+    *,
+    tiers: list[Any] | None = None,
+    **settings: Any,
+) -> Harness:
     """By default the repository's tests are a trivial command that needs no
-    environment: pass test_command=None to run its real tests."""
+    environment: pass test_command=None to run its real tests. `tiers`
+    replaces the one tier at `model_url`."""
     from githubkit.cache import MemCacheStrategy
 
     from bot.config import Settings, Tier
@@ -566,19 +577,21 @@ def make_harness(tmp_path: Path, source: Path, model_url: str | None = None, **s
 
     remote_path, remote = seed_remote(tmp_path, source)
     repo = RemoteRepo(owner="acme", name="calculator", clone_url=f"file://{remote_path}")
-    tiers = [
-        Tier(name="tiny", model="tiny", base_url=model_url or "http://127.0.0.1:9/v1", edit_format="whole")
-    ]
+    if tiers is None:
+        tiers = [
+            Tier(
+                name="tiny", model="tiny", base_url=model_url or "http://127.0.0.1:9/v1", edit_format="whole"
+            )
+        ]
     config = Settings(
         _env_file=None,
-        data_dir=tmp_path / "data",
         tiers=tiers,
         github_app_id="12345",
         github_private_key=private_key_pem(),
         github_webhook_secret=WEBHOOK_SECRET,
         github_api_url=API_URL,
         test_timeout_s=120,
-        **{"test_command": "true", **settings},
+        **{"data_dir": tmp_path / "data", "test_command": "true", **settings},
     )
 
     def github() -> Any:
@@ -627,11 +640,16 @@ def open_feature_pull(app: Harness, number: int = 12, branch: str = "feature") -
 def script_memory_clear(model: Any, new_source: str) -> None:
     """Script the model to plan an edit of calculator/calculator.py and write
     `new_source` as its whole new content."""
+    model.script(*memory_clear_rules(new_source))
+
+
+def memory_clear_rules(new_source: str) -> list[dict[str, Any]]:
+    """The rules of script_memory_clear: the plan, then the file's new content."""
     plan = {
         "files": [{"path": "calculator/calculator.py", "change": "add a memory_clear method"}],
         "notes": "Adds Calculator.memory_clear, which empties the memory register.",
     }
-    model.script(
+    return [
         {"match": "decide which files", "reply": json.dumps(plan)},
         {"match": "What to change in calculator/calculator.py", "reply": f"```python\n{new_source}```"},
-    )
+    ]

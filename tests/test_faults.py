@@ -8,6 +8,10 @@ kill -9, and a new JobQueue on the same data directory recovers it."""
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
+import os
 import re
 import shlex
 import shutil
@@ -15,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +30,20 @@ import pytest
 from bot.jobs import JobQueue
 from bot.workspace import rejection_kind
 from tests.conftest import CALCULATOR
-from tests.fakegithub import Harness, issue_comment, make_harness, script_memory_clear
-from tests.modelserver import ScriptedModel
+from tests.fakegithub import (
+    WEBHOOK_SECRET,
+    Harness,
+    RemoteRepo,
+    delivery_headers,
+    issue_comment,
+    make_harness,
+    memory_clear_rules,
+    private_key_pem,
+    script_memory_clear,
+    seed_remote,
+)
+from tests.githubserver import GitHubProcess
+from tests.modelserver import ScriptedModel, free_port
 from tests.test_app_e2e import NEW_SOURCE
 
 BRANCH = "patchling/7-add-a-way-to-clear-the-memory"
@@ -414,3 +430,388 @@ def test_the_test_process_dies_with_a_killed_server(tmp_path: Path) -> None:
         assert beat.stat().st_size == size
     finally:
         server.kill()
+
+
+# -- the model failing -----------------------------------------------------------------
+
+# What each fault makes the tier's server answer to the plan request.
+MODEL_FAULTS: dict[str, list[dict[str, Any]]] = {
+    "down": [],  # nothing listens at the tier's address
+    "500": [{"match": "decide which files", "status": 500, "reply": "upstream overloaded"}],
+    "garbage": [{"match": "decide which files", "reply": "<<< %%% not a plan %%% >>>"}],
+    "truncated": [
+        {
+            "match": "decide which files",
+            "reply": '{"files": [{"path": "calculator/calc',
+            "finish_reason": "length",
+        }
+    ],
+    "too slow": [{"match": "decide which files", "reply": "{}", "delay": 4}],
+}
+# Words of the prompt that no log may hold: the template's, and the repository's code.
+PROMPT_WORDS = ("decide which files", "def memory_recall")
+
+
+def the_endpoint_is_named(app: Harness, server: ScriptedModel) -> list[str]:
+    """The posted texts that give away where the model server is."""
+    return [body for body in app.fake.bodies() if server.url in body or f":{server.port}" in body]
+
+
+@pytest.mark.parametrize("fault", list(MODEL_FAULTS))
+def test_a_failing_model_ends_the_job_naming_the_tier_and_the_next_job_works(
+    tmp_path: Path,
+    model_server: ScriptedModel,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+) -> None:
+    from bot.config import Tier
+    from bot.serve import quiet_model_log
+
+    caplog.set_level(logging.INFO)
+    # BAML's own default, as a service's environment might leave it: serve quiets it.
+    monkeypatch.setenv("BAML_LOG", "warn")
+    quiet_model_log(verbose=False)
+    server = ScriptedModel() if fault == "down" else model_server  # not started yet: down
+    tier = Tier(name="tiny", model="tiny", base_url=server.url, timeout_s=2)
+    app = make_harness(tmp_path, CALCULATOR, tiers=[tier])
+    if fault != "down":
+        model_server.script(*MODEL_FAULTS[fault])
+    first = request(app)
+    assert app.run_jobs() == 1
+
+    assert app.queue.ledger.count("failed") == 1
+    assert app.fake.reactions_on(first["comment"]["id"]) == ["eyes", "confused"]
+    (status, reply) = app.fake.posted_to(7)
+    assert "working…" not in status["body"] and "😕 no change made:" in status["body"]
+    assert "tiny" in reply["body"] and "internal error" not in reply["body"]
+    assert the_endpoint_is_named(app, server) == []
+    assert app.fake.created_pulls == []
+    logged = caplog.text + capfd.readouterr().out
+    assert not [word for word in PROMPT_WORDS if word in logged]
+
+    # The model is back: the next request goes through.
+    if fault == "down":
+        server.start()
+    try:
+        script_memory_clear(server, NEW_SOURCE)
+        request(app)
+        assert app.run_jobs() == 1
+    finally:
+        if fault == "down":
+            server.stop()
+    assert len(app.fake.created_pulls) == 1
+    assert app.queue.ledger.count("done") == 1
+
+
+def test_verbose_serve_logs_the_prompt_of_a_failed_call(
+    tmp_path: Path,
+    model_server: ScriptedModel,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other side of the quiet log: asked for, the prompts are there."""
+    from bot.serve import quiet_model_log
+
+    monkeypatch.setenv("BAML_LOG", "error")
+    quiet_model_log(verbose=True)
+    app = make_harness(tmp_path, CALCULATOR, model_server.url)
+    model_server.script(*MODEL_FAULTS["500"])
+    request(app)
+    assert app.run_jobs() == 1
+    assert "decide which files" in capfd.readouterr().out
+
+
+# -- the data directory ----------------------------------------------------------------
+
+
+def cut_short(git_dir: Path) -> None:
+    """Truncate every object file of a bare repository (its packs, its loose
+    objects) to half its size, as a crash in the middle of writing would."""
+    objects = [p for p in (git_dir / "objects").rglob("*") if p.is_file() and p.suffix != ".idx"]
+    objects = [p for p in objects if p.parent.name != "info"]
+    assert objects
+    for path in objects:
+        path.chmod(0o644)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+
+
+def mirror_of(app: Harness) -> Path:
+    return app.settings.data_dir / "mirrors" / "acme" / "calculator.git"
+
+
+def test_a_damaged_mirror_is_cloned_afresh_and_the_job_goes_on(
+    tmp_path: Path, model_server: ScriptedModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = harness(tmp_path, model_server)
+    request(app)
+    assert app.run_jobs() == 1
+    cut_short(mirror_of(app))
+
+    script_memory_clear(model_server, NEW_SOURCE.replace("memory_clear", "memory_reset"))
+    data = request(app)
+    assert app.run_jobs() == 1
+    assert app.queue.ledger.count("done") == 2
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "rocket"]
+    assert "the mirror of acme/calculator is damaged" in caplog.text
+    assert commits_over_main(app) == 2  # the second job's commit too, on the same branch
+    assert pygit2.Repository(str(mirror_of(app))).odb  # the new mirror opens
+
+
+def test_a_repository_damaged_at_its_source_stops_the_job_with_a_clear_comment(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    # One file's content, damaged where the remote keeps it: every clone of it is damaged.
+    main = app.remote.references["refs/heads/main"].peel(pygit2.Commit)
+    blob = (main.tree / "calculator" / "calculator.py").id
+    loose = app.remote_path / "objects" / str(blob)[:2] / str(blob)[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(loose.read_bytes()[:20])
+    data = request(app)
+    assert app.run_jobs() == 1
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+    (reply,) = app.fake.posted_to(7)
+    assert "the server's copy of the repository was damaged, and a fresh clone of it failed" in reply["body"]
+    assert not mirror_of(app).exists()
+    assert model_server.calls() == []
+
+
+def assert_declined_as_too_large(app: Harness, data: dict[str, Any], model: ScriptedModel) -> str:
+    assert app.queue.ledger.count("declined") == 1
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+    (reply,) = app.fake.posted_to(7)
+    assert "too large for this Patchling server" in reply["body"] and "`max_repo_mb`" in reply["body"]
+    assert not mirror_of(app).exists()
+    assert list((app.settings.data_dir / "work").glob("*")) == []
+    assert model.calls() == []
+    return str(reply["body"])
+
+
+def test_a_repository_github_counts_over_the_cap_is_refused_before_cloning(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server)
+    app.fake.size_kb = 3 * 1024 * 1024  # 3 GB, over the default 2 GB
+    data = request(app)
+    assert app.run_jobs() == 1
+    body = assert_declined_as_too_large(app, data, model_server)
+    assert "GitHub counts it at 3,072 MB" in body and "up to 2,048 MB" in body
+    assert not (app.settings.data_dir / "mirrors").exists()  # not even begun
+
+
+def test_a_repository_over_the_cap_on_disk_is_refused_and_its_mirror_removed(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    app = harness(tmp_path, model_server, max_repo_mb=1)
+    # GitHub's count lags behind a push: the repository is small by its word (the example's 108 KB).
+    main = app.remote.references["refs/heads/main"].peel(pygit2.Commit)
+    index = pygit2.Index()
+    index.read_tree(main.tree)
+    blob = app.remote.create_blob(os.urandom(1_500_000))  # incompressible
+    index.add(pygit2.IndexEntry("data/noise.bin", blob, pygit2.enums.FileMode.BLOB))
+    who = pygit2.Signature("Someone", "someone@example.com")
+    oid = app.remote.create_commit(None, who, who, "Add noise", index.write_tree(app.remote), [main.id])
+    app.remote.references["refs/heads/main"].set_target(oid)
+
+    data = request(app)
+    assert app.run_jobs() == 1
+    body = assert_declined_as_too_large(app, data, model_server)
+    assert "its copy on the server takes 1.4 MB" in body and "up to 1 MB" in body
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB file system of its own (tmpfs), to fill up."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk is full; remove it to make room again."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(bytes(64 * 1024))
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        ("GET", r"/permission$"),  # before the mirror is cloned
+        ("POST", r"/issues/\d+/comments$"),  # before the work tree is written
+    ],
+    ids=["cloning", "checking out"],
+)
+def test_a_full_disk_ends_the_job_with_a_clear_comment_and_the_next_job_works(
+    tmp_path: Path, model_server: ScriptedModel, small_disk: Path, when: tuple[str, str]
+) -> None:
+    app = harness(tmp_path, model_server, data_dir=small_disk / "data")
+    data = request(app)
+    filled: list[Path] = []
+    app.fake.fault = at(*when, lambda request: filled.append(fill(small_disk)))
+
+    assert app.run_jobs() == 1  # the worker lives on
+    assert filled
+    assert app.fake.reactions_on(data["comment"]["id"]) == ["eyes", "confused"]
+    said = [c["body"] for c in app.fake.posted_to(7)]
+    assert any("the server's disk is full" in body for body in said)
+    assert not [body for body in said if "working…" in body]
+    assert list((app.settings.data_dir / "work").glob("job-*")) == []
+    assert app.fake.created_pulls == []
+
+    filled[0].unlink()  # room again
+    app.fake.fault = None
+    request(app)
+    assert app.run_jobs() == 1
+    assert len(app.fake.created_pulls) == 1
+    assert commits_over_main(app) == 1
+
+
+# -- kill -9 of a real server ------------------------------------------------------------
+
+
+class Server:
+    """`patchling serve` as its own process, against the fake GitHub's process."""
+
+    def __init__(self, tmp_path: Path, github: GitHubProcess, model: ScriptedModel) -> None:
+        self.cwd = tmp_path
+        self.data_dir = tmp_path / "data"
+        self.port = free_port()
+        tier = {"name": "tiny", "model": "tiny", "base_url": model.url, "edit_format": "whole"}
+        self.env = {
+            **os.environ,
+            "PATCHLING_DATA_DIR": str(self.data_dir),
+            "PATCHLING_TIERS": json.dumps([tier]),
+            "PATCHLING_TEST_COMMAND": "true",
+            "PATCHLING_WORKERS": "1",
+            "GITHUB_API_URL": github.url,
+            "GITHUB_APP_ID": "12345",
+            "GITHUB_PRIVATE_KEY": private_key_pem(),
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        code = (
+            "import bot.serve\nfrom bot.config import Settings\n"
+            f"bot.serve.serve(Settings(), '127.0.0.1', {self.port})"
+        )
+        log = (self.cwd / "serve.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=self.cwd, env=self.env, stdout=log, stderr=log
+        )
+        wait_for(lambda: self._healthy(), "serve to start")
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def deliver(self, event: str, data: dict[str, Any]) -> httpx.Response:
+        body = json.dumps(data).encode()
+        headers = delivery_headers(WEBHOOK_SECRET.encode(), body, event)
+        return httpx.post(f"http://127.0.0.1:{self.port}/api/github/webhooks", content=body, headers=headers)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def wait_for(ready: Callable[[], Any], what: str, timeout_s: float = 90) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (found := ready()):
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.1)
+    return found
+
+
+@pytest.fixture
+def live(tmp_path: Path, model_server: ScriptedModel) -> Iterator[tuple[Server, GitHubProcess, Any]]:
+    remote_path, remote = seed_remote(tmp_path, CALCULATOR)
+    github = GitHubProcess(RemoteRepo("acme", "calculator", f"file://{remote_path}")).start()
+    server = Server(tmp_path, github, model_server)
+    try:
+        yield server, github, remote
+    finally:
+        server.stop()
+        github.stop()
+
+
+def finished_status(github: GitHubProcess) -> dict[str, Any] | None:
+    """The job's status comment once it is finished (one 🚀 or 😕 line)."""
+    state = github.state()
+    statuses = [c for c in state["comments"].values() if c["body"].startswith("**Patchling**")]
+    done = [c for c in statuses if "working…" not in c["body"]]
+    return done[0] if done and state["created_pulls"] else None
+
+
+def assert_delivered_once(server: Server, github: GitHubProcess, remote: Any) -> dict[str, Any]:
+    status = wait_for(lambda: finished_status(github), "the job to finish")
+    state = github.state()
+    assert len(state["created_pulls"]) == 1
+    statuses = [c for c in state["comments"].values() if c["body"].startswith("**Patchling**")]
+    assert len(statuses) == 1 and "🚀 pull request opened" in status["body"]
+    tip = remote.references[f"refs/heads/{BRANCH}"].target
+    ahead, _ = remote.ahead_behind(tip, remote.references["refs/heads/main"].target)
+    assert ahead == 1
+    assert list((server.data_dir / "work").glob("job-*")) == []
+    return status
+
+
+def test_kill_9_right_after_the_202_runs_the_job_once_after_the_restart(
+    live: tuple[Server, GitHubProcess, Any], model_server: ScriptedModel
+) -> None:
+    server, github, remote = live
+    script_memory_clear(model_server, NEW_SOURCE)
+    server.start()
+    data = issue_comment(github.repo, "/edit add memory clear")
+    assert server.deliver("issue_comment", data).status_code == 202
+    server.kill()
+    server.start()
+    assert_delivered_once(server, github, remote)
+
+
+def test_kill_9_in_the_middle_of_a_job_resumes_it_after_the_restart(
+    live: tuple[Server, GitHubProcess, Any], model_server: ScriptedModel
+) -> None:
+    server, github, remote = live
+    edit = "What to change in calculator/calculator.py"
+    # Slow enough to be killed in; short enough for the model server to stop after.
+    slow = {"match": edit, "reply": "```python\nslow\n```", "delay": 6, "times": 1}
+    plan, fast = memory_clear_rules(NEW_SOURCE)
+    model_server.script(plan, slow, fast)
+    server.start()
+    data = issue_comment(github.repo, "/edit add memory clear")
+    assert server.deliver("issue_comment", data).status_code == 202
+    wait_for(lambda: any(edit in str(c["messages"]) for c in model_server.calls()), "the model to be asked")
+    server.kill()
+    server.start()
+    status = assert_delivered_once(server, github, remote)
+    assert "resumed after an interruption" in status["body"]

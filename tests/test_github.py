@@ -103,6 +103,28 @@ def test_extra_secrets_are_scrubbed_too(fake: FakeGitHub, app: Any) -> None:
     assert fake.comments[posted.id]["body"] == "*** ***"
 
 
+ENDPOINTS = ["http://10.0.0.5:8000/v1", "http://localhost/v1", None]
+
+
+@pytest.mark.parametrize(
+    ("text", "posted"),
+    [
+        ("HTTP 500 from http://10.0.0.5:8000/v1: overloaded", "HTTP 500 from the model server: overloaded"),
+        ("url (http://10.0.0.5:8000/v1/chat/completions)", "url (the model server)"),
+        ("tcp connect error 10.0.0.5:8000: refused.", "tcp connect error the model server: refused."),
+        ("cannot reach http://localhost/v1.", "cannot reach the model server."),
+        # Other servers, and a bare host in code, are left as they are.
+        ("http://10.0.0.5:80001/v1 and 10.0.0.55:8000", "http://10.0.0.5:80001/v1 and 10.0.0.55:8000"),
+        ('+HOST = "localhost"', '+HOST = "localhost"'),
+    ],
+)
+def test_model_server_addresses_are_never_posted(fake: FakeGitHub, app: Any, text: str, posted: str) -> None:
+    token = gh.mint_token(app, 1, REPO.name)
+    api = gh.RepoAPI.with_token(app, token, REPO.owner, REPO.name, endpoints=ENDPOINTS)
+    comment = api.comment(7, text)
+    assert fake.comments[comment.id]["body"] == posted
+
+
 def test_comments_are_scrubbed_and_clipped(fake: FakeGitHub, api: gh.RepoAPI) -> None:
     token = fake.tokens[0]
     posted = api.comment(7, f"oops {token} leaked")

@@ -1,0 +1,121 @@
+"""The fake GitHub of tests/fakegithub.py as a loopback HTTP server process,
+for black-box runs of `patchling serve` (which must be able to die by kill -9
+while the fake lives on). Requests are answered by the same respx routes the
+in-process tests use; `GET /_state` tells what the App did.
+
+    python -m tests.githubserver --port 8123 --clone-url file:///…/remote.git
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import respx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.fakegithub import API_URL, FakeGitHub, RemoteRepo
+
+
+def build_app(fake: FakeGitHub) -> Starlette:
+    router = respx.MockRouter(assert_all_called=False)
+    fake.install(router)
+
+    async def api(request: Request) -> Response:
+        query = f"?{request.url.query}" if request.url.query else ""
+        # The routes are written for the fake's own host: the request is moved there.
+        forwarded = httpx.Request(
+            request.method,
+            f"{API_URL}{request.url.path}{query}",
+            headers=[(k, v) for k, v in request.headers.raw if k.lower() != b"host"],
+            content=await request.body(),
+        )
+        answer = router.handler(forwarded)
+        return Response(answer.content, status_code=answer.status_code, headers=dict(answer.headers))
+
+    async def state(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "comments": {str(cid): c for cid, c in fake.comments.items()},
+                "created_pulls": fake.created_pulls,
+                "reactions": fake.reactions,
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/_state", state),
+            Route("/{path:path}", api, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
+        ]
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class GitHubProcess:
+    """Handle on a fake GitHub server process serving one repository."""
+
+    def __init__(self, repo: RemoteRepo) -> None:
+        self.repo = repo
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GitHubProcess:
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.githubserver",
+                "--port",
+                str(self.port),
+                "--clone-url",
+                self.repo.clone_url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{self.url}/_state", timeout=0.5).raise_for_status()
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("the fake GitHub server did not start")
+
+    def state(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/_state", timeout=5).json())
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--clone-url", required=True)
+    args = parser.parse_args()
+    fake = FakeGitHub(RemoteRepo(owner="acme", name="calculator", clone_url=args.clone_url))
+    uvicorn.run(build_app(fake), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
