@@ -250,6 +250,61 @@ def test_payload_of_the_wrong_shape_is_a_bad_request(app: Any, queue: RecordingQ
     assert queue.jobs == []
 
 
+def test_parts_of_a_delivery_no_job_reads_are_not_checked(app: Any, queue: RecordingQueue) -> None:
+    # Only the fields a job is made of are read on the request path; the rest of
+    # the delivery (most of it) is neither parsed into objects nor validated.
+    data = issue_comment(REPO, "/edit add memory clear", number=7)
+    del data["sender"]
+    data["issue"]["labels"] = "not a list"
+    data["repository"]["topics"] = 7
+    data["comment"]["reactions"] = None
+    assert deliver(app, "issue_comment", data).status_code == 202
+    (job,) = queue.jobs
+    assert (job.full_name, job.number, job.requester_login) == ("acme/calculator", 7, "maintainer")
+
+
+def _drop(data: dict[str, Any], dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data[key]
+    del data[last]
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ("issue_comment", "comment.id"),
+        ("issue_comment", "comment.user.id"),
+        ("issue_comment", "repository.clone_url"),
+        ("issue_comment", "repository.owner.login"),
+        ("issue_comment", "issue.number"),
+        ("pull_request_review_comment", "comment.path"),
+        ("pull_request_review_comment", "pull_request.number"),
+    ],
+)
+def test_a_command_without_a_field_its_job_needs_is_a_bad_request(
+    app: Any, queue: RecordingQueue, event: str, field: str
+) -> None:
+    if event == "issue_comment":
+        data = issue_comment(REPO, "/edit add memory clear")
+    else:
+        pull = FakePull(number=12, head_ref="feature", head_repo=REPO.full_name)
+        data = review_comment(REPO, "/edit add memory clear", pull=pull, path="calculator/cli.py", line=24)
+    _drop(data, field)
+    assert deliver(app, event, data).status_code == 400
+    assert queue.jobs == []
+
+
+def test_a_field_of_the_wrong_type_is_a_bad_request(app: Any, queue: RecordingQueue) -> None:
+    data = issue_comment(REPO, "/edit add memory clear")
+    data["comment"]["id"] = "seven"
+    assert deliver(app, "issue_comment", data).status_code == 400
+    data = issue_comment(REPO, "/edit add memory clear")
+    data["installation"]["id"] = -1
+    assert deliver(app, "issue_comment", data).status_code == 400
+    assert queue.jobs == []
+
+
 def test_a_failing_handler_is_a_server_error_github_retries(
     app: Any, queue: RecordingQueue, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
