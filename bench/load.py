@@ -12,7 +12,7 @@ loopback port. Nothing leaves 127.0.0.1.
 
 Deliveries are `/edit` issue comments by the repository's owner, each with its
 own delivery and comment id, sent open-loop (on schedule, whatever the
-answers) from httpx's async client; every `--bad-every`th one is unsigned or
+answers) on keep-alive loopback connections; every `--bad-every`th one is unsigned or
 signed with a wrong secret and must be refused. Afterwards the ledger says
 how many jobs were enqueued and how many finished.
 
@@ -45,7 +45,7 @@ import httpx
 
 from bench.shared import need
 from bench.targets import report_target
-from bench.webhooks import PATH, PAYLOAD, SECRET, deliveries, free_port, percentile
+from bench.webhooks import PAYLOAD, SECRET, deliveries, free_port, percentile, raw_request, read_response
 
 Delivery = tuple[bytes, dict[str, str]]
 
@@ -132,39 +132,52 @@ class Tally:
         )
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
 async def paced(url: str, work: list[Delivery], rate: float) -> Tally:
     """Send `work` open-loop at `rate` a second: each delivery leaves on its
     schedule, whether or not earlier ones were answered, so a slow server
-    meets more concurrent requests instead of a politely slower client."""
+    meets more concurrent requests instead of a politely slower client. On
+    keep-alive connections, one per request in flight, with bench.webhooks'
+    minimal HTTP/1.1 client: httpx's own cost (a few ms a request) kept the
+    client from holding 200/s on a busy 2-core machine."""
+    host, port = url.removeprefix("http://").split(":")
     tally = Tally()
-    # Enough connections that the pool never holds a request back: a server
-    # stalled for a second still meets `rate` deliveries at once.
-    limits = httpx.Limits(
-        max_connections=max(64, int(rate * 2)), max_keepalive_connections=max(64, int(rate))
-    )
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(30.0)) as client:
+    idle: list[Connection] = []
 
-        async def send(body: bytes, headers: dict[str, str]) -> None:
-            started = time.perf_counter()
-            try:
-                response = await client.post(PATH, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                tally.errors[type(exc).__name__] += 1
-                return
-            tally.latencies_ms.append((time.perf_counter() - started) * 1000)
-            tally.statuses[response.status_code] += 1
+    async def send(request: bytes) -> None:
+        started = time.perf_counter()
+        try:
+            reader, writer = idle.pop() if idle else await asyncio.open_connection(host, int(port))
+        except OSError as exc:
+            tally.errors[type(exc).__name__] += 1
+            return
+        try:
+            writer.write(request)
+            status = await asyncio.wait_for(read_response(reader), timeout=30)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            tally.errors[type(exc).__name__] += 1
+            writer.close()
+            return
+        tally.latencies_ms.append((time.perf_counter() - started) * 1000)
+        tally.statuses[status] += 1
+        idle.append((reader, writer))
 
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        tasks = []
-        for i, (body, headers) in enumerate(work):
-            due = t0 + i / rate
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            tally.max_lag_ms = max(tally.max_lag_ms, (loop.time() - due) * 1000)
-            tasks.append(asyncio.create_task(send(body, headers)))
-        await asyncio.gather(*tasks)
+    requests = [raw_request(f"{host}:{port}", body, headers) for body, headers in work]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    tasks = []
+    for i, request in enumerate(requests):
+        due = t0 + i / rate
+        # Always a turn of the loop, even when behind: a client that only
+        # queued tasks while late would send its backlog in one burst.
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        tally.max_lag_ms = max(tally.max_lag_ms, (loop.time() - due) * 1000)
+        tasks.append(asyncio.create_task(send(request)))
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
     return tally
 
 

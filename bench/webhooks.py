@@ -186,6 +186,19 @@ def raw_request(host: str, body: bytes, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """One HTTP/1.1 response read off a keep-alive connection; its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
 async def load(name: str, url: str, work: list[tuple[bytes, dict[str, str]]], clients: int) -> Result:
     """`clients` concurrent clients, each on its own keep-alive connection,
     sending until `work` is used up. A minimal HTTP/1.1 client (requests built
@@ -202,14 +215,7 @@ async def load(name: str, url: str, work: list[tuple[bytes, dict[str, str]]], cl
                 request = requests.pop()
                 started = time.perf_counter()
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
+                status = await read_response(reader)
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses[status] = statuses.get(status, 0) + 1
         finally:
