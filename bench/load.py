@@ -146,23 +146,30 @@ async def paced(url: str, work: list[Delivery], rate: float) -> Tally:
     tally = Tally()
     idle: list[Connection] = []
 
+    async def exchange(request: bytes, reuse: bool) -> tuple[int, Connection]:
+        reader, writer = idle.pop() if reuse and idle else await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(request)
+            return await asyncio.wait_for(read_response(reader), timeout=30), (reader, writer)
+        except BaseException:
+            writer.close()
+            raise
+
     async def send(request: bytes) -> None:
         started = time.perf_counter()
         try:
-            reader, writer = idle.pop() if idle else await asyncio.open_connection(host, int(port))
-        except OSError as exc:
-            tally.errors[type(exc).__name__] += 1
-            return
-        try:
-            writer.write(request)
-            status = await asyncio.wait_for(read_response(reader), timeout=30)
+            try:
+                status, connection = await exchange(request, reuse=True)
+            except (ConnectionResetError, asyncio.IncompleteReadError):
+                # The server closed an idle keep-alive connection (uvicorn: after
+                # 5 s) as it was reused: unanswered, so sent again, as any client does.
+                status, connection = await exchange(request, reuse=False)
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             tally.errors[type(exc).__name__] += 1
-            writer.close()
             return
         tally.latencies_ms.append((time.perf_counter() - started) * 1000)
         tally.statuses[status] += 1
-        idle.append((reader, writer))
+        idle.append(connection)
 
     requests = [raw_request(f"{host}:{port}", body, headers) for body, headers in work]
     loop = asyncio.get_running_loop()
