@@ -50,3 +50,4 @@ bench: setup
 	$(PY) -m bench.context
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.webhooks
+	$(PY) -m bench.load

@@ -15,6 +15,7 @@ import uvicorn
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from huey.consumer import Consumer, ConsumerStopped
+from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR
 
 from bot.config import Settings
 from bot.jobs import JobQueue
@@ -45,6 +46,19 @@ def settle_heap() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
+def collect_after_jobs(queue: JobQueue) -> None:
+    """One full collection as each job ends. settle_heap makes full collections
+    rare, and a job leaves cyclic garbage: a failed GitHub call's traceback
+    holds its githubkit and httpx clients and their SSL context with the CA
+    store, some 0.3 MB. Left to pile up, RSS grew by that much a job under
+    bench.load; collected here (a few ms on the frozen heap), it stays flat."""
+
+    def collect(signal: str, task: object, *args: object, **kwargs: object) -> None:
+        gc.collect()
+
+    queue.huey.signal(SIGNAL_COMPLETE, SIGNAL_ERROR)(collect)
+
+
 def scrub_environment() -> None:
     for name in SECRET_ENV:
         os.environ.pop(name, None)
@@ -72,6 +86,7 @@ def deny_inspection() -> bool:
 def start_consumer(queue: JobQueue, workers: int) -> Consumer:
     """huey's consumer as threads in this process. Not `consumer.run()`: it wants
     the main thread and installs its own signal handlers, which must stay uvicorn's."""
+    collect_after_jobs(queue)
     consumer = queue.huey.create_consumer(
         workers=max(1, workers),
         worker_type="thread",
