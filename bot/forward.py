@@ -110,4 +110,3 @@ def start_forwarder(channel: str, target: str) -> threading.Event:
         target=forward, args=(channel, target, stop), name="webhook-forwarder", daemon=True
     ).start()
     return stop
-

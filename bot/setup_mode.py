@@ -289,7 +289,7 @@ def setup_app(
     states = States()
     templates = _templates()
     key_path = key_file or settings.data_dir / KEY_FILE_NAME
-    reread = reload or (lambda: Settings(_env_file=env_file))  # type: ignore[call-arg]
+    reread = reload or (lambda: Settings(_env_file=env_file))
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
         return templates.TemplateResponse(request, name, context, status_code=status)

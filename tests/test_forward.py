@@ -102,7 +102,7 @@ def test_deliveries_reach_the_receiver_and_signatures_still_count(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     queue = RecordingQueue(tmp_path / "jobs.sqlite3")
-    settings = Settings(_env_file=None, data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET)
     edit = issue_comment(REPO, "/edit rename the helper to déjà_vu")
     forged = issue_comment(REPO, "/edit delete everything")
     forged["comment"]["id"] += 1

@@ -77,13 +77,13 @@ class Flow:
         self.key_file = tmp_path / "data" / "github-app.private-key.pem"
         self.queue = RecordingQueue(tmp_path / "jobs.sqlite3")
         self.activated: list[Settings] = []
-        base = Settings(_env_file=None, data_dir=tmp_path / "data", **settings)  # type: ignore[call-arg]
+        base = Settings(_env_file=None, data_dir=tmp_path / "data", **settings)
         self.switch = setup_app(
             base,
             self.activate,
             env_file=self.env_file,
             key_file=self.key_file,
-            reload=lambda: Settings(_env_file=self.env_file, data_dir=tmp_path / "data"),  # type: ignore[call-arg]
+            reload=lambda: Settings(_env_file=self.env_file, data_dir=tmp_path / "data"),
         )
         self.client = TestClient(self.switch, base_url="http://patchling.test")
 
