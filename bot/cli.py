@@ -1,4 +1,4 @@
-"""The `patchling` command: edit, apply, context, stats, serve.
+"""The `patchling` command: edit, apply, context, stats, serve, setup.
 
 Exit codes: 0 success (an edit verified or unverified, a patch applied), 1 the
 work failed (every tier failed, a patch did not apply), 2 bad input (not a
@@ -374,16 +374,45 @@ def serve(
         typer.Option("--host", metavar="ADDRESS", help="Interface to listen on (0.0.0.0: every interface)."),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port for GitHub's webhooks.")] = 3000,
+    forward: Annotated[
+        str | None,
+        typer.Option(
+            "--forward",
+            metavar="URL",
+            help="Relay GitHub's deliveries from this smee-style channel (default: WEBHOOK_PROXY_URL).",
+        ),
+    ] = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Run the GitHub App (webhooks in, pull requests out)."""
+    """Run the GitHub App (webhooks in, pull requests out); with no App configured, its setup page."""
     from bot.serve import serve as run_server  # the GitHub side, loaded only here
 
     try:
-        run_server(_settings(config), host, port, verbose=verbose)
+        run_server(_settings(config), host, port, verbose=verbose, forward=forward, config_file=config)
     except ValueError as exc:  # incomplete settings: nothing was started
         _bad_input(str(exc))
+
+
+@app.command()
+def setup(
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDRESS", help="The interface `serve` listens on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="The port `serve` listens on.")] = 3000,
+    config: ConfigOption = None,
+) -> None:
+    """Print the address of the page that registers the GitHub App."""
+    from bot.serve import local_address, unconfigured
+
+    settings = _settings(config)
+    if not unconfigured(settings):
+        typer.echo(
+            f"A GitHub App is configured (GITHUB_APP_ID={settings.github_app_id}); `patchling serve` runs it."
+        )
+        return
+    address = (settings.public_url or local_address(host, port)).rstrip("/")
+    typer.echo(f"Start `patchling serve` (or `make serve`), then open {address}/ to register the GitHub App.")
 
 
 if __name__ == "__main__":

@@ -158,6 +158,19 @@ class Settings(BaseSettings):
     # reports, after fetching by the mirror's size on disk.
     max_repo_mb: int = Field(default=2048, ge=1)
 
+    # -- first-run setup and webhook forwarding --
+    # The address GitHub reaches this server at (https://patchling.example.com):
+    # setup mode registers the App's webhook there, else at the request's own host.
+    public_url: str | None = None
+    # A smee-style channel relaying GitHub's deliveries to a server without a
+    # public address (`patchling serve --forward`); setup mode registers it as the webhook.
+    webhook_proxy_url: str | None = Field(default=None, validation_alias=AliasChoices("WEBHOOK_PROXY_URL"))
+    # The App's OAuth client, written by setup mode with the rest of its credentials.
+    github_client_id: str | None = Field(default=None, validation_alias=AliasChoices("GITHUB_CLIENT_ID"))
+    github_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GITHUB_CLIENT_SECRET")
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -10,16 +10,20 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from huey.consumer import Consumer, ConsumerStopped
 from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR
+from starlette.applications import Starlette
 
-from bot.config import Settings
+from bot.config import Settings, load_settings
+from bot.forward import start_forwarder
 from bot.jobs import JobQueue
-from bot.web import create_app
+from bot.setup_mode import Switch, setup_app
+from bot.web import WEBHOOK_PATH, create_app
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,7 @@ SECRET_ENV = (
     "GITHUB_WEBHOOK_SECRET",
     "PATCHLING_GITHUB_PRIVATE_KEY",
     "PATCHLING_GITHUB_WEBHOOK_SECRET",
+    "GITHUB_CLIENT_SECRET",
 )
 # How long a stop waits for running jobs; one cut short runs again at the next start.
 SHUTDOWN_TIMEOUT_S = 20.0
@@ -172,28 +177,91 @@ def quiet_model_log(verbose: bool) -> None:
     os.environ["BAML_LOG"] = "info" if verbose else "error"
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000, *, verbose: bool = False) -> None:
+def unconfigured(settings: Settings) -> bool:
+    """No App setting at all: a first run, which starts in setup mode. Some
+    set and some missing is a mistake to name instead."""
+    return not (
+        settings.github_app_id
+        or settings.github_private_key is not None
+        or settings.github_private_key_path is not None
+        or settings.github_webhook_secret is not None
+    )
+
+
+class Running:
+    """The normal app's parts that a stop must end: the consumer and the checkpoints."""
+
+    def __init__(self) -> None:
+        self.queue: JobQueue | None = None
+        self.consumer: Consumer | None = None
+        self.stopping = threading.Event()
+
+    def start(self, settings: Settings) -> Starlette:
+        """Check the settings, then start the queue and its consumer; the webhook app.
+        Raises ValueError, before anything is started, when they are incomplete."""
+        missing = missing_settings(settings)
+        if missing:
+            raise ValueError("the GitHub App is not configured; set " + ", ".join(missing) + " (see README)")
+        check_private_key(settings)
+        scrub_environment()
+        queue = JobQueue(settings)
+        resumed = queue.recover()
+        if resumed:
+            log.info("resuming %d job(s) interrupted by the last stop", resumed)
+        app = create_app(settings, queue=queue)
+        settle_heap()
+        self.consumer = start_consumer(queue, settings.workers)
+        self.queue = queue
+        start_checkpoints(queue, self.stopping)
+        backend = type(queue.huey).__name__
+        log.info("consumer started with %d worker thread(s); queue: %s", settings.workers, backend)
+        return app
+
+    def stop(self) -> None:
+        if self.consumer is None or self.queue is None:
+            return  # still in setup mode: nothing was started
+        log.info("stopping the consumer (waiting up to %.0fs for running jobs)", SHUTDOWN_TIMEOUT_S)
+        self.consumer.stop(graceful=True)
+        self.stopping.set()
+        self.queue.checkpoint()
+
+
+def local_address(host: str, port: int) -> str:
+    """This server as a local client reaches it."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    verbose: bool = False,
+    forward: str | None = None,
+    config_file: Path | None = None,
+) -> None:
     """Raises ValueError, before anything is started or written, when the App's
-    settings are incomplete or its private key does not parse. `verbose` logs
-    the models' prompts and replies too."""
+    settings are incomplete or its private key does not parse; with none of
+    them set, starts in setup mode instead (bot.setup_mode). `verbose` logs the
+    models' prompts and replies too; `forward` (or WEBHOOK_PROXY_URL) is a
+    smee-style channel whose deliveries are relayed to this server."""
     quiet_model_log(verbose)
-    missing = missing_settings(settings)
-    if missing:
-        raise ValueError("the GitHub App is not configured; set " + ", ".join(missing) + " (see README)")
-    check_private_key(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    scrub_environment()
-    queue = JobQueue(settings)
-    resumed = queue.recover()
-    if resumed:
-        log.info("resuming %d job(s) interrupted by the last stop", resumed)
-    app = create_app(settings, queue=queue)
-    settle_heap()
-    consumer = start_consumer(queue, settings.workers)
-    stopping = threading.Event()
-    start_checkpoints(queue, stopping)
-    log.info(
-        "consumer started with %d worker thread(s); queue: %s", settings.workers, type(queue.huey).__name__
+    running = Running()
+    app: Starlette | Switch
+    if unconfigured(settings):
+        app = setup_app(settings, running.start, reload=lambda: load_settings(config_file))
+        log.info(
+            "no GitHub App configured: setup mode; open %s/ to register one",
+            (settings.public_url or local_address(host, port)).rstrip("/"),
+        )
+    else:
+        app = running.start(settings)
+    channel = forward or settings.webhook_proxy_url
+    stop_forwarding = (
+        start_forwarder(channel, local_address(host, port) + WEBHOOK_PATH) if channel else threading.Event()
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=True))
     received: list[int] = []
@@ -205,8 +273,6 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000, *, verb
     try:
         server.run()
     finally:
-        log.info("stopping the consumer (waiting up to %.0fs for running jobs)", SHUTDOWN_TIMEOUT_S)
-        consumer.stop(graceful=True)
-        stopping.set()
-        queue.checkpoint()
+        stop_forwarding.set()
+        running.stop()
     log.info("stopped (%s)", ", ".join(signal.Signals(s).name for s in received) or "server exited")
