@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     # reports, after fetching by the mirror's size on disk.
     max_repo_mb: int = Field(default=2048, ge=1)
 
+    # -- dashboard --
+    # GET /dashboard is served only when this is set (PATCHLING_DASHBOARD_TOKEN):
+    # viewers send it as a bearer token or sign in with it once (a cookie).
+    dashboard_token: SecretStr | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
