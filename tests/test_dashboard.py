@@ -24,7 +24,10 @@ from bot.dashboard import COOKIE, daily, job_views, session_value
 from bot.jobs import JobRequest, Ledger
 from bot.records import RecordStore
 from bot.web import create_app
-from tests.fakegithub import WEBHOOK_SECRET, job_request
+from tests.conftest import CALCULATOR
+from tests.fakegithub import WEBHOOK_SECRET, issue_comment, job_request, make_harness, script_memory_clear
+from tests.modelserver import ScriptedModel
+from tests.test_app_e2e import NEW_SOURCE
 
 TOKEN = "dashboard-token-for-tests"
 DAY = 86400.0
@@ -177,6 +180,26 @@ def test_job_rows_show_tier_pull_request_duration_and_tests(tmp_path: Path) -> N
     assert two.pr_url == "https://git.example.com/acme/calculator/pull/12"
     three = views["job3"]
     assert (three.requester, three.duration_s, three.pr_url, three.tier) == ("octo", None, None, None)
+
+
+def test_a_real_job_shows_its_tier_tests_and_pull_request(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    """What a job run leaves in the ledger and the records is what the table shows."""
+    script_memory_clear(model_server, NEW_SOURCE)
+    app = make_harness(tmp_path, CALCULATOR, model_server.url)
+    data = issue_comment(app.repo, "/edit add memory clear", number=7)
+    assert app.deliver("issue_comment", data).status_code == 202
+    assert app.run_jobs() == 1
+
+    records = RecordStore(app.settings.data_dir / "records.sqlite3")
+    (view,) = job_views(app.queue.ledger.recent(), records.attempts())
+    (pull,) = app.fake.created_pulls
+    number = next(n for n, p in app.fake.pulls.items() if p.head_ref == pull["head"])
+    assert (view.status, view.tier, view.solved, view.command) == ("done", "tiny", True, "edit")
+    assert view.pr_url == f"{app.repo.clone_url.removesuffix('.git')}/pull/{number}"
+    assert view.tests_before and view.tests_before == view.tests_after  # `true`: ran, no test counted
+    assert view.duration_s is not None and view.requester == data["comment"]["user"]["login"]
 
 
 # -- access ---------------------------------------------------------------------------
