@@ -201,6 +201,15 @@ def test_a_real_job_shows_its_tier_tests_and_pull_request(
     assert view.tests_before and view.tests_before == view.tests_after  # `true`: ran, no test counted
     assert view.duration_s is not None and view.requester == data["comment"]["user"]["login"]
 
+    # A second request on the issue pushes to the same branch: its row links the PR it commented on.
+    script_memory_clear(model_server, NEW_SOURCE.replace("memory_clear", "memory_reset"))
+    again = issue_comment(app.repo, "/edit rename it memory_reset", number=7)
+    assert app.deliver("issue_comment", again).status_code == 202
+    assert app.run_jobs() == 1
+    second, first = job_views(app.queue.ledger.recent(), records.attempts())
+    assert first == view and len(app.fake.created_pulls) == 1
+    assert (second.status, second.pr_url) == ("done", view.pr_url)
+
 
 # -- access ---------------------------------------------------------------------------
 
