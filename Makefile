@@ -12,7 +12,16 @@ BAML_CLIENT := bot/baml_client/__init__.py
 setup: system $(STAMP) $(BAML_CLIENT)
 
 # bubblewrap: installed when missing and we may (root with apt), else named.
+# Chromium likewise: the dashboard's browser test runs in it (skipped without it).
 system:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (the dashboard's browser test runs in it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null; \
+	  else \
+	    echo "warning: chromium is missing; the dashboard's browser test will be skipped" \
+	      "(apt-get install chromium)" >&2; \
+	  fi; }
 	@command -v bwrap >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing bubblewrap (repository code runs in its sandbox)"; \

@@ -171,6 +171,11 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("GITHUB_CLIENT_SECRET")
     )
 
+    # -- dashboard --
+    # GET /dashboard is served only when this is set (PATCHLING_DASHBOARD_TOKEN):
+    # viewers send it as a bearer token or sign in with it once (a cookie).
+    dashboard_token: SecretStr | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -132,6 +132,19 @@ CREATE TABLE IF NOT EXISTS installations (
 """
 
 
+@dataclass(frozen=True)
+class JobRow:
+    """One job as the ledger holds it."""
+
+    job_id: str
+    repo: str
+    status: str
+    request: JobRequest | None
+    progress: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
 class Ledger:
     """SQLite record of jobs and installations under data_dir. The unique
     constraints are the deduplication: a redelivery or a second delivery for
@@ -277,6 +290,27 @@ class Ledger:
                 "UPDATE jobs SET progress = ?, updated_at = ? WHERE job_id = ?",
                 (json.dumps(merged), time.time(), job_id),
             )
+
+    def recent(self, limit: int = 50) -> list[JobRow]:
+        """The latest jobs, newest first, with their request and progress (the dashboard's table)."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT job_id, repo, status, request, progress, created_at, updated_at FROM jobs"
+                " ORDER BY created_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            JobRow(
+                job_id=str(job_id),
+                repo=str(repo),
+                status=str(status),
+                request=JobRequest.model_validate_json(request) if request else None,
+                progress=json.loads(progress) if progress else {},
+                created_at=float(created),
+                updated_at=float(updated),
+            )
+            for job_id, repo, status, request, progress, created, updated in rows
+        ]
 
     def add_repositories(self, installation_id: int, repos: list[str]) -> None:
         with self._db() as db:
@@ -1095,6 +1129,7 @@ def _deliver(
         number, url = existing
         if number != memo.load().get("pull"):  # an earlier job's PR: tell it what changed
             api.comment(number, delivery.report)
+            memo.save(pull=number)  # told once, even after a resume; and the dashboard links it
         board.finish(f"pushed `{sha[:7]}` to #{number}: {url}", ok=True)
         return True
     try:
@@ -1136,12 +1171,17 @@ def _describe(exc: BaseException) -> str:
 # -- what is posted -------------------------------------------------------------------
 
 
+# What the ledger keeps of each test run (StatusBoard._keep_tests).
+TEST_COUNTS = ("ran", "passed", "failed", "errors", "could_not_run", "timed_out")
+
+
 class StatusBoard:
     """One comment per job, edited in place as stages finish."""
 
     def __init__(self, api: gh.RepoAPI, job: JobRequest, memo: Memo | None = None) -> None:
         self.api = api
         self.job = job
+        self.memo = memo
         self.lines: list[str] = ["✅ queued"]
         kept = (memo.load() if memo is not None else {}).get("status")
         if kept:
@@ -1198,9 +1238,20 @@ class StatusBoard:
             self.done(f"{data.get('summary', 'test environment ready')}{tier}")
         elif stage in ("tests_before", "tests_after"):
             when = "before" if stage == "tests_before" else "after"
+            self._keep_tests(stage, data)
             self.done(f"tests {when}: {_tests_line(data)}{tier}")
         else:
             self.done(stage)
+
+    def _keep_tests(self, stage: str, data: dict[str, Any]) -> None:
+        """The counts go into the job's progress too, for the dashboard."""
+        if self.memo is None:
+            return
+        kept = {k: data[k] for k in TEST_COUNTS if data.get(k) is not None}
+        try:
+            self.memo.save(**{stage: kept})
+        except sqlite3.OperationalError:  # a full disk: the comment still says it
+            log.warning("job %s: could not record its test counts", self.job.job_id, exc_info=True)
 
     def finish(self, text: str, *, ok: bool, report: str | None = None) -> None:
         self.lines.append(f"{'🚀' if ok else '😕'} {text}")

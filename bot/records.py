@@ -161,13 +161,18 @@ class RecordStore:
             )
             return int(cursor.lastrowid or 0)
 
-    def attempts(self, job_id: str | None = None) -> list[dict[str, Any]]:
-        """Stored attempts, oldest first; only one job's when `job_id` is given."""
-        query = "SELECT * FROM attempts"
-        args: tuple[Any, ...] = ()
+    def attempts(self, job_id: str | None = None, *, since: float | None = None) -> list[dict[str, Any]]:
+        """Stored attempts, oldest first; only one job's when `job_id` is given,
+        only those made at or after `since` (a Unix time) when that is."""
+        where: list[str] = []
+        args: list[Any] = []
         if job_id is not None:
-            query += " WHERE job_id = ?"
-            args = (job_id,)
+            where.append("job_id = ?")
+            args.append(job_id)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        query = "SELECT * FROM attempts" + (" WHERE " + " AND ".join(where) if where else "")
         with self._connect() as db:
             db.row_factory = sqlite3.Row
             return [dict(row) for row in db.execute(query + " ORDER BY id", args)]

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from bot.commands import Command, is_bot, issue_command, parse_comment
 from bot.config import Settings
+from bot.dashboard import dashboard_routes
 from bot.jobs import Intake, JobRequest, Ledger, Submitter, new_job_id
 
 log = logging.getLogger(__name__)
@@ -395,5 +396,7 @@ def create_app(settings: Settings, queue: Submitter) -> Starlette:
         routes=[
             Route(WEBHOOK_PATH, webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            # GET /dashboard, only when an access token is set.
+            *dashboard_routes(settings, queue.ledger),
         ]
     )

@@ -50,6 +50,9 @@ def test_wheel_contains_the_generated_client(wheel: Path) -> None:
     assert "bot/baml_client/__init__.py" in names
     assert "bot/baml_client/async_client.py" in names
     assert any(name.endswith("licenses/LICENSE") for name in names)
+    # The dashboard's pages and the chart library it serves, with its licence.
+    for name in ("templates/dashboard.html", "static/chart.umd.min.js", "static/chart.js.LICENSE.md"):
+        assert f"bot/{name}" in names
 
 
 def test_installed_wheel_runs(wheel: Path, tmp_path: Path) -> None:
