@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     # reports, after fetching by the mirror's size on disk.
     max_repo_mb: int = Field(default=2048, ge=1)
 
+    # -- operating --
+    # `serve`'s log lines: one JSON object each, or "text" (key=value) for a terminal.
+    log_format: Literal["json", "text"] = "json"
+
     @classmethod
     def settings_customise_sources(
         cls,

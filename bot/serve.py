@@ -3,6 +3,7 @@ worker threads) in one process, stopped together on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -16,6 +17,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from huey.consumer import Consumer, ConsumerStopped
 
+from bot import logs
 from bot.config import Settings
 from bot.jobs import JobQueue
 from bot.web import create_app
@@ -157,6 +159,15 @@ def quiet_model_log(verbose: bool) -> None:
     os.environ["BAML_LOG"] = "info" if verbose else "error"
 
 
+def configure_logs(settings: Settings) -> None:
+    """Structured lines on stderr, with every secret the process holds masked."""
+    webhook = settings.github_webhook_secret
+    secrets = [webhook.get_secret_value() if webhook else None, *(t.api_key() for t in settings.tiers)]
+    with contextlib.suppress(OSError):  # check_private_key read it; an unreadable key cannot leak
+        secrets.append(settings.private_key())
+    logs.configure(settings.log_format, secrets=secrets)
+
+
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000, *, verbose: bool = False) -> None:
     """Raises ValueError, before anything is started or written, when the App's
     settings are incomplete or its private key does not parse. `verbose` logs
@@ -166,7 +177,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000, *, verb
     if missing:
         raise ValueError("the GitHub App is not configured; set " + ", ".join(missing) + " (see README)")
     check_private_key(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(settings)
     scrub_environment()
     queue = JobQueue(settings)
     resumed = queue.recover()
@@ -180,7 +191,10 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 3000, *, verb
     log.info(
         "consumer started with %d worker thread(s); queue: %s", settings.workers, type(queue.huey).__name__
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=True))
+    # log_config=None: uvicorn's lines go through the structured handler too.
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=True, log_config=None)
+    )
     received: list[int] = []
     # uvicorn handles SIGTERM/SIGINT while it runs, then restores these and
     # raises the signal again: recording it (instead of the default, which
