@@ -7,6 +7,9 @@ import asyncio
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,8 +52,12 @@ def samples(app: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = get(app, "/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)
+
+
+def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     found = {}
-    for family in text_string_to_metric_families(response.text):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return found
@@ -282,3 +289,34 @@ def test_secrets_are_masked_whoever_logs_them(json_log: io.StringIO) -> None:
     assert lines[1]["event"] == f"GET /setup/callback?code={MASK}&state={MASK} HTTP/1.1"
     assert lines[2]["authorization"] == MASK and lines[2]["nested"] == {"api_key": MASK}
     assert "RuntimeError" in lines[3]["exception"]
+
+
+# -- several processes ------------------------------------------------------------------
+
+COUNT_ONE_JOB = (
+    "from bot import metrics; metrics.job_finished('done'); metrics.attempt('tiny', 'verified', 10, 2)"
+)
+SCRAPE = """
+from bot import metrics
+class Ledger:
+    def count(self, status=None):
+        return 0
+print(metrics.exposition(metrics.registry(Ledger())).decode())
+"""
+
+
+def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, what two processes counted is served by a third."""
+    directory = tmp_path / "data" / "metrics"  # created when missing
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", COUNT_ONE_JOB], env=env, check=True)
+    assert directory.is_dir() and oct(directory.stat().st_mode & 0o777) == "0o700"
+    scraped = subprocess.run(
+        [sys.executable, "-c", SCRAPE], env=env, check=True, capture_output=True, text=True
+    )
+    found = parse(scraped.stdout)
+    assert value(found, "patchling_jobs_total", outcome="done") == 2
+    assert value(found, "patchling_tier_tokens_total", tier="tiny", direction="in") == 20
+    assert value(found, "patchling_stage_duration_seconds_count", stage="job") == 2
+    assert value(found, "patchling_queue_depth") == 0
