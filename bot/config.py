@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     # viewers send it as a bearer token or sign in with it once (a cookie).
     dashboard_token: SecretStr | None = None
 
+    # -- operating --
+    # `serve`'s log lines: one JSON object each, or "text" (key=value) for a terminal.
+    log_format: Literal["json", "text"] = "json"
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -24,6 +24,7 @@ from githubkit.exception import GitHubException, RateLimitExceeded, RequestFaile
 from githubkit.retry import RetryOption
 from githubkit_schemas.latest.types import AppPermissionsType
 
+from bot import logs
 from bot.config import Settings
 from bot.redact import redact, secret_parts
 
@@ -115,7 +116,9 @@ def mint_token(app: GitHub[Any], installation_id: int, repo: str) -> str:
     response = app.rest.apps.create_installation_access_token(
         installation_id, repositories=[repo], permissions=JOB_PERMISSIONS.copy()
     )
-    return response.parsed_data.token
+    token = response.parsed_data.token
+    logs.hide(token)  # masked in every log line while it lives
+    return token
 
 
 def status_of(exc: BaseException) -> int | None:

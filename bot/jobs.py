@@ -42,7 +42,7 @@ from huey.storage import SqliteStorage
 from pydantic import BaseModel
 
 from bot import github as gh
-from bot import workspace
+from bot import metrics, workspace
 from bot.config import Settings, Tier
 from bot.repo_settings import (
     MissingBranch,
@@ -515,11 +515,13 @@ class JobQueue:
         if isinstance(self.huey.storage, SqliteStorage):
             checkpoint(Path(self.huey.storage.filename))
 
+    @metrics.job
     def _execute(self, payload: dict[str, Any]) -> None:
         job = JobRequest.model_validate(payload)
         if self.ledger.runs(job.job_id) >= MAX_RUNS:
             # Interrupted as often as allowed: end it with a word, not silence.
             abandon(job, self.settings, self.github, self.ledger.progress(job.job_id))
+            metrics.job_finished("interrupted")
             self.ledger.set_status(job.job_id, "interrupted")
             return
         self.ledger.started(job)
@@ -549,6 +551,7 @@ class JobQueue:
         except Exception:
             log.exception("job %s failed", job.job_id)
             outcome = "error"
+        metrics.job_finished(outcome)
         try:
             self.ledger.set_status(job.job_id, outcome)
         except sqlite3.OperationalError as exc:
@@ -1001,6 +1004,7 @@ def _edit_and_deliver(
             board.done(f"resumed: `{found.sha[:7]}` is already on `{plan.branch}`")
             return _deliver(job, api, plan, found, board, memo)
         start, tree = found
+        metrics.stage("clone")
         board.done(f"cloned `{start}` at `{str(tree.head.target)[:7]}`")
 
         focus = None
@@ -1223,6 +1227,7 @@ class StatusBoard:
 
     def progress(self, stage: str, data: dict[str, Any]) -> None:
         """The engine's `on_progress`: one line per finished stage."""
+        metrics.stage(stage, data)
         tier = f" (tier `{data['tier']}`)" if data.get("tier") else ""
         if stage == "context":
             files = data.get("files") or []

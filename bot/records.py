@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot import metrics
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -159,7 +161,9 @@ class RecordStore:
                     int(self.dry_run if dry_run is None else dry_run),
                 ),
             )
-            return int(cursor.lastrowid or 0)
+        if not (self.dry_run if dry_run is None else dry_run):
+            metrics.attempt(tier, outcome, int(tokens_in), int(tokens_out))
+        return int(cursor.lastrowid or 0)
 
     def attempts(self, job_id: str | None = None, *, since: float | None = None) -> list[dict[str, Any]]:
         """Stored attempts, oldest first; only one job's when `job_id` is given,

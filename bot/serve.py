@@ -3,6 +3,7 @@ worker threads) in one process, stopped together on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -19,6 +20,7 @@ from huey.consumer import Consumer, ConsumerStopped
 from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR
 from starlette.applications import Starlette
 
+from bot import logs
 from bot.config import Settings, load_settings
 from bot.forward import start_forwarder
 from bot.jobs import JobQueue
@@ -177,6 +179,16 @@ def quiet_model_log(verbose: bool) -> None:
     os.environ["BAML_LOG"] = "info" if verbose else "error"
 
 
+def configure_logs(settings: Settings) -> None:
+    """Structured lines on stderr, with every secret the process holds masked."""
+    webhook = settings.github_webhook_secret
+    secrets = [webhook.get_secret_value() if webhook else None, *(t.api_key() for t in settings.tiers)]
+    # A key that cannot be read cannot leak either; check_private_key says why.
+    with contextlib.suppress(OSError, ValueError):
+        secrets.append(settings.private_key())
+    logs.configure(settings.log_format, secrets=secrets)
+
+
 def unconfigured(settings: Settings) -> bool:
     """No App setting at all: a first run, which starts in setup mode. Some
     set and some missing is a mistake to name instead."""
@@ -203,6 +215,7 @@ class Running:
         if missing:
             raise ValueError("the GitHub App is not configured; set " + ", ".join(missing) + " (see README)")
         check_private_key(settings)
+        configure_logs(settings)  # again: after setup mode, the App's secrets are new
         scrub_environment()
         queue = JobQueue(settings)
         resumed = queue.recover()
@@ -248,7 +261,7 @@ def serve(
     models' prompts and replies too; `forward` (or WEBHOOK_PROXY_URL) is a
     smee-style channel whose deliveries are relayed to this server."""
     quiet_model_log(verbose)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(settings)
     running = Running()
     app: Starlette | Switch
     if unconfigured(settings):
@@ -263,7 +276,10 @@ def serve(
     stop_forwarding = (
         start_forwarder(channel, local_address(host, port) + WEBHOOK_PATH) if channel else threading.Event()
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=True))
+    # log_config=None: uvicorn's lines go through the structured handler too.
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=True, log_config=None)
+    )
     received: list[int] = []
     # uvicorn handles SIGTERM/SIGINT while it runs, then restores these and
     # raises the signal again: recording it (instead of the default, which

@@ -7,7 +7,7 @@ browser back to `/setup/callback` with a one-time code, which is exchanged for
 the App's credentials (`POST /app-manifests/{code}/conversions`). They are
 written to `.env` (merged, mode 0600) and the key to its own 0600 file, and the
 server switches to the normal app in the same process. Until then every other
-route answers 503 and points to `/`.
+route but /healthz answers 503 and points to `/`.
 """
 
 from __future__ import annotations
@@ -354,9 +354,14 @@ def setup_app(
             status_code=503,
         )
 
+    async def healthz(request: Request) -> Response:
+        # The process answers (a container's liveness probe); /readyz stays 503.
+        return JSONResponse({"ok": True, "setup": "/"})
+
     switch.app = Starlette(
         routes=[
             Route("/", index, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
             Route(REGISTER_PATH, register, methods=["POST"]),
             Route(CALLBACK_PATH, callback, methods=["GET"]),
         ],

@@ -12,6 +12,7 @@ delivery is never turned into objects.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -26,9 +27,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import metrics
 from bot.commands import Command, is_bot, issue_command, parse_comment
 from bot.config import Settings
 from bot.dashboard import dashboard_routes
+from bot.health import Readiness
 from bot.jobs import Intake, JobRequest, Ledger, Submitter, new_job_id
 
 log = logging.getLogger(__name__)
@@ -362,6 +365,12 @@ def create_app(settings: Settings, queue: Submitter) -> Starlette:
     intake = Intake(queue)
 
     async def webhook(request: Request) -> Response:
+        response = await receive(request)
+        duplicate = getattr(request.state, "duplicate", False)
+        metrics.delivery(request.headers.get("x-github-event"), response.status_code, duplicate=duplicate)
+        return response
+
+    async def receive(request: Request) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
             return JSONResponse({"error": "payload too large"}, status_code=413)
@@ -385,18 +394,40 @@ def create_app(settings: Settings, queue: Submitter) -> Starlette:
             return outcome
         if not await intake.submit(outcome):
             log.info("delivery %s repeats an earlier one (comment %s)", delivery, outcome.comment_key)
+            request.state.duplicate = True
             return JSONResponse({"duplicate": True}, status_code=200)
         log.info("delivery %s: job %s for %s#%s", delivery, outcome.job_id, outcome.full_name, outcome.number)
         return JSONResponse({"job": outcome.job_id}, status_code=202)
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
     return Starlette(
         routes=[
             Route(WEBHOOK_PATH, webhook, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
+            *operate_routes(settings, queue),
             # GET /dashboard, only when an access token is set.
             *dashboard_routes(settings, queue.ledger),
         ]
     )
+
+
+def operate_routes(settings: Settings, queue: Submitter) -> list[Route]:
+    """What an operator's probes and Prometheus read: liveness, readiness, metrics."""
+    readiness = Readiness(settings, queue)
+    served = metrics.registry(queue.ledger)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})  # the process answers: nothing more is claimed
+
+    async def readyz(request: Request) -> Response:
+        ready, checks = await readiness.check()
+        body = {"ready": ready, **{name: {"ok": c.ok, "detail": c.detail} for name, c in checks.items()}}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics_page(request: Request) -> Response:
+        body = await asyncio.to_thread(metrics.exposition, served)  # reads the ledger
+        return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
+    ]

@@ -36,6 +36,7 @@ from starlette.routing import Route
 class _State:
     rules: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    model_lists: int = 0
 
 
 def _message_text(messages: list[dict[str, Any]]) -> str:
@@ -113,7 +114,11 @@ def build_app() -> Starlette:
         return JSONResponse(state.calls)
 
     async def models(request: Request) -> JSONResponse:
+        state.model_lists += 1  # what reachability probes ask for
         return JSONResponse({"object": "list", "data": []})
+
+    async def probes(request: Request) -> JSONResponse:
+        return JSONResponse({"models": state.model_lists})
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
@@ -124,6 +129,7 @@ def build_app() -> Starlette:
             Route("/v1/models", models),
             Route("/_script", script, methods=["POST"]),
             Route("/_calls", calls),
+            Route("/_probes", probes),
             Route("/healthz", healthz),
         ]
     )
@@ -165,6 +171,10 @@ class ScriptedModel:
 
     def calls(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.root}/_calls", timeout=5).json())
+
+    def probes(self) -> int:
+        """How often /v1/models was asked for since the server started."""
+        return int(httpx.get(f"{self.root}/_probes", timeout=5).json()["models"])
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -3,19 +3,25 @@ ownership, read from the files themselves (no systemd boot, no Docker engine).""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
 import subprocess
+import sys
+import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import typer
+import uvicorn
 
 from bot.cli import app
 from bot.config import PRIVATE_KEY_CREDENTIAL, Settings
 from bot.serve import missing_settings
+from bot.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "deploy" / "patchling.service"
@@ -137,3 +143,44 @@ def test_the_image_has_git_and_bubblewrap() -> None:
     run = " ".join(args for name, args in dockerfile_steps(DOCKERFILE) if name == "RUN")
     install = re.search(r"apt-get install ([^&]+)", run)
     assert install is not None and {"git", "bubblewrap"} <= set(install[1].split())
+
+
+def healthcheck_command() -> list[str]:
+    """The HEALTHCHECK's exec-form command."""
+    (args,) = [args for name, args in dockerfile_steps(DOCKERFILE) if name == "HEALTHCHECK"]
+    command = json.loads(args[args.index("CMD ") + len("CMD ") :])
+    assert isinstance(command, list)
+    return [str(part) for part in command]
+
+
+def test_the_healthcheck_asks_healthz_on_the_served_port() -> None:
+    steps = dict(dockerfile_steps(DOCKERFILE))
+    program, *args = healthcheck_command()
+    assert program == "/opt/patchling/.venv/bin/python"  # the slim image has no curl
+    assert f"http://127.0.0.1:{steps['EXPOSE']}/healthz" in " ".join(args)
+    assert "--port 3000" in " ".join(json.loads(steps["CMD"]))
+
+
+def test_the_healthcheck_fails_unless_healthz_answers(tmp_path: Path) -> None:
+    """The check's own Python line, against a live server and then none."""
+    from tests.fakegithub import WEBHOOK_SECRET
+    from tests.modelserver import free_port
+    from tests.test_web import RecordingQueue
+
+    settings = Settings(_env_file=None, data_dir=tmp_path, github_webhook_secret=WEBHOOK_SECRET)
+    web = create_app(settings, queue=RecordingQueue(tmp_path / "jobs.sqlite3"))
+    port = free_port()
+    _, code = healthcheck_command()[1:]
+    code = code.replace("127.0.0.1:3000", f"127.0.0.1:{port}")
+    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            time.sleep(0.02)
+        assert server.started
+        assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode != 0

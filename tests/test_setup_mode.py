@@ -147,10 +147,13 @@ def test_the_setup_page_offers_the_register_button(tmp_path: Path) -> None:
 
 def test_every_other_route_points_to_setup_until_configured(tmp_path: Path) -> None:
     flow = Flow(tmp_path)
-    for method, path in (("GET", "/dashboard"), ("POST", WEBHOOK_PATH), ("GET", "/healthz")):
+    for method, path in (("GET", "/dashboard"), ("POST", WEBHOOK_PATH), ("GET", "/readyz")):
         response = flow.client.request(method, path)
         assert response.status_code == 503, path
         assert response.json()["setup"] == "/"
+    # Liveness is the process answering: a container in setup mode is healthy, just not ready.
+    alive = flow.client.get("/healthz")
+    assert alive.status_code == 200 and alive.json() == {"ok": True, "setup": "/"}
 
 
 def test_register_posts_the_manifest_with_the_requests_host(tmp_path: Path) -> None:
