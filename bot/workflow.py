@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 class BranchBusy(Exception):
-    """Another job holds this repository branch; try again later."""
+    """Another job holds this repository branch (the lock the queue hands to `work`); try again later."""
 
 
 LockFn = Callable[[str], AbstractContextManager[None]]
