@@ -64,7 +64,7 @@ def bench_settings(data_dir: Path) -> Any:
 
 
 def patchling_app(data_dir: Path) -> Any:
-    from bot.jobs import JobQueue
+    from bot.queue import JobQueue
     from bot.serve import start_checkpoints
     from bot.web import create_app
 
@@ -257,7 +257,7 @@ def run_rounds(
 
 def queued_jobs(data_dir: Path) -> tuple[int, int]:
     """(jobs waiting in the queue, jobs in the ledger), read as a restarted server would."""
-    from bot.jobs import JobQueue
+    from bot.queue import JobQueue
 
     queue = JobQueue(bench_settings(data_dir))
     return queue.huey.pending_count(), queue.ledger.count()

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.config import Settings
-from bot.jobs import JobRow, Ledger
+from bot.ledger import JobRow, JobStatus, Ledger
 from bot.records import NO_ANSWER_OUTCOMES, RecordStore
 
 PATH = "/dashboard"
@@ -39,7 +39,7 @@ CHART_DAYS = 30
 # Attempts that produced the change a job delivered: the tier that did the work.
 CHANGED = ("verified", "unverified")
 # Still in the queue or at work: no duration yet.
-UNFINISHED = ("received", "queued", "running")
+UNFINISHED = (JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.RUNNING)
 # A login form is a few dozen bytes; anything much larger is not one.
 MAX_FORM = 4096
 SECURITY_HEADERS = {

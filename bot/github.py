@@ -26,6 +26,7 @@ from githubkit_schemas.latest.types import AppPermissionsType
 
 from bot import logs
 from bot.config import Settings
+from bot.messages import clip
 from bot.redact import redact, secret_parts
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ JOB_PERMISSIONS: AppPermissionsType = {
     "metadata": "read",
 }
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
-# GitHub refuses comment bodies over 65,536 characters.
-MAX_BODY = 65_000
 
 Reaction = Literal["eyes", "rocket", "confused", "+1", "-1", "laugh", "hooray", "heart"]
 CommentKind = Literal["issue", "review"]
@@ -355,27 +354,3 @@ def endpoint_pattern(urls: Iterable[str | None]) -> re.Pattern[str] | None:
             forms.add(rf"(?<![\w.-]){re.escape(netloc)}{_HOST_END}")
     # Scanning left to right, a URL matches at its scheme, before its host:port could.
     return re.compile("|".join(sorted(forms))) if forms else None
-
-
-# -- Markdown ------------------------------------------------------------------
-
-
-def clip(text: str, limit: int = MAX_BODY) -> str:
-    if len(text) <= limit:
-        return text
-    return text[: limit - 40] + "\n\n… (cut to fit GitHub's limit)"
-
-
-def fenced(text: str, lang: str = "") -> str:
-    """A code block whose fence cannot be closed by the text inside."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
-
-
-def details(summary: str, body: str) -> str:
-    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
-
-
-def quote(text: str) -> str:
-    return "\n".join(f"> {line}" for line in text.strip().splitlines())

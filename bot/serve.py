@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from bot import logs
 from bot.config import Settings, load_settings
 from bot.forward import start_forwarder
-from bot.jobs import JobQueue
+from bot.queue import JobQueue
 from bot.setup_mode import Switch, setup_app
 from bot.web import WEBHOOK_PATH, create_app
 
@@ -90,32 +90,40 @@ def deny_inspection() -> bool:
         return False  # not Linux: nothing to do here
 
 
-def start_consumer(queue: JobQueue, workers: int) -> Consumer:
-    """huey's consumer as threads in this process. Not `consumer.run()`: it wants
-    the main thread and installs its own signal handlers, which must stay uvicorn's."""
+class InProcessConsumer(Consumer):
+    """huey's consumer as threads beside uvicorn. What differs from huey's
+    `run()`: the signals stay uvicorn's (huey's handlers want the main thread;
+    Running.stop stops the consumer), and the main loop, which restarts dead
+    workers, runs in a thread of its own."""
+
+    def _set_signal_handlers(self) -> None:
+        """None: see the class."""
+
+    def start(self) -> None:
+        super().start()
+        threading.Thread(target=self._supervise, name="huey-supervisor", daemon=True).start()
+
+    def _supervise(self) -> None:
+        checked = time.monotonic()
+        while True:
+            try:
+                checked = self.loop(checked)
+            except ConsumerStopped:  # consumer.stop() set the stop flag
+                return
+
+
+def start_consumer(queue: JobQueue, workers: int) -> InProcessConsumer:
+    """Start the consumer's scheduler and worker threads, in this process."""
     collect_after_jobs(queue)
-    consumer = queue.huey.create_consumer(
+    consumer = InProcessConsumer(
+        queue.huey,
         workers=max(1, workers),
         worker_type="thread",
         periodic=True,
         check_worker_health=True,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
     )
-    consumer.scheduler.start()
-    for _, thread in consumer.worker_threads:
-        thread.start()
-
-    def supervise() -> None:
-        # The consumer's own main loop, minus signals: restarts dead workers,
-        # and ends when consumer.stop() sets the stop flag.
-        checked = time.monotonic()
-        while True:
-            try:
-                checked = consumer.loop(checked)
-            except ConsumerStopped:
-                return
-
-    threading.Thread(target=supervise, name="huey-supervisor", daemon=True).start()
+    consumer.start()
     return consumer
 
 

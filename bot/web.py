@@ -32,7 +32,8 @@ from bot.commands import Command, is_bot, issue_command, parse_comment
 from bot.config import Settings
 from bot.dashboard import dashboard_routes
 from bot.health import Readiness
-from bot.jobs import Intake, JobRequest, Ledger, Submitter, new_job_id
+from bot.ledger import JobRequest, Ledger, new_job_id
+from bot.queue import Intake, Submitter
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +358,7 @@ async def _read_capped(request: Request) -> bytes | None:
 
 
 def create_app(settings: Settings, queue: Submitter) -> Starlette:
-    """The webhook app. `queue` is a jobs.JobQueue (or anything with a ledger
+    """The webhook app. `queue` is a queue.JobQueue (or anything with a ledger
     and `submit_many`); submissions go through an Intake (group commit)."""
     if settings.github_webhook_secret is None or not settings.github_webhook_secret.get_secret_value():
         raise ValueError("GITHUB_WEBHOOK_SECRET must be set: unsigned deliveries are never accepted")

@@ -18,12 +18,12 @@ import logging
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
+from filelock import FileLock
 
 from bot.files import PathRefused, clean_path
 
@@ -35,9 +35,6 @@ REPACK_TIMEOUT_S = 600.0
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _MIRROR_REFSPEC = "+refs/heads/*:refs/heads/*"
-
-_locks_guard = threading.Lock()
-_mirror_locks: dict[Path, threading.Lock] = {}
 
 
 class WorkspaceError(RuntimeError):
@@ -143,10 +140,13 @@ def mirror_path(data_dir: Path, full_name: str) -> Path:
     return data_dir / "mirrors" / owner / f"{name}.git"
 
 
-def mirror_lock(path: Path) -> threading.Lock:
-    """One fetch or clone at a time per mirror (jobs on other branches share it)."""
-    with _locks_guard:
-        return _mirror_locks.setdefault(path.resolve(), threading.Lock())
+def mirror_lock(path: Path) -> FileLock:
+    """One fetch or clone at a time per mirror (jobs on other branches share
+    it), across threads and processes on one data directory: a lock file
+    beside the mirror, which outlives the mirror's removal. Each call is a
+    lock of its own (a FileLock is reentrant only within one object)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(path.name + ".lock")))
 
 
 def update_mirror(path: Path, clone_url: str, token: str | None = None) -> pygit2.Repository:

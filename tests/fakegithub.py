@@ -531,7 +531,7 @@ class Harness:
     remote: Any  # pygit2.Repository, bare
     repo: RemoteRepo
     fake: FakeGitHub
-    queue: Any  # bot.jobs.JobQueue
+    queue: Any  # bot.queue.JobQueue
     app: Any  # the Starlette app
 
     def deliver(
@@ -572,7 +572,7 @@ def make_harness(
 
     from bot.config import Settings, Tier
     from bot.github import app_client
-    from bot.jobs import JobQueue
+    from bot.queue import JobQueue
     from bot.web import create_app
 
     remote_path, remote = seed_remote(tmp_path, source)
@@ -606,7 +606,7 @@ def make_harness(
 
 def job_request(**overrides: Any) -> Any:
     """A small JobRequest for acme/calculator#1, as the webhook would make it."""
-    from bot.jobs import JobRequest
+    from bot.ledger import JobRequest
 
     values: dict[str, Any] = {
         "job_id": "j0",

@@ -12,7 +12,7 @@ import pytest
 
 from bench.load import LedgerCounts, Tally, bad_count, ledger_counts, process_tree, rss_mb, workload
 from bench.webhooks import PAYLOAD, percentile
-from bot.jobs import JobRequest, Ledger
+from bot.ledger import JobRequest, Ledger
 
 
 def test_answers_are_sorted_into_accepted_rejected_and_errors() -> None:

@@ -21,7 +21,7 @@ import uvicorn
 
 from bot.config import Settings
 from bot.dashboard import COOKIE, daily, job_views, session_value
-from bot.jobs import JobRequest, Ledger
+from bot.ledger import JobRequest, Ledger
 from bot.records import RecordStore
 from bot.web import create_app
 from tests.conftest import CALCULATOR

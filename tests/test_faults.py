@@ -27,7 +27,7 @@ import httpx
 import pygit2
 import pytest
 
-from bot.jobs import JobQueue
+from bot.queue import JobQueue
 from bot.workspace import rejection_kind
 from tests.conftest import CALCULATOR
 from tests.fakegithub import (

@@ -14,6 +14,7 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 
 from bot import github as gh
+from bot import messages
 from bot.config import Settings
 from tests.fakegithub import API_URL, BOT_ID, BOT_LOGIN, FakeGitHub, FakePull, RemoteRepo, private_key_pem
 
@@ -132,7 +133,7 @@ def test_comments_are_scrubbed_and_clipped(fake: FakeGitHub, api: gh.RepoAPI) ->
     assert fake.comments[posted.id]["body"] == "oops *** leaked"
     api.edit_comment(posted.id, "x" * 100_000)
     body = fake.comments[posted.id]["body"]
-    assert len(body) <= gh.MAX_BODY and body.endswith("(cut to fit GitHub's limit)")
+    assert len(body) <= messages.MAX_BODY and body.endswith("(cut to fit GitHub's limit)")
 
 
 def test_reactions_go_to_the_right_kind_of_comment(fake: FakeGitHub, api: gh.RepoAPI) -> None:
@@ -191,7 +192,7 @@ def test_enterprise_base_url_and_no_auto_retry(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_markdown_helpers() -> None:
-    assert gh.fenced("a ``` b") == "````\na ``` b\n````"
-    assert gh.fenced("x", "diff") == "```diff\nx\n```"
-    assert gh.quote("one\ntwo") == "> one\n> two"
-    assert "<summary>s</summary>" in gh.details("s", "b")
+    assert messages.fenced("a ``` b") == "````\na ``` b\n````"
+    assert messages.fenced("x", "diff") == "```diff\nx\n```"
+    assert messages.quote("one\ntwo") == "> one\n> two"
+    assert "<summary>s</summary>" in messages.details("s", "b")

@@ -19,21 +19,11 @@ import pytest
 from huey import RedisHuey
 
 from bot.config import Settings, Tier
-from bot.jobs import (
-    MAX_RUNS,
-    Declined,
-    JobQueue,
-    JobRequest,
-    Ledger,
-    _describe,
-    _tests_line,
-    change_report,
-    issue_branch,
-    make_huey,
-    pr_title,
-    slug,
-)
+from bot.ledger import MAX_RUNS, JobRequest, Ledger
+from bot.messages import change_report, pr_title, summarize_tests
+from bot.queue import JobQueue, make_huey
 from bot.repo_settings import RepoSettingsError
+from bot.workflow import Declined, _describe, issue_branch, slug
 from tests.conftest import CALCULATOR
 from tests.fakegithub import (
     WEBHOOK_SECRET,
@@ -385,7 +375,7 @@ def test_reports_say_when_tests_could_not_run_and_what_was_installed() -> None:
     assert "| 0 | 0 |" not in report  # no counts for runs that never ran
     assert "Test environment built in 2.5s, with `pyproject.toml`, `pytest`." in report
     data = {"ran": True, "passed": 0, "failed": 0, "errors": 0, "could_not_run": why, "duration_s": 0.1}
-    assert _tests_line(data) == f"could not run: {why}"
+    assert summarize_tests(data) == f"could not run: {why}"
 
 
 def test_only_the_projects_own_messages_are_posted() -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from bot.config import Settings
 from bot.engine import EditResult
-from bot.jobs import UNSANDBOXED_NOTE, _tests_line, change_report
+from bot.messages import UNSANDBOXED_NOTE, change_report, summarize_tests
 from bot.repo_settings import RepoSettingsError, parse_repo_settings
 from bot.sandbox import Limits, Sandbox, SandboxUnavailable, bwrap_argv
 from bot.sandbox import run as sandboxed
@@ -225,7 +225,7 @@ def test_sandbox_none_runs_and_every_report_says_unsandboxed(tmp_path: Path) -> 
     result = EditResult("verified", "tiny", [], "", ["a.py"], run, run, 1, 1, "", "m")
     assert UNSANDBOXED_NOTE in change_report(job_request(), result, "0" * 40)
     data = {"ran": True, "passed": 1, "failed": 0, "errors": 0, "sandboxed": False}
-    assert _tests_line(data).endswith("(ran unsandboxed)")
+    assert summarize_tests(data).endswith("(ran unsandboxed)")
     sandboxed_run = run_tests(tmp_path, "python3 -c 'print(1)'", 30)
     safe = EditResult("verified", "tiny", [], "", ["a.py"], sandboxed_run, sandboxed_run, 1, 1, "", "m")
     assert UNSANDBOXED_NOTE not in change_report(job_request(), safe, "0" * 40)

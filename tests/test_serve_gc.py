@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.jobs import JobQueue
+from bot.queue import JobQueue
 from bot.serve import collect_after_jobs
 
 

@@ -15,7 +15,8 @@ import pytest
 from bot import web
 from bot.commands import MAX_INSTRUCTION
 from bot.config import Settings
-from bot.jobs import Intake, JobRequest, Ledger
+from bot.ledger import JobRequest, Ledger
+from bot.queue import Intake
 from bot.web import MAX_BODY, create_app, sign, verify_signature
 from tests.fakegithub import (
     WEBHOOK_SECRET,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pygit2
 import pytest
+from filelock import Timeout
 
 from bot import workspace
 from bot.workspace import Identity, WorkspaceError
@@ -25,6 +29,56 @@ def mirror_of(tmp_path: Path, url: str) -> pygit2.Repository:
     path = workspace.mirror_path(tmp_path / "data", "acme/calculator")
     with workspace.mirror_lock(path):
         return workspace.update_mirror(path, url, TOKEN)
+
+
+# Holds the mirror's lock until told (a line on stdin) to let go.
+HOLD_MIRROR_LOCK = """
+import sys
+from pathlib import Path
+from bot import workspace
+with workspace.mirror_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_mirror_lock_excludes_another_process(tmp_path: Path) -> None:
+    path = workspace.mirror_path(tmp_path / "data", "acme/calculator")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_MIRROR_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(Timeout):
+            workspace.mirror_lock(path).acquire(timeout=0)
+    finally:
+        holder.communicate("\n")
+    assert holder.returncode == 0
+    with workspace.mirror_lock(path).acquire(timeout=0):  # free once the other process let go
+        pass
+
+
+def test_mirror_lock_excludes_another_thread(tmp_path: Path) -> None:
+    path = workspace.mirror_path(tmp_path / "data", "acme/calculator")
+    other = workspace.mirror_path(tmp_path / "data", "acme/other")
+    outcomes: list[str] = []
+
+    def try_to_take(where: Path) -> None:
+        try:
+            with workspace.mirror_lock(where).acquire(timeout=0):
+                outcomes.append(f"took {where.name}")
+        except Timeout:
+            outcomes.append(f"refused {where.name}")
+
+    with workspace.mirror_lock(path):
+        for where in (path, other):  # another mirror's lock is free meanwhile
+            thread = threading.Thread(target=try_to_take, args=(where,))
+            thread.start()
+            thread.join()
+    assert outcomes == ["refused calculator.git", "took other.git"]
 
 
 def test_identity_is_githubs_noreply_form() -> None:
