@@ -11,25 +11,19 @@ BAML_CLIENT := bot/baml_client/__init__.py
 
 setup: system $(STAMP) $(BAML_CLIENT)
 
-# bubblewrap: installed when missing and we may (root with apt), else named.
-# Chromium likewise: the dashboard's browser test runs in it (skipped without it).
+# $(call need,PROGRAM,PACKAGE,WHY): install PACKAGE when PROGRAM is missing and
+# we may (root with apt), else say what is missing and why it matters.
+need = command -v $(1) >/dev/null || { \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+    echo "installing $(2): $(3)"; \
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) </dev/null; \
+  else \
+    echo "warning: $(2) is missing ($(3)); install it (apt-get install $(2), dnf install $(2))" >&2; \
+  fi; }
+
 system:
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing chromium (the dashboard's browser test runs in it)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null; \
-	  else \
-	    echo "warning: chromium is missing; the dashboard's browser test will be skipped" \
-	      "(apt-get install chromium)" >&2; \
-	  fi; }
-	@command -v bwrap >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing bubblewrap (repository code runs in its sandbox)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap </dev/null; \
-	  else \
-	    echo "warning: bubblewrap is missing; repository code will not run until it is installed" \
-	      "(apt-get install bubblewrap, dnf install bubblewrap)" >&2; \
-	  fi; }
+	@$(call need,bwrap,bubblewrap,repository code runs in its sandbox)
+	@$(call need,chromium,chromium,the dashboard's browser test runs in it and is skipped without it)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

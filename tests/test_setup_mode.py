@@ -15,14 +15,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import respx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
 from bot.config import Settings
 from bot.setup_mode import manifest_for, merge_env, new_app_url, setup_app, web_url
 from bot.web import WEBHOOK_PATH, create_app, sign
+from tests.fakegithub import private_key_pem
 from tests.test_web import RecordingQueue
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "github-api-examples"
@@ -39,15 +38,6 @@ APP_VARIABLES = (
     "WEBHOOK_PROXY_URL",
     "PATCHLING_PUBLIC_URL",
 )
-
-
-def private_key_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 def conversion_response(pem: str) -> dict[str, Any]:
