@@ -84,6 +84,12 @@ def redact_secrets(logger: WrappedLogger, name: str, event: EventDict) -> EventD
     return {k: MASK if SECRET_KEYS.search(k) else _clean(v) for k, v in event.items()}
 
 
+def drop_color_message(logger: WrappedLogger, name: str, event: EventDict) -> EventDict:
+    """uvicorn repeats each message with ANSI colours as an extra: one copy is enough."""
+    event.pop("color_message", None)
+    return event
+
+
 def _renderer(fmt: LogFormat) -> Any:
     if fmt == "json":
         return structlog.processors.JSONRenderer()
@@ -98,6 +104,7 @@ def formatter(fmt: LogFormat = "json") -> structlog.stdlib.ProcessorFormatter:
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(),
+            drop_color_message,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
         ],
         processors=[

@@ -320,3 +320,12 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
     assert value(found, "patchling_tier_tokens_total", tier="tiny", direction="in") == 20
     assert value(found, "patchling_stage_duration_seconds_count", stage="job") == 2
     assert value(found, "patchling_queue_depth") == 0
+
+
+def test_uvicorns_coloured_copy_of_a_message_is_dropped(json_log: io.StringIO) -> None:
+    coloured = "Started server process [\x1b[36m%d\x1b[0m]"
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.info("Started server process [%d]", 7, extra={"color_message": coloured})
+    line = json.loads(json_log.getvalue().splitlines()[-1])
+    assert line["event"] == "Started server process [7]"
+    assert "color_message" not in line
