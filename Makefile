@@ -1,6 +1,7 @@
 # Every target sets itself up idempotently into .venv/ from a bare machine
 # with Python 3.11+ and git; as root on Debian or Ubuntu it also installs
-# bubblewrap, the sandbox repository code runs in.
+# bubblewrap, the sandbox repository code runs in, and what some tests need
+# (chromium, redis-server).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -24,6 +25,7 @@ need = command -v $(1) >/dev/null || { \
 system:
 	@$(call need,bwrap,bubblewrap,repository code runs in its sandbox)
 	@$(call need,chromium,chromium,the dashboard's browser test runs in it and is skipped without it)
+	@$(call need,redis-server,redis-server,the Redis-mode tests run against it and are skipped without it)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -139,7 +139,8 @@ class Settings(BaseSettings):
     )
     # Parallel jobs across repositories (one at a time per repository branch).
     workers: int = 2
-    # The job queue: SQLite under data_dir when unset, or `redis://...` for RedisHuey.
+    # The job queue and ledger: SQLite under data_dir when unset, or `redis://...`
+    # for RedisHuey and the ledger in the same Redis (shared between hosts).
     queue_url: str | None = None
     # Repository code (setup, tests, environment builds) runs under bubblewrap.
     # "none" runs it as this server's user, seeing all it sees: reports then say so.

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.config import Settings
-from bot.ledger import JobRow, JobStatus, Ledger
+from bot.ledger import JobLedger, JobRow, JobStatus
 from bot.records import NO_ANSWER_OUTCOMES, RecordStore
 
 PATH = "/dashboard"
@@ -266,7 +266,7 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
 
 
-def dashboard_routes(settings: Settings, ledger: Ledger) -> list[BaseRoute]:
+def dashboard_routes(settings: Settings, ledger: JobLedger) -> list[BaseRoute]:
     """The dashboard's routes; none (so a 404) when no access token is set."""
     secret = settings.dashboard_token
     if secret is None or not secret.get_secret_value():

@@ -1,14 +1,17 @@
 """The queue: huey, with the ledger in front of it.
 
 web.py hands JobRequests to an Intake, which has `JobQueue.submit_many`
-record them in the ledger and enqueue them with huey: SqliteHuey under
-data_dir, or RedisHuey when `queue_url` says `redis://`. Consumer threads run
-`workflow.work`, one job at a time per repository branch (a huey lock).
+record them in the ledger and enqueue them with huey: SqliteHuey and the
+SQLite ledger under data_dir, or, when `queue_url` says `redis://`, RedisHuey
+and the Redis ledger (redis_ledger), shared by every process on that Redis.
+Consumer threads run `workflow.work`, one job at a time per repository branch
+(a huey lock, in Redis too in Redis mode).
 
 At the next start after a crash (`JobQueue.recover`), the ledger is the
 source of truth: a job that was running, or was queued but whose task is gone
 from the queue, is enqueued once more, and a delivery recorded but never
-enqueued is forgotten, so that GitHub's redelivery is taken afresh.
+enqueued is forgotten, so that GitHub's redelivery is taken afresh. With
+Redis, recovery sees only the jobs this host last took (see redis_ledger).
 """
 
 from __future__ import annotations
@@ -29,7 +32,17 @@ from huey.storage import SqliteStorage
 from bot import github as gh
 from bot import metrics
 from bot.config import Settings
-from bot.ledger import MAX_RUNS, JobRequest, JobStatus, Ledger, LedgerMemo, checkpoint, tune_sqlite
+from bot.ledger import (
+    MAX_RUNS,
+    JobLedger,
+    JobRequest,
+    JobStatus,
+    Ledger,
+    LedgerMemo,
+    checkpoint,
+    tune_sqlite,
+)
+from bot.redis_ledger import RedisLedger, default_owner
 from bot.workflow import BranchBusy, abandon, work
 
 log = logging.getLogger(__name__)
@@ -56,9 +69,15 @@ class _SqliteStorage(SqliteStorage):
             )
 
 
+def redis_url(settings: Settings) -> str | None:
+    """The Redis that queue and ledger share, when `queue_url` names one."""
+    url = settings.queue_url
+    return url if url and url.startswith(("redis://", "rediss://", "unix://")) else None
+
+
 def make_huey(settings: Settings) -> Huey:
     url = settings.queue_url
-    if url and url.startswith(("redis://", "rediss://", "unix://")):
+    if redis_url(settings):
         return RedisHuey("patchling", url=url, results=False)
     if url:
         raise ValueError(f"unsupported queue_url {url.split(':', 1)[0]}: use redis://… or leave it unset")
@@ -69,6 +88,15 @@ def make_huey(settings: Settings) -> Huey:
         results=False,
         storage_class=_SqliteStorage,
     )
+
+
+def make_ledger(settings: Settings) -> JobLedger:
+    """With a Redis queue, jobs run on any host that shares it: their records
+    must be shared too (see redis_ledger). Else SQLite under data_dir."""
+    url = redis_url(settings)
+    if url:
+        return RedisLedger(url, owner=default_owner(settings.data_dir))
+    return Ledger(settings.data_dir / "jobs.sqlite3")
 
 
 class JobQueue:
@@ -83,13 +111,13 @@ class JobQueue:
         settings: Settings,
         *,
         huey: Huey | None = None,
-        ledger: Ledger | None = None,
+        ledger: JobLedger | None = None,
         github: gh.GitHubFactory | None = None,
         busy_retry_s: float = BUSY_RETRY_S,
     ) -> None:
         self.settings = settings
         self.huey = huey if huey is not None else make_huey(settings)
-        self.ledger = ledger if ledger is not None else Ledger(settings.data_dir / "jobs.sqlite3")
+        self.ledger = ledger if ledger is not None else make_ledger(settings)
         self.github = github if github is not None else lambda: gh.app_client(settings)
         self.busy_retry_s = busy_retry_s
         self._stuck_locks: set[str] = set()  # branch locks a job could not release
@@ -186,7 +214,7 @@ class JobQueue:
 
     def checkpoint(self) -> None:
         """Fold the SQLite write-ahead logs into their databases (see tune_sqlite)."""
-        checkpoint(self.ledger.path)
+        self.ledger.checkpoint()
         if isinstance(self.huey.storage, SqliteStorage):
             checkpoint(Path(self.huey.storage.filename))
 
@@ -247,7 +275,8 @@ def remove_scratch(data_dir: Path) -> None:
 
 
 class Submitter(Protocol):
-    ledger: Ledger
+    @property
+    def ledger(self) -> JobLedger: ...  # read-only, so a Ledger-typed attribute fits
 
     def submit_many(self, jobs: list[JobRequest]) -> list[bool]: ...
 

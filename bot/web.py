@@ -32,7 +32,7 @@ from bot.commands import Command, is_bot, issue_command, parse_comment
 from bot.config import Settings
 from bot.dashboard import dashboard_routes
 from bot.health import Readiness
-from bot.ledger import JobRequest, Ledger, new_job_id
+from bot.ledger import JobLedger, JobRequest, new_job_id
 from bot.queue import Intake, Submitter
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,10 @@ def sign(secret: bytes, body: bytes) -> str:
 # -- handlers: (delivery id, event, ledger) -> a response, or a job to submit ------------
 
 Outcome = Response | JobRequest
-Handler = Callable[[str, Any, Ledger], Outcome]
+Handler = Callable[[str, Any, JobLedger], Outcome]
 
 
-def handle_ping(delivery: str, payload: dict[str, Any], ledger: Ledger) -> Outcome:
+def handle_ping(delivery: str, payload: dict[str, Any], ledger: JobLedger) -> Outcome:
     log.info("delivery %s: ping from GitHub", delivery)
     zen = payload.get("zen")
     return JSONResponse({"pong": True, "zen": zen if isinstance(zen, str) else None})
@@ -87,7 +87,7 @@ class InstallationEvent(BaseModel):
     repositories_removed: list[_Repository] | None = None
 
 
-def handle_installation(delivery: str, event: InstallationEvent, ledger: Ledger) -> Outcome:
+def handle_installation(delivery: str, event: InstallationEvent, ledger: JobLedger) -> Outcome:
     installation_id = event.installation.id
     if event.action in ("deleted", "suspend"):
         ledger.remove_repositories(installation_id)
@@ -96,7 +96,7 @@ def handle_installation(delivery: str, event: InstallationEvent, ledger: Ledger)
     return JSONResponse({"installation": installation_id, "action": event.action})
 
 
-def handle_installation_repositories(delivery: str, event: InstallationEvent, ledger: Ledger) -> Outcome:
+def handle_installation_repositories(delivery: str, event: InstallationEvent, ledger: JobLedger) -> Outcome:
     installation_id = event.installation.id
     ledger.add_repositories(installation_id, _names(event.repositories_added))
     ledger.remove_repositories(installation_id, _names(event.repositories_removed))
@@ -186,7 +186,7 @@ def _command_of(event: _CommentDelivery) -> tuple[Command, _User] | None:
     return None if command is None else (command, user)
 
 
-def handle_issue_comment(delivery: str, event: IssueCommentDelivery, ledger: Ledger) -> Outcome:
+def handle_issue_comment(delivery: str, event: IssueCommentDelivery, ledger: JobLedger) -> Outcome:
     found = _command_of(event)
     if found is None:
         return Response(status_code=204)
@@ -210,7 +210,7 @@ def handle_issue_comment(delivery: str, event: IssueCommentDelivery, ledger: Led
     )
 
 
-def handle_review_comment(delivery: str, event: ReviewCommentDelivery, ledger: Ledger) -> Outcome:
+def handle_review_comment(delivery: str, event: ReviewCommentDelivery, ledger: JobLedger) -> Outcome:
     found = _command_of(event)
     if found is None:
         return Response(status_code=204)
@@ -244,7 +244,7 @@ def _job(
     requester: _User,
     command: Command,
     instruction: str,
-    ledger: Ledger,
+    ledger: JobLedger,
     **fields: Any,
 ) -> JobRequest:
     repo = event.repository
@@ -310,7 +310,7 @@ def parse_delivery(event: str, body: bytes) -> Any:
     return payload
 
 
-def route(event: str, delivery: str, body: bytes, ledger: Ledger) -> Outcome:
+def route(event: str, delivery: str, body: bytes, ledger: JobLedger) -> Outcome:
     """The verified delivery's outcome: an answer, or a job to submit.
     A body that does not parse is a 400; a handler that fails on a parsed one
     is our bug, a 500, so that GitHub delivers it again once it is fixed."""

@@ -12,6 +12,7 @@ import pytest
 
 from tests.fakegithub import SHARED, SHARED_MISSING, shared_present
 from tests.modelserver import ScriptedModel
+from tests.redisserver import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 CALCULATOR = ROOT / "examples" / "calculator"
@@ -46,6 +47,25 @@ def model_server() -> Iterator[ScriptedModel]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole run (CI installs it: `make system`)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; `make system` installs it)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared redis-server, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
 
 
 def commit_all(repo: pygit2.Repository, message: str) -> pygit2.Oid:
