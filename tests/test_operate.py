@@ -324,7 +324,8 @@ def test_multiprocess_mode_adds_up_every_process(tmp_path: Path) -> None:
 
 def test_uvicorns_coloured_copy_of_a_message_is_dropped(json_log: io.StringIO) -> None:
     coloured = "Started server process [\x1b[36m%d\x1b[0m]"
-    uvicorn_log = logging.getLogger("uvicorn.error")
+    # A logger of our own: uvicorn run in process elsewhere may have configured its own loggers.
+    uvicorn_log = logging.getLogger("tests.like_uvicorn")
     uvicorn_log.info("Started server process [%d]", 7, extra={"color_message": coloured})
     line = json.loads(json_log.getvalue().splitlines()[-1])
     assert line["event"] == "Started server process [7]"
