@@ -37,6 +37,8 @@ class BuildPyWithClient(build_py):
         if self.packages is not None and CLIENT_PACKAGE not in self.packages:
             self.packages.append(CLIENT_PACKAGE)
         super().run()
+        # The App manifest stays at the top of the repository; setup mode reads the packaged copy.
+        self.copy_file(str(ROOT / "app.yml"), str(Path(self.build_lib) / "bot" / "app.yml"))
 
 
 class SdistWithClient(sdist):

@@ -1,7 +1,7 @@
 """First run: register the GitHub App from its manifest, as Probot does.
 
 With no App credentials, `patchling serve` starts in setup mode. `/` offers a
-"Register GitHub App" button that posts `bot/app.yml` (its URLs filled in with
+"Register GitHub App" button that posts `app.yml` (its URLs filled in with
 this server's) to GitHub's new-app page with a random `state`; GitHub sends the
 browser back to `/setup/callback` with a one-time code, which is exchanged for
 the App's credentials (`POST /app-manifests/{code}/conversions`). They are
@@ -76,10 +76,19 @@ def new_app_url(web: str, org: str | None, state: str) -> str:
     return f"{page}?{urlencode({'state': state})}"
 
 
+def manifest_text() -> str:
+    """The App manifest: `app.yml` at the top of the checkout, which a build
+    copies into the package (setup.py), so an installed wheel has it too."""
+    packaged = files("bot").joinpath("app.yml")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[1] / "app.yml").read_text(encoding="utf-8")
+
+
 def load_manifest() -> dict[str, Any]:
-    data = yaml.safe_load(files("bot").joinpath("app.yml").read_text(encoding="utf-8"))
+    data = yaml.safe_load(manifest_text())
     if not isinstance(data, dict):
-        raise ValueError("bot/app.yml is not a manifest")
+        raise ValueError("app.yml is not a manifest")
     return data
 
 

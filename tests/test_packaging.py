@@ -50,8 +50,10 @@ def test_wheel_contains_the_generated_client(wheel: Path) -> None:
     assert "bot/baml_client/__init__.py" in names
     assert "bot/baml_client/async_client.py" in names
     assert any(name.endswith("licenses/LICENSE") for name in names)
-    # The dashboard's pages and the chart library it serves, with its licence.
-    for name in ("templates/dashboard.html", "static/chart.umd.min.js", "static/chart.js.LICENSE.md"):
+    # The App manifest, the dashboard's pages and the chart library it serves, with its licence.
+    packaged = ["app.yml", "templates/dashboard.html", "static/chart.umd.min.js"]
+    packaged.append("static/chart.js.LICENSE.md")
+    for name in packaged:
         assert f"bot/{name}" in names
 
 

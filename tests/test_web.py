@@ -378,7 +378,7 @@ def test_intake_failure_reaches_every_waiting_request(tmp_path: Path) -> None:
 def test_app_manifest() -> None:
     import yaml
 
-    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "bot" / "app.yml").read_text())
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "app.yml").read_text())
     assert manifest["hook_attributes"]["url"].endswith("/api/github/webhooks")
     assert set(manifest["default_events"]) == {"issue_comment", "pull_request_review_comment"}
     assert manifest["default_permissions"] == {
