@@ -395,6 +395,17 @@ def serve(
 
 
 @app.command()
+def worker(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
+    """Run jobs from the Redis queue (PATCHLING_QUEUE_URL=redis://…); any number, on any hosts."""
+    from bot.serve import run_worker  # the GitHub side, loaded only here
+
+    try:
+        run_worker(_settings(config), verbose=verbose)
+    except ValueError as exc:  # incomplete settings: nothing was started
+        _bad_input(str(exc))
+
+
+@app.command()
 def setup(
     host: Annotated[
         str, typer.Option("--host", metavar="ADDRESS", help="The interface `serve` listens on.")

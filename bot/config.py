@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     # The job queue and ledger: SQLite under data_dir when unset, or `redis://...`
     # for RedisHuey and the ledger in the same Redis (shared between hosts).
     queue_url: str | None = None
+    # Redis mode: a job whose worker process has not been heard from for this
+    # long is given to another worker (see bot/lease.py).
+    lease_s: float = Field(default=30, gt=0, le=110)
     # Repository code (setup, tests, environment builds) runs under bubblewrap.
     # "none" runs it as this server's user, seeing all it sees: reports then say so.
     sandbox: Literal["bwrap", "none"] = "bwrap"

@@ -5,7 +5,8 @@ record them in the ledger and enqueue them with huey: SqliteHuey and the
 SQLite ledger under data_dir, or, when `queue_url` says `redis://`, RedisHuey
 and the Redis ledger (redis_ledger), shared by every process on that Redis.
 Consumer threads run `workflow.work`, one job at a time per repository branch
-(a huey lock, in Redis too in Redis mode).
+(a huey lock). In Redis mode the jobs go through Dramatiq's Redis broker
+instead, taken with a lease by `patchling worker` processes (see lease.py).
 
 At the next start after a crash (`JobQueue.recover`), the ledger is the
 source of truth: a job that was running, or was queued but whose task is gone
@@ -25,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import dramatiq
+import redis
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.exceptions import TaskLockedException
 from huey.storage import SqliteStorage
@@ -32,6 +35,7 @@ from huey.storage import SqliteStorage
 from bot import github as gh
 from bot import metrics
 from bot.config import Settings
+from bot.lease import QUEUE, BranchLocks, make_broker, poll_ms
 from bot.ledger import (
     MAX_RUNS,
     JobLedger,
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # A job that finds its branch busy tries again this much later.
 BUSY_RETRY_S = 15
+# How a job ended: a second delivery of its message (Redis mode) does nothing.
+FINISHED = frozenset(JobStatus) - {JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.RUNNING}
 
 
 class _SqliteStorage(SqliteStorage):
@@ -122,6 +128,42 @@ class JobQueue:
         self.busy_retry_s = busy_retry_s
         self._stuck_locks: set[str] = set()  # branch locks a job could not release
         self._task = self.huey.task(name=self.TASK_NAME)(self._execute)
+        url = redis_url(settings)
+        # Redis mode: jobs go through Dramatiq (leases), locks through Redis.
+        self.broker = make_broker(url, settings.lease_s) if url else None
+        self.branch_locks = BranchLocks(redis.Redis.from_url(url)) if url else None
+        self._actor = (
+            dramatiq.actor(actor_name=self.TASK_NAME, queue_name=QUEUE, broker=self.broker)(self._execute)
+            if self.broker is not None
+            else None
+        )
+
+    def _send(self, payload: dict[str, Any], delay_s: float = 0) -> None:
+        """Enqueue one job: to Dramatiq in Redis mode, else to huey."""
+        if self._actor is None:
+            if delay_s:
+                self._task.schedule((payload,), delay=delay_s)
+            else:
+                self._task(payload)
+        else:
+            self._actor.send_with_options(args=(payload,), delay=int(delay_s * 1000) or None)
+
+    def pending_count(self) -> int:
+        """Jobs waiting in the queue (not those taken or scheduled for later)."""
+        if self.broker is not None:
+            return int(self.broker.client.llen(f"{self.broker.namespace}:{QUEUE}"))
+        return int(self.huey.pending_count())
+
+    def worker(self, threads: int) -> dramatiq.Worker:
+        """A Dramatiq worker of this queue (Redis mode), not yet started: it
+        takes as many jobs as it has threads, no more, so that idle workers
+        elsewhere get the rest."""
+        assert self.broker is not None, "workers take jobs from Redis only"
+        worker = dramatiq.Worker(
+            self.broker, worker_threads=threads, worker_timeout=poll_ms(self.settings.lease_s)
+        )
+        worker.queue_prefetch = threads
+        return worker
 
     def submit(self, job: JobRequest) -> bool:
         """Record and enqueue; False (and nothing enqueued) for a duplicate."""
@@ -132,7 +174,7 @@ class JobQueue:
         claimed = self.ledger.claim_many(jobs)
         new = [job for job, fresh in zip(jobs, claimed, strict=True) if fresh]
         storage = self.huey.storage
-        if self.huey.immediate or not isinstance(storage, _SqliteStorage):
+        if self.broker is not None or self.huey.immediate or not isinstance(storage, _SqliteStorage):
             self._enqueue_each(new)
             return claimed
         tasks = [self._task.s(job.model_dump(mode="json")) for job in new]
@@ -146,10 +188,10 @@ class JobQueue:
         return claimed
 
     def _enqueue_each(self, jobs: list[JobRequest]) -> None:
-        """Through huey's own enqueue (Redis, or immediate mode in tests)."""
+        """One at a time (Redis, or huey's immediate mode in tests)."""
         for index, job in enumerate(jobs):
             try:
-                self._task(job.model_dump(mode="json"))
+                self._send(job.model_dump(mode="json"))
             except Exception:
                 # Let GitHub's redelivery of the jobs not enqueued try again.
                 self.ledger.forget([left.job_id for left in jobs[index:]])
@@ -159,6 +201,8 @@ class JobQueue:
 
     def run_pending(self) -> int:
         """Run every queued job in this thread (tests, and draining by hand)."""
+        if self.broker is not None:
+            return self._run_pending_messages()
         count = 0
         while (task := self.huey.dequeue()) is not None:
             if not self.huey.ready_to_run(task):
@@ -168,14 +212,31 @@ class JobQueue:
             count += 1
         return count
 
+    def _run_pending_messages(self) -> int:
+        """run_pending for Redis mode: take, run and acknowledge each message."""
+        assert self._actor is not None and self.broker is not None
+        consumer = self.broker.consume(QUEUE, prefetch=1, timeout=100)
+        count = 0
+        try:
+            while (message := next(consumer)) is not None:
+                self._actor(*message.args)
+                consumer.ack(message)
+                count += 1
+        finally:
+            consumer.close()
+        return count
+
     def recover(self) -> int:
         """At start-up, with no job of this server running: the ledger is the
         source of truth, the queue a wake-up. Free the locks of jobs a dead
         process left running and run them again (up to MAX_RUNS runs in all;
         past that, once more only to say so); enqueue again each queued job
         whose task is gone (a worker took it and died before starting it);
-        remove the work trees of the dead runs."""
+        remove the work trees of the dead runs. In Redis mode, only forget the
+        unqueued: the broker's leases give a dead worker's jobs to another."""
         self.ledger.forget_unqueued()
+        if self.broker is not None:
+            return 0
         waiting = self._tasks_waiting()
         count = 0
         for job, status, runs, lock_name in self.ledger.unfinished():
@@ -221,16 +282,31 @@ class JobQueue:
     @metrics.job
     def _execute(self, payload: dict[str, Any]) -> None:
         job = JobRequest.model_validate(payload)
+        status = self.ledger.status(job.job_id)
+        if status in FINISHED:
+            # Delivered again (its worker died after the end, before acknowledging).
+            log.info("job %s has ended (%s) already", job.job_id, status)
+            return
         if self.ledger.runs(job.job_id) >= MAX_RUNS:
             # Interrupted as often as allowed: end it with a word, not silence.
             abandon(job, self.settings, self.github, self.ledger.progress(job.job_id))
             metrics.job_finished(JobStatus.INTERRUPTED)
             self.ledger.set_status(job.job_id, JobStatus.INTERRUPTED)
+            self._release_dead_runs_lock(job.job_id)
             return
         self.ledger.started(job)
 
         @contextmanager
         def branch_lock(name: str) -> Iterator[None]:
+            if self.branch_locks is not None:
+                if not self.branch_locks.acquire(name, job.job_id):
+                    raise BranchBusy(name)
+                try:
+                    self.ledger.locked(job.job_id, name)
+                    yield
+                finally:
+                    self.branch_locks.release(name, job.job_id)
+                return
             self._release_stuck_locks()
             lock = self.huey.lock_task(name)
             try:
@@ -249,7 +325,7 @@ class JobQueue:
         except BranchBusy as busy:
             log.info("job %s waits: %s is busy", job.job_id, busy)
             self.ledger.set_status(job.job_id, JobStatus.QUEUED)
-            self._task.schedule((payload,), delay=self.busy_retry_s)
+            self._send(payload, delay_s=self.busy_retry_s)
             return
         except Exception:
             log.exception("job %s failed", job.job_id)
@@ -261,6 +337,13 @@ class JobQueue:
             # The requester has been told; the worker lives on. Left 'running', the
             # job is run once more at the next start.
             log.error("job %s ended (%s) but the ledger could not record it: %s", job.job_id, outcome, exc)
+
+    def _release_dead_runs_lock(self, job_id: str) -> None:
+        """A job given up (Redis mode) may hold its branch from a dead run."""
+        if self.branch_locks is not None and isinstance(self.ledger, RedisLedger):
+            name = self.ledger.lock_name(job_id)
+            if name:
+                self.branch_locks.release(name, job_id)
 
 
 def remove_scratch(data_dir: Path) -> None:

@@ -211,6 +211,11 @@ class RedisLedger:
             if row.get("request")
         ]
 
+    def lock_name(self, job_id: str) -> str | None:
+        """The branch lock the job's last run took, if any."""
+        value = self.client.hget(self._job(job_id), "lock_name")
+        return str(value) if value else None
+
     def runs(self, job_id: str) -> int:
         return int(self.client.hget(self._job(job_id), "runs") or 0)
 

@@ -1,5 +1,7 @@
 """`patchling serve`: the webhook app (uvicorn) and the job consumer (huey
-worker threads) in one process, stopped together on SIGTERM or SIGINT."""
+worker threads) in one process, stopped together on SIGTERM or SIGINT. In
+Redis mode `serve` only receives, and `patchling worker` processes
+(`run_worker`) run the jobs."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from starlette.applications import Starlette
 from bot import logs
 from bot.config import Settings, load_settings
 from bot.forward import start_forwarder
-from bot.queue import JobQueue
+from bot.queue import JobQueue, redis_url
 from bot.setup_mode import Switch, setup_app
 from bot.web import WEBHOOK_PATH, create_app
 
@@ -231,8 +233,11 @@ class Running:
             log.info("resuming %d job(s) interrupted by the last stop", resumed)
         app = create_app(settings, queue=queue)
         settle_heap()
-        self.consumer = start_consumer(queue, settings.workers)
         self.queue = queue
+        if queue.broker is not None:
+            log.info("Redis mode: this server receives; `patchling worker` processes run the jobs")
+            return app
+        self.consumer = start_consumer(queue, settings.workers)
         start_checkpoints(queue, self.stopping)
         backend = type(queue.huey).__name__
         log.info("consumer started with %d worker thread(s); queue: %s", settings.workers, backend)
@@ -240,11 +245,40 @@ class Running:
 
     def stop(self) -> None:
         if self.consumer is None or self.queue is None:
-            return  # still in setup mode: nothing was started
+            return  # setup mode, or Redis mode: no consumer here
         log.info("stopping the consumer (waiting up to %.0fs for running jobs)", SHUTDOWN_TIMEOUT_S)
         self.consumer.stop(graceful=True)
         self.stopping.set()
         self.queue.checkpoint()
+
+
+def run_worker(settings: Settings, *, verbose: bool = False) -> None:
+    """`patchling worker`: take jobs from Redis and run them until SIGTERM or
+    SIGINT, then let running jobs finish (up to SHUTDOWN_TIMEOUT_S; one cut
+    short is taken up by another worker once its lease ends). Raises
+    ValueError, before anything is started, without a Redis queue_url or
+    with incomplete App settings."""
+    if not redis_url(settings):
+        raise ValueError(
+            "`patchling worker` takes jobs from Redis: set PATCHLING_QUEUE_URL=redis://host:6379/0"
+        )
+    missing = missing_settings(settings)
+    if missing:
+        raise ValueError("the GitHub App is not configured; set " + ", ".join(missing) + " (see README)")
+    check_private_key(settings)
+    quiet_model_log(verbose)
+    configure_logs(settings)
+    scrub_environment()
+    queue = JobQueue(settings)
+    worker = queue.worker(max(1, settings.workers))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: stop.set())
+    worker.start()
+    log.info("worker started with %d thread(s); lease %.0fs", max(1, settings.workers), settings.lease_s)
+    stop.wait()
+    log.info("stopping the worker (waiting up to %.0fs for running jobs)", SHUTDOWN_TIMEOUT_S)
+    worker.stop(timeout=int(SHUTDOWN_TIMEOUT_S * 1000))
 
 
 def local_address(host: str, port: int) -> str:

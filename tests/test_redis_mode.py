@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from huey.exceptions import TaskLockedException
 
 from bot.config import Settings
 from bot.ledger import JobStatus
 from bot.queue import JobQueue
-from bot.redis_ledger import RedisLedger
+from bot.redis_ledger import RedisLedger, default_owner
 from bot.web import create_app
 from tests.conftest import CALCULATOR
 from tests.fakegithub import (
@@ -28,9 +30,16 @@ from tests.fakegithub import (
     issue_comment,
     job_request,
     make_harness,
+    memory_clear_rules,
     post,
+    private_key_pem,
+    seed_remote,
 )
+from tests.githubserver import GitHubProcess
+from tests.modelserver import ScriptedModel
 from tests.redisserver import RedisServer
+from tests.test_app_e2e import NEW_SOURCE
+from tests.test_faults import BRANCH, wait_for
 
 REPO = RemoteRepo(owner="acme", name="calculator", clone_url="https://github.test/acme/calculator.git")
 
@@ -71,8 +80,8 @@ def test_the_same_delivery_to_two_web_processes_makes_one_job(tmp_path: Path, re
     assert post_to(second, data, "guid-1").status_code == 200  # GitHub's redelivery, to the other host
     assert post_to(second, data, "guid-2").status_code == 200  # another delivery of the same comment
 
-    assert first_queue.huey.pending_count() == 1  # one queue, shared
-    assert second_queue.huey.pending_count() == 1
+    assert first_queue.pending_count() == 1  # one queue, shared
+    assert second_queue.pending_count() == 1
     # Both see the one job; neither host's SQLite holds it.
     assert first_queue.ledger.count() == second_queue.ledger.count() == 1
     assert second_queue.ledger.count("queued") == 1
@@ -167,11 +176,15 @@ def test_the_branch_lock_is_shared_through_redis(tmp_path: Path, redis_url: str)
     _, first = web_process(tmp_path, "host-a", redis_url)
     _, second = web_process(tmp_path, "host-b", redis_url)
     name = "acme/calculator:patchling/7-x"
-    first.huey.lock_task(name).acquire()
-    with pytest.raises(TaskLockedException):
-        second.huey.lock_task(name).acquire()
-    first.huey.lock_task(name).clear()
-    second.huey.lock_task(name).acquire()
+    assert first.branch_locks is not None and second.branch_locks is not None
+    assert first.branch_locks.acquire(name, "job-a")
+    assert not second.branch_locks.acquire(name, "job-b")
+    # Job a taken up again on another host after its worker died: its lock, it goes on.
+    assert second.branch_locks.acquire(name, "job-a")
+    second.branch_locks.release(name, "job-b")  # not b's: kept
+    assert not first.branch_locks.acquire(name, "job-b")
+    first.branch_locks.release(name, "job-a")
+    assert second.branch_locks.acquire(name, "job-b")
 
 
 def test_a_job_taken_on_one_host_runs_on_another_and_both_see_its_state(
@@ -188,4 +201,126 @@ def test_a_job_taken_on_one_host_runs_on_another_and_both_see_its_state(
     (reply,) = app.fake.comments.values()
     assert "/edit <instruction>" in reply["body"]
     assert web_queue.ledger.count("help") == 1  # the web host sees what the worker host recorded
-    assert web_queue.huey.pending_count() == 0
+    assert web_queue.pending_count() == 0
+    # Delivered once more (a worker died after the end, before acknowledging): nothing is redone.
+    job = web_queue.ledger.recent()[0].request
+    assert job is not None
+    app.queue._send(job.model_dump(mode="json"))
+    assert app.run_jobs() == 1
+    assert len(app.fake.comments) == 1
+
+
+# -- `patchling worker` processes ----------------------------------------------------------
+
+
+class WorkerProcess:
+    """`patchling worker` as its own process, with a data directory of its own."""
+
+    def __init__(
+        self, tmp_path: Path, name: str, redis_url: str, github: GitHubProcess, model: ScriptedModel
+    ):
+        self.data_dir = tmp_path / name
+        self.data_dir.mkdir()
+        self.log = self.data_dir / "worker.log"
+        tier = {"name": "tiny", "model": "tiny", "base_url": model.url, "edit_format": "whole"}
+        self.env = {
+            **os.environ,
+            "PATCHLING_DATA_DIR": str(self.data_dir),
+            "PATCHLING_QUEUE_URL": redis_url,
+            "PATCHLING_LEASE_S": str(LEASE_S),
+            "PATCHLING_TIERS": json.dumps([tier]),
+            "PATCHLING_TEST_COMMAND": "true",
+            "PATCHLING_WORKERS": "1",
+            "GITHUB_API_URL": github.url,
+            "GITHUB_APP_ID": "12345",
+            "GITHUB_PRIVATE_KEY": private_key_pem(),
+            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+        self.owner = default_owner(self.data_dir)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "worker"], env=self.env, stdout=log, stderr=log
+            )
+        wait_for(lambda: "worker started" in self.log.read_text(errors="replace"), "the worker to start")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+LEASE_S = 3
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, redis_url: str, model_server: ScriptedModel
+) -> Iterator[tuple[Any, JobQueue, GitHubProcess, list[WorkerProcess], Any]]:
+    """A web side in this process, the fake GitHub's process, two worker processes (not started)."""
+    remote_path, remote = seed_remote(tmp_path, CALCULATOR)
+    github = GitHubProcess(RemoteRepo("acme", "calculator", f"file://{remote_path}")).start()
+    app, queue = web_process(tmp_path, "web", redis_url)
+    workers = [WorkerProcess(tmp_path, name, redis_url, github, model_server) for name in ("w1", "w2")]
+    try:
+        yield app, queue, github, workers, remote
+    finally:
+        for worker in workers:
+            worker.stop()
+        github.stop()
+
+
+def test_two_worker_processes_share_the_jobs_and_do_each_once(cluster: Any) -> None:
+    app, queue, github, workers, _ = cluster
+    for worker in workers:
+        worker.start()
+    jobs = 6
+    for number in range(1, jobs + 1):
+        data = issue_comment(github.repo, "/edit help", number=number)
+        assert post_to(app, data, f"guid-{number}").status_code == 202
+
+    wait_for(lambda: queue.ledger.count("help") == jobs, "every job to be done")
+    replies = [c for c in github.state()["comments"].values() if "/edit <instruction>" in c["body"]]
+    assert sorted(int(c["number"]) for c in replies) == list(range(1, jobs + 1))  # each once
+    owners = {
+        queue.ledger.client.hget(f"patchling:job:{row.job_id}", "owner") for row in queue.ledger.recent()
+    }
+    assert owners == {worker.owner for worker in workers}  # both took jobs
+    assert queue.pending_count() == 0
+
+
+def test_kill_9_of_a_worker_mid_job_another_worker_finishes_it_once(
+    cluster: Any, model_server: ScriptedModel
+) -> None:
+    app, queue, github, (first, second), remote = cluster
+    edit = "What to change in calculator/calculator.py"
+    slow = {"match": edit, "reply": "```python\nslow\n```", "delay": 6, "times": 1}
+    plan, fast = memory_clear_rules(NEW_SOURCE)
+    model_server.script(plan, slow, fast)
+    first.start()
+    data = issue_comment(github.repo, "/edit add memory clear")
+    assert post_to(app, data, "guid-1").status_code == 202
+    wait_for(lambda: any(edit in str(c["messages"]) for c in model_server.calls()), "the model to be asked")
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    second.start()
+
+    wait_for(lambda: queue.ledger.count("done") == 1, "another worker to finish the job")
+    state = github.state()
+    assert len(state["created_pulls"]) == 1
+    statuses = [c for c in state["comments"].values() if c["body"].startswith("**Patchling**")]
+    assert len(statuses) == 1 and "resumed after an interruption" in statuses[0]["body"]
+    (row,) = queue.ledger.recent()
+    assert row.status == JobStatus.DONE and queue.ledger.runs(row.job_id) == 2
+    tip = remote.references[f"refs/heads/{BRANCH}"].target
+    ahead, _ = remote.ahead_behind(tip, remote.references["refs/heads/main"].target)
+    assert ahead == 1  # one commit: the dead run's work was not done twice
+    assert queue.pending_count() == 0
