@@ -37,8 +37,12 @@ class BuildPyWithClient(build_py):
         if self.packages is not None and CLIENT_PACKAGE not in self.packages:
             self.packages.append(CLIENT_PACKAGE)
         super().run()
-        # The App manifest stays at the top of the repository; setup mode reads the packaged copy.
-        self.copy_file(str(ROOT / "app.yml"), str(Path(self.build_lib) / "bot" / "app.yml"))
+        # The App manifest stays at the top of the repository; a built package carries a
+        # copy for setup mode (an editable install reads the checkout's own file).
+        if not getattr(self, "editable_mode", False):
+            target = Path(self.build_lib) / "bot"
+            self.mkpath(str(target))
+            self.copy_file(str(ROOT / "app.yml"), str(target / "app.yml"))
 
 
 class SdistWithClient(sdist):
