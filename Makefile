@@ -56,3 +56,4 @@ bench: setup
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.webhooks
 	$(PY) -m bench.load
+	$(PY) -m bench.workers
