@@ -19,7 +19,7 @@ import pytest
 from huey import RedisHuey
 
 from bot.config import Settings, Tier
-from bot.ledger import MAX_RUNS, JobRequest, Ledger
+from bot.ledger import MAX_RUNS, JobRequest
 from bot.messages import change_report, pr_title, summarize_tests
 from bot.queue import JobQueue, make_huey
 from bot.repo_settings import RepoSettingsError
@@ -75,25 +75,6 @@ def test_names() -> None:
 
 
 # -- the queue ---------------------------------------------------------------------
-
-
-def test_ledger_deduplicates_deliveries_and_comments(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
-    first = job_request(job_id="a", delivery_id="d1", comment_id=1)
-    review = first.model_copy(
-        update={"job_id": "d", "delivery_id": "d3", "event": "pull_request_review_comment"}
-    )
-    assert ledger.claim_many(
-        [
-            first,
-            first.model_copy(update={"job_id": "b"}),  # same delivery
-            first.model_copy(update={"job_id": "c", "delivery_id": "d2"}),  # same comment
-            review,  # review comment ids are another space
-        ]
-    ) == [True, False, False, True]
-    assert ledger.count() == 2 and ledger.status("a") == "received"
-    ledger.enqueued(["a"])
-    assert ledger.status("a") == "queued"
 
 
 def test_a_delivery_recorded_but_never_enqueued_is_taken_again(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from bot.config import Settings
-from bot.ledger import JobStatus
+from bot.ledger import JobLedger, JobStatus, Ledger
 from bot.queue import JobQueue
 from bot.redis_ledger import RedisLedger, default_owner
 from bot.web import create_app
@@ -108,8 +108,16 @@ def test_concurrent_claims_of_one_delivery_from_many_processes(tmp_path: Path, r
     assert RedisLedger(redis_url, owner="x").count() == 1
 
 
-def test_redis_ledger_keeps_the_sqlite_ledgers_rules(redis_url: str) -> None:
-    ledger = RedisLedger(redis_url, owner="host-a")
+@pytest.fixture(params=["sqlite", "redis"])
+def any_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> JobLedger:
+    """Each ledger the queue can use, to hold both to one set of rules."""
+    if request.param == "sqlite":
+        return Ledger(tmp_path / "jobs.sqlite3")
+    return RedisLedger(request.getfixturevalue("redis_url"), owner="host-a")
+
+
+def test_both_ledgers_keep_the_same_rules(any_ledger: JobLedger) -> None:
+    ledger = any_ledger
     first = job_request(job_id="a", delivery_id="d1", comment_id=1)
     review = first.model_copy(
         update={"job_id": "d", "delivery_id": "d3", "event": "pull_request_review_comment"}
