@@ -9,10 +9,13 @@ in-process tests use; `GET /_state` tells what the App did.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakegithub import API_URL, FakeGitHub, RemoteRepo
+from tests.fakegithub import API_URL, WEBHOOK_SECRET, FakeGitHub, RemoteRepo, private_key_pem
 
 
 def build_app(fake: FakeGitHub) -> Starlette:
@@ -106,6 +109,24 @@ class GitHubProcess:
             self._proc.terminate()
             self._proc.wait(timeout=10)
             self._proc = None
+
+
+def app_process_env(data_dir: Path, model_url: str, github_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a `patchling serve` or `worker` process in these tests:
+    one scripted tier, a trivial test command, one worker thread, this fake GitHub."""
+    tier = {"name": "tiny", "model": "tiny", "base_url": model_url, "edit_format": "whole"}
+    return {
+        **os.environ,
+        "PATCHLING_DATA_DIR": str(data_dir),
+        "PATCHLING_TIERS": json.dumps([tier]),
+        "PATCHLING_TEST_COMMAND": "true",
+        "PATCHLING_WORKERS": "1",
+        "GITHUB_API_URL": github_url,
+        "GITHUB_APP_ID": "12345",
+        "GITHUB_PRIVATE_KEY": private_key_pem(),
+        "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        **extra,
+    }
 
 
 def main() -> None:

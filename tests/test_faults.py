@@ -38,11 +38,10 @@ from tests.fakegithub import (
     issue_comment,
     make_harness,
     memory_clear_rules,
-    private_key_pem,
     script_memory_clear,
     seed_remote,
 )
-from tests.githubserver import GitHubProcess
+from tests.githubserver import GitHubProcess, app_process_env
 from tests.modelserver import ScriptedModel, free_port
 from tests.test_app_e2e import NEW_SOURCE
 
@@ -693,18 +692,7 @@ class Server:
         self.cwd = tmp_path
         self.data_dir = tmp_path / "data"
         self.port = free_port()
-        tier = {"name": "tiny", "model": "tiny", "base_url": model.url, "edit_format": "whole"}
-        self.env = {
-            **os.environ,
-            "PATCHLING_DATA_DIR": str(self.data_dir),
-            "PATCHLING_TIERS": json.dumps([tier]),
-            "PATCHLING_TEST_COMMAND": "true",
-            "PATCHLING_WORKERS": "1",
-            "GITHUB_API_URL": github.url,
-            "GITHUB_APP_ID": "12345",
-            "GITHUB_PRIVATE_KEY": private_key_pem(),
-            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        }
+        self.env = app_process_env(self.data_dir, model.url, github.url)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:

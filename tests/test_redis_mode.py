@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,10 +31,9 @@ from tests.fakegithub import (
     make_harness,
     memory_clear_rules,
     post,
-    private_key_pem,
     seed_remote,
 )
-from tests.githubserver import GitHubProcess
+from tests.githubserver import GitHubProcess, app_process_env
 from tests.modelserver import ScriptedModel
 from tests.redisserver import RedisServer
 from tests.test_app_e2e import NEW_SOURCE
@@ -230,20 +228,13 @@ class WorkerProcess:
         self.data_dir = tmp_path / name
         self.data_dir.mkdir()
         self.log = self.data_dir / "worker.log"
-        tier = {"name": "tiny", "model": "tiny", "base_url": model.url, "edit_format": "whole"}
-        self.env = {
-            **os.environ,
-            "PATCHLING_DATA_DIR": str(self.data_dir),
-            "PATCHLING_QUEUE_URL": redis_url,
-            "PATCHLING_LEASE_S": str(LEASE_S),
-            "PATCHLING_TIERS": json.dumps([tier]),
-            "PATCHLING_TEST_COMMAND": "true",
-            "PATCHLING_WORKERS": "1",
-            "GITHUB_API_URL": github.url,
-            "GITHUB_APP_ID": "12345",
-            "GITHUB_PRIVATE_KEY": private_key_pem(),
-            "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        }
+        self.env = app_process_env(
+            self.data_dir,
+            model.url,
+            github.url,
+            PATCHLING_QUEUE_URL=redis_url,
+            PATCHLING_LEASE_S=str(LEASE_S),
+        )
         self.owner = default_owner(self.data_dir)
         self.proc: subprocess.Popen[bytes] | None = None
 
