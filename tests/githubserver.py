@@ -11,10 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakegithub import API_URL, WEBHOOK_SECRET, FakeGitHub, RemoteRepo, private_key_pem
+from tests.processes import LoopbackProcess
 
 
 def build_app(fake: FakeGitHub) -> Starlette:
@@ -62,53 +59,23 @@ def build_app(fake: FakeGitHub) -> Starlette:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class GitHubProcess:
+class GitHubProcess(LoopbackProcess):
     """Handle on a fake GitHub server process serving one repository."""
 
+    module = "tests.githubserver"
+    probe = "/_state"
+
     def __init__(self, repo: RemoteRepo) -> None:
+        super().__init__()
         self.repo = repo
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.url = self.root
 
     def start(self) -> GitHubProcess:
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.githubserver",
-                "--port",
-                str(self.port),
-                "--clone-url",
-                self.repo.clone_url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{self.url}/_state", timeout=0.5).raise_for_status()
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("the fake GitHub server did not start")
+        self.launch("--clone-url", self.repo.clone_url)
+        return self
 
     def state(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.url}/_state", timeout=5).json())
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._proc = None
 
 
 def app_process_env(data_dir: Path, model_url: str, github_url: str, **extra: str) -> dict[str, str]:

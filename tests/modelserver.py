@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +27,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.processes import LoopbackProcess
+from tests.processes import free_port as free_port
 
 
 @dataclass
@@ -135,36 +135,18 @@ def build_app() -> Starlette:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ScriptedModel:
+class ScriptedModel(LoopbackProcess):
     """Handle on a model server process: start, script, read calls, stop."""
 
+    module = "tests.modelserver"
+
     def __init__(self) -> None:
-        self.port = free_port()
-        self.root = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.url = f"{self.root}/v1"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ScriptedModel:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.modelserver", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.root}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("scripted model server did not start")
+        self.launch()
+        return self
 
     def script(self, *rules: dict[str, Any]) -> None:
         httpx.post(f"{self.root}/_script", json={"rules": list(rules)}, timeout=5).raise_for_status()
@@ -175,12 +157,6 @@ class ScriptedModel:
     def probes(self) -> int:
         """How often /v1/models was asked for since the server started."""
         return int(httpx.get(f"{self.root}/_probes", timeout=5).json()["models"])
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-            self._proc = None
 
 
 def main() -> None:
