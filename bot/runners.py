@@ -43,13 +43,15 @@ JUNIT_MAX_BYTES = 20 << 20
 NODE_PROGRAMS = frozenset({"npm", "pnpm", "yarn", "npx", "node", "jest", "vitest", "bun"})
 JVM_PROGRAMS = frozenset({"mvn", "mvnw", "gradle", "gradlew"})
 
+_GO_BUILD_FAILED_RE = re.compile(r"^FAIL\t(\S+) \[(?:build|setup) failed\]$")
 _CARGO_RESULT_RE = re.compile(
     r"^test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored; \d+ measured; \d+ filtered out"
 )
 _CARGO_FAILED_RE = re.compile(r"^test (\S+) \.\.\. FAILED$")
 # node --test: TAP ("# pass 3") or spec ("ℹ pass 3") summary lines.
 _NODE_SUMMARY_RE = re.compile(r"^(?:#|ℹ) (tests|pass|fail|cancelled|skipped|todo) (\d+)$")
-_TAP_NOT_OK_RE = re.compile(r"^\s*not ok \d+ - (.+?)(?:\s+#.*)?$")
+# A failed test: TAP's "not ok 2 - name", spec's "✖ name (1.2ms)".
+_NODE_FAILED_RE = re.compile(r"^\s*(?:not ok \d+ - (.+?)(?:\s+#.*)?|✖ (.+?) \([\d.]+m?s\))$")
 # Compilers that stop a test run before any test: tsc, rustc (through cargo), javac.
 _BUILD_ERROR_RE = re.compile(
     r"^(.*error TS\d+:.*|error(\[E\d+\])?: .*|.*\.java:\d+: error: .*)$", re.MULTILINE
@@ -98,6 +100,10 @@ def parse_go_json(output: str, root: Path, since: float) -> Counts | None:
     failed_packages: list[str] = []
     packages_with_failures: set[str] = set()
     for line in output.splitlines():
+        built = _GO_BUILD_FAILED_RE.match(line)
+        if built:  # before Go 1.24, a build failure is a text line, not an event
+            seen = True
+            failed_packages.append(built.group(1))
         event = _json_object(line)
         if event is None or "Action" not in event:
             continue
@@ -115,7 +121,7 @@ def parse_go_json(output: str, root: Path, since: float) -> Counts | None:
             counts.failed += 1
             counts.fail(f"{package}.{test}")
             packages_with_failures.add(package)
-    for package in failed_packages:
+    for package in dict.fromkeys(failed_packages):
         if package not in packages_with_failures:
             counts.errors += 1
             counts.fail(f"{package} (build failed)")
@@ -216,9 +222,9 @@ def parse_node(output: str, root: Path, since: float) -> Counts | None:
         skipped=totals.get("skipped", 0) + totals.get("todo", 0),
     )
     for line in output.splitlines():
-        failed = _TAP_NOT_OK_RE.match(line)
+        failed = _NODE_FAILED_RE.match(line)
         if failed:
-            counts.fail(failed.group(1).strip())
+            counts.fail((failed.group(1) or failed.group(2)).strip())
     return counts
 
 
