@@ -1,7 +1,8 @@
 # Every target sets itself up idempotently into .venv/ from a bare machine
 # with Python 3.11+ and git; as root on Debian or Ubuntu it also installs
 # bubblewrap, the sandbox repository code runs in, and what some tests need
-# (chromium, redis-server).
+# (chromium, redis-server, and the Node, TypeScript and Go toolchains the
+# examples' tests run on).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,6 +27,10 @@ system:
 	@$(call need,bwrap,bubblewrap,repository code runs in its sandbox)
 	@$(call need,chromium,chromium,the dashboard's browser test runs in it and is skipped without it)
 	@$(call need,redis-server,redis-server,the Redis-mode tests run against it and are skipped without it)
+	@$(call need,node,nodejs,the TypeScript example's tests run on it and are skipped without it)
+	@$(call need,npm,npm,package.json test scripts run through it)
+	@$(call need,tsc,node-typescript,the TypeScript example compiles with it)
+	@$(call need,go,golang-go,the Go example's tests run on it and are skipped without it)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

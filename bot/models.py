@@ -25,6 +25,7 @@ import baml_py
 import httpx
 from baml_py import errors as baml_errors
 
+from bot import fences
 from bot.baml_client.async_client import b
 from bot.baml_client.types import EditPlan, FileChange
 from bot.config import Tier
@@ -251,6 +252,8 @@ async def write_file_edit(
         content=content,
         context=context,
         feedback=feedback,
+        language=fences.language_name(path),
+        fence=fences.fence_tag(path),
     )
     return str(reply), usage
 

@@ -22,7 +22,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import grammars, runners
 from bot.files import list_files
+from bot.index import language_of
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
 from bot.sandbox import run as sandboxed
 
@@ -103,9 +105,21 @@ class TestRun:
 # -- syntax -----------------------------------------------------------------
 
 
+def _tree_sitter_problems(path: str, text: str) -> list[str]:
+    """ "path: line L, column C: …" for each ERROR or MISSING node, in the
+    languages with a tree-sitter grammar (Python keeps `compile`, whose
+    messages say more)."""
+    language = language_of(path)
+    if language == "python" or language not in grammars.SUPPORTED:
+        return []
+    return [f"{path}: {problem.describe()}" for problem in grammars.syntax_problems(text, language, path)]
+
+
 def check_syntax(changes: Mapping[str, str | bytes]) -> list[str]:
-    """Problems with the new contents: Python must compile, JSON and TOML must
-    parse, everything must be text. An empty list means all is well."""
+    """Problems with the new contents: Python must compile, code in the other
+    languages tree-sitter reads must parse without an ERROR or MISSING node,
+    JSON and TOML must parse, everything must be text. An empty list means all
+    is well."""
     problems: list[str] = []
     for path, content in sorted(changes.items()):
         if isinstance(content, bytes):
@@ -124,6 +138,8 @@ def check_syntax(changes: Mapping[str, str | bytes]) -> list[str]:
                 json.loads(text)
             elif suffix == ".toml":
                 tomllib.loads(text)
+            else:
+                problems += _tree_sitter_problems(path, text)
         except SyntaxError as exc:
             problems.append(f"{path}:{exc.lineno}: {exc.msg}")
         except (ValueError, tomllib.TOMLDecodeError) as exc:
@@ -147,11 +163,13 @@ def has_python_tests(root: Path) -> bool:
 
 
 def default_test_command(root: Path) -> str | None:
-    """pytest when the repository has Python tests. `python` is the one of the
-    repository's environment (bot/pyenv.py), first on the command's PATH."""
-    if not has_python_tests(Path(root)):
-        return None
-    return "python -m pytest -q -p no:cacheprovider -rfE"
+    """pytest when the repository has Python tests (`python` is the one of the
+    repository's environment, bot/pyenv.py, first on the command's PATH), else
+    the ecosystem's runner its root files name (bot/runners.py)."""
+    if has_python_tests(Path(root)):
+        return "python -m pytest -q -p no:cacheprovider -rfE"
+    found = runners.default_command(Path(root))
+    return found[0] if found is not None else None
 
 
 # -- running ----------------------------------------------------------------
@@ -204,11 +222,14 @@ def _step(
     *,
     setup: bool,
     network: Network,
+    toolchain: list[Path] | None = None,
 ) -> tuple[int | None, bool, str]:
     """One command in the sandbox: the work tree writable; the environment
-    writable for setup only (it installs there), read-only for the tests."""
+    writable for setup only (it installs there), read-only for the tests, as
+    is the runner's toolchain where it lives outside the system directories."""
     env_dirs = [pyenv.path] if pyenv is not None else []
     base = [pyenv.base_prefix] if pyenv is not None and pyenv.base_prefix is not None else []
+    base += toolchain or []
     outcome = sandboxed(
         sandbox,
         command_argv(command),
@@ -239,18 +260,31 @@ def run_tests(
     run. Where the sandbox cannot run, the tests do not run either."""
     root = Path(root)
     sandbox = sandbox or Sandbox()
-    started = time.monotonic()
+    started, since = time.monotonic(), time.time()
+    runner = runners.runner_for(command)
+    reason = runner.precheck(root) if runner is not None and not setup_command else None
+    if reason is not None:
+        return TestRun.not_run(command, reason)
+    toolchain = runner.toolchain() if runner is not None else []
     with tempfile.TemporaryDirectory(prefix="patchling-test-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
-        env = scrubbed_env(home)
+        env = scrubbed_env(home) | (runner.env(root) if runner is not None else {})
         if pyenv is not None:
             env = pyenv.apply(env, root)
         setup_note = ""
         try:
             if setup_command:
                 code, timed_out, output = _step(
-                    sandbox, setup_command, root, env, timeout_s, pyenv, setup=True, network=network
+                    sandbox,
+                    setup_command,
+                    root,
+                    env,
+                    timeout_s,
+                    pyenv,
+                    setup=True,
+                    network=network,
+                    toolchain=toolchain,
                 )
                 if timed_out or code != 0:
                     # Reported, and the tests still run: a baseline and an "after" run
@@ -259,15 +293,28 @@ def run_tests(
                     setup_note = f"setup command {why}: {setup_command}\n{output[-2000:]}\n"
             remaining = max(1.0, timeout_s - (time.monotonic() - started))
             code, timed_out, output = _step(
-                sandbox, command, root, env, remaining, pyenv, setup=False, network=network
+                sandbox,
+                command,
+                root,
+                env,
+                remaining,
+                pyenv,
+                setup=False,
+                network=network,
+                toolchain=toolchain,
             )
         except SandboxUnavailable as exc:
             return TestRun.not_run(command, f"sandbox unavailable: {exc}")
     run = parse_test_output(
         command, output, exit_code=code, timed_out=timed_out, duration_s=time.monotonic() - started
     )
+    counts = runner.parse(output, root, since) if runner is not None else None
+    if counts is not None:
+        _take_counts(run, counts)
     run.sandboxed = sandbox.enabled
-    run.could_not_run = not_run_reason(command, output, code, project_packages(root))
+    run.could_not_run = (counts.could_not_run if counts is not None else None) or not_run_reason(
+        command, output, code, project_packages(root)
+    )
     if setup_note:
         run.errors += 1
         run.failing.insert(0, f"setup: {setup_command}")
@@ -276,6 +323,23 @@ def run_tests(
 
 
 # -- parsing ----------------------------------------------------------------
+
+
+def _take_counts(run: TestRun, counts: runners.Counts) -> None:
+    """A runner's own reading of its output, over the generic one (which
+    stands when the runner found no counts: a build that failed, say)."""
+    if counts.could_not_run is not None:
+        return
+    run.passed, run.failed, run.errors, run.skipped = (
+        counts.passed,
+        counts.failed,
+        counts.errors,
+        counts.skipped,
+    )
+    run.failing = list(counts.failing)
+    if run.total == 0 and run.exit_code not in (0, None) and not run.failing:
+        # Nothing ran, yet the command failed: still one failure, as the generic parse says.
+        run.failed, run.failing = 1, [run.command]
 
 
 def parse_test_output(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot import fences
 from bot.baml_client.sync_client import b
 
 FUNCTIONS = sorted(name for name in dir(b.request) if not name.startswith("_"))
@@ -37,3 +38,49 @@ def test_untrusted_text_stays_out_of_the_system_part(function: str) -> None:
     for name, marker in markers.items():
         assert marker not in system, f"{function}: {name} is in the system part"
         assert marker in user, f"{function}: {name} never reaches the model"
+
+
+EDIT_FUNCTIONS = ["RewriteFile", "EditSearchReplace", "EditUnifiedDiff"]
+
+
+@pytest.mark.parametrize("function", EDIT_FUNCTIONS)
+@pytest.mark.parametrize(
+    ("path", "language", "fence"),
+    [("cmd/units.go", "Go", "go"), ("src/app.tsx", "TypeScript", "tsx"), ("notes.txt", "", "")],
+)
+def test_edit_prompts_name_the_language_and_fence_with_its_tag(
+    function: str, path: str, language: str, fence: str
+) -> None:
+    # The values the edit call passes (bot.models.write_file_edit), from the path alone.
+    assert (fences.language_name(path), fences.fence_tag(path)) == (language, fence)
+    content = "CONTENT-LINE\n"
+    request = getattr(b.request, function)(
+        instruction="i",
+        change="c",
+        path=path,
+        content=content,
+        context="",
+        feedback="",
+        language=language,
+        fence=fence,
+    )
+    user = " ".join(str(m["content"]) for m in request.body.json()["messages"] if m["role"] == "user")
+    assert f"```{fence}\n{content}" in user
+    assert (f"{path} is written in {language}" in user) == bool(language)
+
+
+def test_fence_tags_follow_the_language() -> None:
+    tags = {
+        p: fences.fence_tag(p) for p in ("a.py", "b.ts", "c.rs", "d.cs", "e.cpp", "f.sh", "g.yml", "h.md")
+    }
+    assert tags == {
+        "a.py": "python",
+        "b.ts": "typescript",
+        "c.rs": "rust",
+        "d.cs": "csharp",
+        "e.cpp": "cpp",
+        "f.sh": "sh",
+        "g.yml": "yaml",
+        "h.md": "markdown",
+    }
+    assert fences.fenced("x.go", "package x") == "```go\npackage x\n```\n"

@@ -292,3 +292,22 @@ def test_default_command_names_no_server_path(tmp_path: Path) -> None:
     assert command is not None
     assert sys.executable not in command
     assert command.split()[0] == "python"
+
+
+def test_syntax_of_other_languages_is_checked_with_tree_sitter() -> None:
+    problems = check_syntax(
+        {
+            "main.go": "package main\n\nfunc main() {\n\tx := 1\n",
+            "ok.go": "package main\n\nfunc main() {}\n",
+            "src/app.ts": "export function f(a: number): number {\n  return a +;\n}\n",
+            "src/view.tsx": "export const V = () => <div>{1}</div>;\n",
+            "lib.rs": "fn main() { let x = ; }\n",
+            "notes.md": "# not code (\n",
+        }
+    )
+    # Each names the file and where it breaks: the next attempt is told exactly this.
+    assert problems == [
+        "lib.rs: line 1, column 19: unexpected '='",
+        "main.go: line 5, column 1: missing '}'",
+        "src/app.ts: line 2, column 13: missing 'identifier'",
+    ]

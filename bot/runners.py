@@ -1,0 +1,405 @@
+"""Test runners by ecosystem: which command runs a repository's tests when it
+names none, and how each runner's output becomes counts and failing names.
+
+Detected from files at the checkout's root: `go.mod` (go test -json),
+`Cargo.toml` (cargo test), `package.json` with a test script (npm, pnpm or
+yarn by lockfile), `pom.xml` (Maven) and `build.gradle[.kts]` (Gradle). A
+configured command (`test:` in .github/patchling.yml) is read the same way:
+its programs say which runner's output to expect, so `go test -json ./pkg/...`
+is parsed as Go's. Where a runner's output is not recognised, bot.verify's
+generic parse (pytest's summary, any "N passed / N failed" line) applies.
+
+Machine-readable output where the runner has one: `go test -json` events,
+JUnit XML reports (Maven's surefire, Gradle), jest's and vitest's JSON
+reporters. Where it has none, the runner's own summary lines: cargo's
+`test result:` lines, node's TAP or spec summary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
+from bot.files import PathRefused, open_file
+
+# npm's placeholder script for a package without tests.
+NPM_NO_TEST = "no test specified"
+# Where JUnit XML reports are written, relative to a module's directory.
+JUNIT_DIRS = ("target/surefire-reports", "target/failsafe-reports", "build/test-results")
+JUNIT_MAX_FILES = 2000
+JUNIT_MAX_BYTES = 20 << 20
+# Programs whose output says which runner ran (a command may wrap them: make, sh -c).
+NODE_PROGRAMS = frozenset({"npm", "pnpm", "yarn", "npx", "node", "jest", "vitest", "bun"})
+JVM_PROGRAMS = frozenset({"mvn", "mvnw", "gradle", "gradlew"})
+
+_GO_BUILD_FAILED_RE = re.compile(r"^FAIL\t(\S+) \[(?:build|setup) failed\]$")
+_CARGO_RESULT_RE = re.compile(
+    r"^test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored; \d+ measured; \d+ filtered out"
+)
+_CARGO_FAILED_RE = re.compile(r"^test (\S+) \.\.\. FAILED$")
+# node --test: TAP ("# pass 3") or spec ("ℹ pass 3") summary lines.
+_NODE_SUMMARY_RE = re.compile(r"^(?:#|ℹ) (tests|pass|fail|cancelled|skipped|todo) (\d+)$")
+# A failed test: TAP's "not ok 2 - name", spec's "✖ name (1.2ms)".
+_NODE_FAILED_RE = re.compile(r"^\s*(?:not ok \d+ - (.+?)(?:\s+#.*)?|✖ (.+?) \([\d.]+m?s\))$")
+# Compilers that stop a test run before any test: tsc, rustc (through cargo), javac.
+_BUILD_ERROR_RE = re.compile(
+    r"^(.*error TS\d+:.*|error(\[E\d+\])?: .*|.*\.java:\d+: error: .*)$", re.MULTILINE
+)
+
+
+@dataclass
+class Counts:
+    """What a runner's output says: counts, failing test names, or why no test ran."""
+
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    failing: list[str] = field(default_factory=list)
+    could_not_run: str | None = None
+
+    def fail(self, name: str) -> None:
+        if name not in self.failing:
+            self.failing.append(name)
+
+
+# (output, checkout, wall-clock time the run started) -> counts, or None when not recognised.
+Parser = Callable[[str, Path, float], "Counts | None"]
+
+
+@dataclass(frozen=True)
+class Runner:
+    name: str
+    parse: Parser
+    # What the tests need before they can run, checked first: None, or why not.
+    precheck: Callable[[Path], str | None] = lambda root: None
+    # Variables the command sees besides the scrubbed environment.
+    env: Callable[[Path], dict[str, str]] = lambda root: {}
+    # Host directories the toolchain lives in, shown read-only in the sandbox.
+    toolchain: Callable[[], list[Path]] = lambda: []
+
+
+# -- Go -----------------------------------------------------------------------------
+
+
+def parse_go_json(output: str, root: Path, since: float) -> Counts | None:
+    """`go test -json` events: one per test's end (pass, fail, skip); a
+    package that fails with no failing test (a build error) counts as an error."""
+    counts, seen = Counts(), False
+    failed_packages: list[str] = []
+    packages_with_failures: set[str] = set()
+    for line in output.splitlines():
+        built = _GO_BUILD_FAILED_RE.match(line)
+        if built:  # before Go 1.24, a build failure is a text line, not an event
+            seen = True
+            failed_packages.append(built.group(1))
+        event = _json_object(line)
+        if event is None or "Action" not in event:
+            continue
+        seen = True
+        package, test, action = event.get("Package", ""), event.get("Test"), event["Action"]
+        if test is None:
+            if action == "fail":
+                failed_packages.append(package)
+            continue
+        if action == "pass":
+            counts.passed += 1
+        elif action == "skip":
+            counts.skipped += 1
+        elif action == "fail":
+            counts.failed += 1
+            counts.fail(f"{package}.{test}")
+            packages_with_failures.add(package)
+    for package in dict.fromkeys(failed_packages):
+        if package not in packages_with_failures:
+            counts.errors += 1
+            counts.fail(f"{package} (build failed)")
+    return counts if seen else None
+
+
+def go_env(root: Path) -> dict[str, str]:
+    # Offline and local: no module download, no toolchain download, no telemetry.
+    env = {"GOPROXY": "off", "GOTOOLCHAIN": "local", "GOTELEMETRY": "off", "CGO_ENABLED": "0"}
+    if (root / "vendor" / "modules.txt").is_file():
+        env["GOFLAGS"] = "-mod=vendor"
+    return env
+
+
+def go_precheck(root: Path) -> str | None:
+    """Tests run offline: a module that requires others needs them vendored."""
+    try:
+        text = (root / "go.mod").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if re.search(r"^require\b", text, re.MULTILINE) and not (root / "vendor").is_dir():
+        return (
+            "dependencies not installed: go.mod requires other modules and tests run offline;"
+            " commit them with `go mod vendor`"
+        )
+    return None
+
+
+# -- Rust ---------------------------------------------------------------------------
+
+
+def parse_cargo(output: str, root: Path, since: float) -> Counts | None:
+    """cargo test's `test result:` line per test binary (unit, integration,
+    doc tests), summed, and the `test name ... FAILED` lines."""
+    counts, seen = Counts(), False
+    for line in output.splitlines():
+        line = line.strip()
+        result = _CARGO_RESULT_RE.match(line)
+        if result:
+            seen = True
+            counts.passed += int(result.group(1))
+            counts.failed += int(result.group(2))
+            counts.skipped += int(result.group(3))
+        failed = _CARGO_FAILED_RE.match(line)
+        if failed:
+            counts.fail(failed.group(1))
+    if not seen:
+        return _build_failure(output)
+    return counts
+
+
+def cargo_env(root: Path) -> dict[str, str]:
+    # The registry cache goes to the sandbox's own home; the toolchain stays read-only.
+    env = {"CARGO_NET_OFFLINE": "true", "CARGO_HOME": "/tmp/home/.cargo", "CARGO_TERM_COLOR": "never"}
+    rustup = _rustup_home()
+    if rustup is not None:
+        env["RUSTUP_HOME"] = str(rustup)
+    return env
+
+
+def _rustup_home() -> Path | None:
+    home = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
+    return home if home.is_dir() else None
+
+
+def cargo_toolchain() -> list[Path]:
+    """cargo's bin directory (rustup's proxies) and rustup's toolchains when
+    they live outside the system directories: never the rest of CARGO_HOME,
+    which may hold registry credentials."""
+    found = shutil.which("cargo")
+    if found is None or found.startswith(("/usr/", "/bin/")):
+        return []
+    dirs = [Path(found).parent]
+    rustup = _rustup_home()
+    return dirs + ([rustup] if rustup is not None else [])
+
+
+# -- Node ---------------------------------------------------------------------------
+
+
+def parse_node(output: str, root: Path, since: float) -> Counts | None:
+    """jest's or vitest's JSON report when the output holds one, else node's
+    own test runner's TAP or spec summary; a TypeScript build that failed
+    before any test ran is said as such."""
+    report = _jest_report(output)
+    if report is not None:
+        return report
+    totals: dict[str, int] = {}
+    for line in output.splitlines():
+        match = _NODE_SUMMARY_RE.match(line.strip())
+        if match:
+            totals[match.group(1)] = int(match.group(2))  # the last summary wins
+    if not totals:
+        return _build_failure(output)
+    counts = Counts(
+        passed=totals.get("pass", 0),
+        failed=totals.get("fail", 0) + totals.get("cancelled", 0),
+        skipped=totals.get("skipped", 0) + totals.get("todo", 0),
+    )
+    for line in output.splitlines():
+        failed = _NODE_FAILED_RE.match(line)
+        if failed:
+            counts.fail((failed.group(1) or failed.group(2)).strip())
+    return counts
+
+
+def _jest_report(output: str) -> Counts | None:
+    """The `--json` report of jest or vitest (same shape): a line holding one JSON object."""
+    for line in reversed(output.splitlines()):
+        report = _json_object(line)
+        if report is None or "numTotalTests" not in report:
+            continue
+        counts = Counts(
+            passed=int(report.get("numPassedTests", 0)),
+            failed=int(report.get("numFailedTests", 0)),
+            skipped=int(report.get("numPendingTests", 0)) + int(report.get("numTodoTests", 0)),
+        )
+        for suite in report.get("testResults") or []:
+            for test in suite.get("assertionResults") or []:
+                if test.get("status") == "failed":
+                    counts.fail(str(test.get("fullName") or test.get("title")))
+        return counts
+    return None
+
+
+def package_json(root: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((root / "package.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def node_precheck(root: Path) -> str | None:
+    """Tests see only what the checkout holds: declared dependencies must be
+    installed there (by a `setup:` command such as `npm ci --ignore-scripts`,
+    which runs in the sandbox with the network)."""
+    data = package_json(root)
+    declared: dict[str, Any] = {**(data.get("dependencies") or {}), **(data.get("devDependencies") or {})}
+    missing = sorted(name for name in declared if not (root / "node_modules" / name).is_dir())
+    if not missing:
+        return None
+    shown = ", ".join(missing[:3]) + (" …" if len(missing) > 3 else "")
+    return (
+        f"dependencies not installed ({shown}); set `setup: npm ci --ignore-scripts`"
+        " in .github/patchling.yml to install them before the tests"
+    )
+
+
+def node_command(root: Path) -> str | None:
+    script = ((package_json(root).get("scripts") or {}).get("test")) or ""
+    if not isinstance(script, str) or not script.strip() or NPM_NO_TEST in script:
+        return None
+    if (root / "pnpm-lock.yaml").is_file():
+        return "pnpm test"
+    if (root / "yarn.lock").is_file():
+        return "yarn test"
+    return "npm test"
+
+
+# -- JVM ----------------------------------------------------------------------------
+
+
+def parse_junit(output: str, root: Path, since: float) -> Counts | None:
+    """The JUnit XML reports written during this run (Maven's surefire,
+    Gradle's test-results), in any module of the checkout."""
+    reports = _fresh_reports(root, since)
+    if not reports:
+        return _build_failure(output)
+    counts = Counts()
+    for rel in reports:
+        try:
+            with open_file(root, rel) as fh:
+                tree = ElementTree.fromstring(fh.read(JUNIT_MAX_BYTES))
+        except (OSError, PathRefused, ElementTree.ParseError, DefusedXmlException):
+            continue
+        for case in tree.iter("testcase"):
+            name = f"{case.get('classname', '')}.{case.get('name', '')}".strip(".")
+            if case.find("failure") is not None:
+                counts.failed += 1
+                counts.fail(name)
+            elif case.find("error") is not None:
+                counts.errors += 1
+                counts.fail(name)
+            elif case.find("skipped") is not None:
+                counts.skipped += 1
+            else:
+                counts.passed += 1
+    return counts
+
+
+def _fresh_reports(root: Path, since: float) -> list[str]:
+    """XML files under the report directories, written since `since`, as
+    paths relative to root (links are never followed)."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in (".git", "node_modules")]
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        if not any(f"/{d}" in f"/{rel_dir}" for d in JUNIT_DIRS):
+            continue
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name.endswith(".xml") and not path.is_symlink() and path.stat().st_mtime >= since - 1:
+                found.append(f"{rel_dir}/{name}")
+        if len(found) >= JUNIT_MAX_FILES:
+            break
+    return sorted(found)
+
+
+def jvm_command(root: Path) -> str | None:
+    if (root / "pom.xml").is_file():
+        return "./mvnw -B test" if (root / "mvnw").is_file() else "mvn -B test"
+    if (root / "build.gradle").is_file() or (root / "build.gradle.kts").is_file():
+        return "./gradlew test" if (root / "gradlew").is_file() else "gradle test"
+    return None
+
+
+# -- shared -------------------------------------------------------------------------
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _build_failure(output: str) -> Counts | None:
+    """A compiler's error before any test ran (tsc, rustc, javac): the tests
+    did not run, and the first error says why; None when there is none."""
+    match = _BUILD_ERROR_RE.search(output)
+    if match is None:
+        return None
+    return Counts(could_not_run=f"the build failed: {match.group(1).strip()[:300]}")
+
+
+GO = Runner("go", parse_go_json, precheck=go_precheck, env=go_env)
+CARGO = Runner("cargo", parse_cargo, env=cargo_env, toolchain=cargo_toolchain)
+NODE = Runner("node", parse_node, precheck=node_precheck)
+JUNIT = Runner("junit", parse_junit)
+
+
+def default_command(root: Path) -> tuple[str, Runner] | None:
+    """The test command of a non-Python repository, from its root's files."""
+    root = Path(root)
+    if (root / "go.mod").is_file():
+        return "go test -json ./...", GO
+    if (root / "Cargo.toml").is_file():
+        return "cargo test", CARGO
+    node = node_command(root) if (root / "package.json").is_file() else None
+    if node is not None:
+        return node, NODE
+    jvm = jvm_command(root)
+    return (jvm, JUNIT) if jvm is not None else None
+
+
+def _words(command: str) -> list[str]:
+    try:
+        return [Path(w).name for w in shlex.split(command)]
+    except ValueError:
+        return command.split()
+
+
+def runner_for(command: str) -> Runner | None:
+    """The runner whose output `command` produces, from the programs it names;
+    None for pytest and anything unknown (the generic parse)."""
+    words = _words(command)
+    pairs = set(itertools.pairwise(words))
+    if ("go", "test") in pairs:
+        return GO
+    if ("cargo", "test") in pairs or ("cargo", "nextest") in pairs:
+        return CARGO
+    if NODE_PROGRAMS & set(words):
+        return NODE
+    if JVM_PROGRAMS & set(words):
+        return JUNIT
+    return None
