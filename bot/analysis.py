@@ -13,37 +13,14 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-from typing import Literal
 
+from bot.symbols import ImportRef as ImportRef
+from bot.symbols import Symbol as Symbol
+from bot.symbols import SymbolKind as SymbolKind
+from bot.tags import LANGUAGES as TAGGED
+from bot.tags import tags
 from bot.terms import text_terms
 from bot.tokens import count_tokens
-
-SymbolKind = Literal["function", "class", "method", "variable", "section"]
-
-
-@dataclass(frozen=True, slots=True)
-class Symbol:
-    name: str
-    qualname: str  # "Class.method"
-    kind: SymbolKind
-    start_line: int  # 1-based, first decorator line included
-    end_line: int  # 1-based, inclusive
-    signature: str  # the def/class line as written, stripped
-    doc: str = ""  # first line of the docstring
-    header_end: int = 0  # last line of the header (the one with the colon)
-    body_col: int = 0  # indentation of the body, for `...` in skeletons
-    one_line: bool = False  # `def f(): pass`: the header line holds the body
-
-
-@dataclass(frozen=True, slots=True)
-class ImportRef:
-    """An import statement as written: `from <module> import <names>` at `level`."""
-
-    module: str | None
-    names: tuple[str, ...] = ()
-    level: int = 0
-    is_from: bool = True
-
 
 # --------------------------------------------------------------------------
 # Python analysis with ast
@@ -318,7 +295,8 @@ class Analysis:
     terms: dict[str, int]
 
 
-def analyse(text: str, language: str) -> Analysis:
+def analyse(text: str, language: str, path: str = "") -> Analysis:
+    """Symbols, imports and terms of one file (`path` tells TSX from TypeScript)."""
     symbols: list[Symbol] = []
     imports: list[ImportRef] = []
     import_lines: set[int] = set()
@@ -333,6 +311,9 @@ def analyse(text: str, language: str) -> Analysis:
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             symbols, imports = _regex_python(text)
             import_lines = _regex_import_lines(text)
+    elif language in TAGGED:
+        found = tags(text, language, path)
+        symbols, imports, import_lines, parsed = found.symbols, found.imports, found.import_lines, True
     else:
         symbols = _regex_symbols(text, language)
     # A file's words are what it says, not the names it imports: otherwise a

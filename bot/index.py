@@ -30,6 +30,7 @@ from bot.files import junk_dir as junk_dir
 from bot.files import junk_file as junk_file
 from bot.files import list_files as list_files
 from bot.files import vendored_dir as vendored_dir
+from bot.grammars import grammar_name
 from bot.terms import IDENT_RE as IDENT_RE
 from bot.terms import STOPWORDS as STOPWORDS
 from bot.terms import identifier_terms as identifier_terms
@@ -103,7 +104,7 @@ class FileInfo:
     symbols: list[Symbol]
     imports: list[str]  # resolved repository paths
     tokens: int
-    parsed: bool = False  # True when `ast` parsed it (False: indexed as text)
+    parsed: bool = False  # True when `ast` or a tree-sitter grammar parsed it (False: indexed as text)
     raw_imports: list[ImportRef] = field(default_factory=list)
     terms: dict[str, int] = field(default_factory=dict)  # identifier sub-word -> count
 
@@ -439,14 +440,15 @@ def build_index(root: Path, cache_dir: Path | None = None) -> RepoIndex:
 
     cache = _Cache(cache_dir)
     try:
-        keys = [f"{CACHE_VERSION}:{lang}:{sha}" for _, sha, _, lang in pending]
+        # The grammar, not only the language: a .tsx file parses otherwise than the same text in .ts.
+        keys = [f"{CACHE_VERSION}:{grammar_name(lang, rel)}:{sha}" for rel, sha, _, lang in pending]
         cached = cache.get_many(sorted(set(keys)))
         fresh: dict[str, Analysis] = {}
         files: dict[str, FileInfo] = {}
         for (rel, sha, size, language), key in zip(pending, keys, strict=True):
             analysis = cached.get(key) or fresh.get(key)
             if analysis is None:
-                analysis = analyse(texts[rel], language)
+                analysis = analyse(texts[rel], language, rel)
                 fresh[key] = analysis
                 stats.parsed += 1
             else:
