@@ -31,6 +31,7 @@ from bot.files import junk_file as junk_file
 from bot.files import list_files as list_files
 from bot.files import vendored_dir as vendored_dir
 from bot.grammars import grammar_name
+from bot.imports import Resolver
 from bot.terms import IDENT_RE as IDENT_RE
 from bot.terms import STOPWORDS as STOPWORDS
 from bot.terms import identifier_terms as identifier_terms
@@ -394,6 +395,21 @@ def _resolve_imports(files: dict[str, FileInfo]) -> None:
         files[p].imports = sorted(targets)
 
 
+def _resolve_other_imports(root: Path, files: dict[str, FileInfo]) -> None:
+    """Imports of the languages beyond Python (bot.imports has their rules)."""
+
+    def read(path: str) -> str | None:
+        try:
+            return read_bytes(root, path).decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    resolver = Resolver({p: (f.language, f.raw_imports) for p, f in files.items()}, read)
+    for path, info in files.items():
+        if info.language != "python" and info.raw_imports:
+            info.imports = resolver.resolve(path)
+
+
 # --------------------------------------------------------------------------
 # Building
 
@@ -469,4 +485,5 @@ def build_index(root: Path, cache_dir: Path | None = None) -> RepoIndex:
     finally:
         cache.close()
     _resolve_imports(files)
+    _resolve_other_imports(root, files)
     return RepoIndex(root=root, files=files, stats=stats)
