@@ -239,7 +239,11 @@ class Resolver:
 
     @cached_property
     def _java_classes(self) -> dict[str, list[str]]:
-        return _by_suffix(p.removesuffix(".java") for p in self._java_files)
+        classes: dict[str, list[str]] = {}
+        for p in self._java_files:
+            for suffix in _suffixes(p.removesuffix(".java")):
+                classes.setdefault(suffix, []).append(p)
+        return classes
 
     @cached_property
     def _java_packages(self) -> dict[str, list[str]]:

@@ -81,7 +81,7 @@ def tags(text: str, language_name: str, path: str = "") -> Tags:
     grammar = grammar_name(language_name, path)
     tree = parse(text, language_name, path)
     matches = QueryCursor(tag_query(grammar)).matches(tree.root_node)
-    notes: set[tuple[int, int]] = set()  # doc comments and attributes, by byte range
+    notes: list[Node] = []  # doc comments and attributes
     docs: set[tuple[int, int]] = set()
     defs: dict[int, _Def] = {}  # by the name node's start byte: one definition per name
     imports: list[ImportRef] = []
@@ -89,7 +89,7 @@ def tags(text: str, language_name: str, path: str = "") -> Tags:
     for _, caps in matches:
         for kind, nodes in caps.items():
             if kind in ("doc", "attribute"):
-                notes.update(_key(n) for n in nodes)
+                notes.extend(nodes)
                 if kind == "doc":
                     docs.update(_key(n) for n in nodes)
             elif kind.startswith("import"):
@@ -100,8 +100,9 @@ def tags(text: str, language_name: str, path: str = "") -> Tags:
                 _add_def(defs, kind.removeprefix("definition."), nodes[0], caps)
     lines = text.splitlines()
     found = sorted(defs.values(), key=lambda d: (d.node.start_byte, -d.node.end_byte))
+    by_last_line = {_last_row(n): n for n in notes if _own_line(n, lines)}
     for d in found:
-        d.start, d.doc = _leading_notes(d.node, notes, docs, lines)
+        d.start, d.doc = _leading_notes(d.node, by_last_line, docs)
     return Tags(_symbols(found, lines), imports, import_lines)
 
 
@@ -152,24 +153,29 @@ def _only_child(parent: Node, node: Node) -> bool:
     return all(c.id == node.id or "comment" in c.type for c in parent.named_children)
 
 
-def _leading_notes(
-    node: Node, notes: set[tuple[int, int]], docs: set[tuple[int, int]], lines: list[str]
-) -> tuple[Node, str]:
-    """The first of the doc comments and attributes written just above `node`
-    (each on its own lines), and the doc comment's first line of text."""
+def _leading_notes(node: Node, notes: dict[int, Node], docs: set[tuple[int, int]]) -> tuple[Node, str]:
+    """The first of the doc comments and attributes written on the lines just
+    above `node` (by line, not by tree: grammars place comments unevenly), and
+    the doc comment's first line of text."""
     start = node
     doc = ""
-    prev = node.prev_sibling
-    while (
-        prev is not None
-        and _key(prev) in notes
-        and prev.end_point.row >= start.start_point.row - 1
-        and not lines[prev.start_point.row][: prev.start_point.column].strip()
-    ):
+    while (prev := notes.get(start.start_point.row - 1)) is not None and prev.start_byte < start.start_byte:
         if _key(prev) in docs:
             doc = _doc_text(_text(prev)) or doc
-        start, prev = prev, prev.prev_sibling
+        start = prev
     return start, doc
+
+
+def _last_row(node: Node) -> int:
+    """The row of the node's last character (Rust's `///` comments end past their newline)."""
+    row, col = node.end_point
+    return row - 1 if col == 0 and row > node.start_point.row else row
+
+
+def _own_line(node: Node, lines: list[str]) -> bool:
+    """A comment or attribute alone on its line(s), not trailing a statement."""
+    row, col = node.start_point
+    return row < len(lines) and not lines[row][:col].strip()
 
 
 def _doc_text(comment: str) -> str:
