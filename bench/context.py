@@ -30,13 +30,14 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.shared import bench_data, need
 from bench.targets import report_target
 from bot.context import Context, select_context
-from bot.index import RepoIndex, Symbol, build_index, split_identifier
+from bot.index import RepoIndex, Symbol, build_index, language_of, split_identifier
 
 VISIBLE_MODES = frozenset({"full", "span", "skeleton"})
 STRICT_MODES = frozenset({"full", "span"})
@@ -46,6 +47,7 @@ TARGET_RECALL = 0.80
 @dataclass
 class RepoResult:
     repo: str
+    language: str = ""  # the language of most gold files
     tasks: int = 0
     gold: int = 0
     found: int = 0  # gold files shown as full, span or skeleton (pooled count)
@@ -78,6 +80,7 @@ class RepoResult:
         n = max(1, self.tasks)
         return {
             "repo": self.repo,
+            "language": self.language,
             "tasks": self.tasks,
             "files": self.files,
             "recall": round(self.recall, 4),
@@ -160,7 +163,9 @@ def run_repo(repo_dir: Path, budget: int) -> RepoResult:
         result.index_s = time.perf_counter() - start
         result.files = len(index.files)
         result.repo_tokens = sum(f.tokens for f in index.files.values())
-        for task in load_tasks(repo_dir):
+        tasks = load_tasks(repo_dir)
+        result.language = repo_language(tasks)
+        for task in tasks:
             gold = set(task["gold_files"])
             start = time.perf_counter()
             ctx = select_context(root, task["instruction"], budget, index=index)
@@ -185,8 +190,20 @@ def run_repo(repo_dir: Path, budget: int) -> RepoResult:
     return result
 
 
-def pooled(results: list[RepoResult]) -> RepoResult:
-    total = RepoResult(repo="pooled")
+def repo_language(tasks: list[dict]) -> str:
+    """The language most gold files are written in (TypeScript and JavaScript count as one)."""
+    counts = Counter(language_of(p) for t in tasks for p in t["gold_files"])
+    language = counts.most_common(1)[0][0] if counts else "text"
+    return "typescript" if language == "javascript" else language
+
+
+def by_language(results: list[RepoResult]) -> list[RepoResult]:
+    languages = sorted({r.language for r in results})
+    return [pooled([r for r in results if r.language == lang], name=lang) for lang in languages]
+
+
+def pooled(results: list[RepoResult], name: str = "pooled") -> RepoResult:
+    total = RepoResult(repo=name)
     for r in results:
         for name in (
             "tasks",
@@ -240,6 +257,25 @@ def print_table(results: list[RepoResult], budget: int) -> None:
         f"pooled recall >= {TARGET_RECALL:.2f} within {budget} tokens", total.recall >= TARGET_RECALL
     )
     print_near_misses(rows)
+    print_languages(results)
+
+
+def print_languages(results: list[RepoResult]) -> None:
+    header = f"{'language':<22} {'tasks':>5} {'recall':>7} {'full/span':>9} {'micro':>7} {'micro f/s':>9}"
+    print()
+    print("Per language (pooled over its repositories)")
+    print(header)
+    print("-" * len(header))
+    for r in by_language(results):
+        s = r.summary()
+        print(
+            f"{r.repo:<22} {s['tasks']:>5} {s['recall']:>7.3f} {s['recall_full_span']:>9.3f} "
+            f"{s['recall_micro']:>7.3f} {s['recall_micro_full_span']:>9.3f}"
+        )
+    print(
+        "micro: share of all gold files shown (full/span/skeleton); micro f/s: share of all gold files "
+        "shown in full or as a span"
+    )
 
 
 def print_near_misses(rows: list[RepoResult]) -> None:
@@ -285,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget": args.budget,
             "repos": [r.summary() for r in results],
             "pooled": pooled(results).summary(),
+            "languages": [r.summary() for r in by_language(results)],
         }
         if args.misses:
             out["misses"] = {r.repo: r.misses for r in results}

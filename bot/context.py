@@ -489,6 +489,9 @@ def outline(
             nested = "." in sym.qualname
             if level >= 4 or (level >= 3 and nested) or (level >= 2 and _private(sym.name)):
                 continue
+        if sym.def_line:
+            _outline_braced(entries, lines, sym, level, holds_full, _holds_defs(sym, defs))
+            continue
         if level <= 1 and not holds_full:
             for ln in range(sym.start_line, max(sym.start_line, sym.header_end) + 1):
                 show(ln)
@@ -502,6 +505,57 @@ def outline(
         if level <= 1 and sym.qualname not in parents:
             entries[(sym.header_end, 2)] = f"{indent}..."
     return "\n".join(entries[k] for k in sorted(entries)) + ("\n" if entries else "")
+
+
+def _outline_braced(
+    entries: dict[tuple[int, int], str],
+    lines: list[str],
+    sym: Symbol,
+    level: int,
+    holds_full: bool,
+    holds_defs: bool,
+) -> None:
+    """A definition outside Python, in its own syntax: its doc comment's first
+    line (level 0), the header up to where the body opens, `…` for the body and
+    the closing line (`}`, `end`); from level 2 the definition's first line only."""
+
+    def show(ln: int, text: str | None = None) -> None:
+        if 0 < ln <= len(lines):
+            entries.setdefault((ln, 0), lines[ln - 1] if text is None else text)
+
+    if level >= 2 and not holds_full:
+        show(sym.def_line)
+        return
+    if level == 0 and sym.doc and not holds_full:
+        doc_line = next((ln for ln in range(sym.start_line, sym.def_line) if sym.doc in lines[ln - 1]), 0)
+        if doc_line:
+            text = lines[doc_line - 1]
+            if text.lstrip().startswith("*"):  # inside a /** … */ block: one line of it, closed
+                text = f"{_indentation(lines[sym.def_line - 1])}/** {sym.doc} */"
+            show(doc_line, text)
+    for ln in range(sym.def_line, max(sym.def_line, sym.header_end) + 1):
+        show(ln)
+    if not sym.closer:
+        return
+    if not holds_full and not holds_defs:
+        body = (lines[ln - 1] for ln in range(sym.header_end + 1, sym.end_line) if lines[ln - 1].strip())
+        entries[(sym.header_end, 2)] = _indentation(next(body, " " * sym.body_col)) + "…"
+    show(sym.end_line)
+
+
+def _indentation(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _holds_defs(sym: Symbol, defs: list[Symbol]) -> bool:
+    """Whether other definitions sit inside `sym` (they show its body's outline)."""
+    return any(
+        d is not sym
+        and sym.start_line <= d.start_line
+        and d.end_line <= sym.end_line
+        and d.def_line > sym.def_line
+        for d in defs
+    )
 
 
 def _covered(sym: Symbol, full: Collection[tuple[int, int]]) -> bool:

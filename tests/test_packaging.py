@@ -50,9 +50,10 @@ def test_wheel_contains_the_generated_client(wheel: Path) -> None:
     assert "bot/baml_client/__init__.py" in names
     assert "bot/baml_client/async_client.py" in names
     assert any(name.endswith("licenses/LICENSE") for name in names)
-    # The App manifest, the dashboard's pages and the chart library it serves, with its licence.
+    # The App manifest, the dashboard's pages and the chart library it serves, with its licence,
+    # and the index's tag queries.
     packaged = ["app.yml", "templates/dashboard.html", "static/chart.umd.min.js"]
-    packaged.append("static/chart.js.LICENSE.md")
+    packaged += ["static/chart.js.LICENSE.md", "queries/go.scm", "queries/typescript.scm"]
     for name in packaged:
         assert f"bot/{name}" in names
 

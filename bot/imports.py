@@ -1,0 +1,369 @@
+"""Imports of the languages beyond Python, resolved to repository files, so
+ranking can spread along the import graph.
+
+Each language's rule is the one its toolchain applies, as far as a file
+listing and the project's own configuration tell it: TypeScript/JavaScript
+relative specifiers (with extension and `index` resolution) and `tsconfig.json`
+`baseUrl`/`paths`; Go packages under `go.mod`'s module path (an import names
+every file of the package's directory); Rust `mod x;` and `use crate::…`,
+`self::`, `super::` and the workspace's other crates, per crate; Java classes and
+packages by their directories; C/C++ `#include "…"`; Ruby `require_relative`.
+Anything else (packages from a registry, the standard library) resolves to nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
+
+from bot.symbols import ImportRef
+
+Reader = Callable[[str], str | None]
+
+TS_EXTENSIONS = (".ts", ".tsx", ".d.ts", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs")
+_JS_LANGUAGES = frozenset({"javascript", "typescript"})
+_GO_MODULE_RE = re.compile(r"^\s*module\s+(\S+)", re.MULTILINE)
+# tsconfig.json is JSON with comments and trailing commas: drop both outside strings.
+_JSONC_RE = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.DOTALL)
+_TRAILING_COMMA_RE = re.compile(r",(\s*[}\]])")
+
+
+def _dir(path: str) -> str:
+    return posixpath.dirname(path)
+
+
+def _join(*parts: str) -> str:
+    return posixpath.normpath(posixpath.join(*parts)).removeprefix("./")
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a.split("/"), b.split("/"), strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Resolver:
+    """Resolves the imports of one repository's files (path -> language, refs)."""
+
+    def __init__(self, files: Mapping[str, tuple[str, list[ImportRef]]], read: Reader) -> None:
+        self.files = files
+        self.paths = set(files)
+        self.read = read
+
+    def resolve(self, path: str) -> list[str]:
+        language, refs = self.files[path]
+        rule = {
+            "javascript": self._js,
+            "typescript": self._js,
+            "go": self._go,
+            "rust": self._rust,
+            "java": self._java,
+            "c": self._include,
+            "cpp": self._include,
+            "ruby": self._ruby,
+        }.get(language)
+        if rule is None:
+            return []
+        found = {target for ref in refs if ref.module for target in rule(path, ref)}
+        found.discard(path)
+        return sorted(found)
+
+    # ----------------------------------------------------------------- TS/JS
+
+    def _js(self, path: str, ref: ImportRef) -> list[str]:
+        spec = ref.module or ""
+        if spec.startswith("."):
+            hit = self._js_file(_join(_dir(path), spec))
+            return [hit] if hit else []
+        config = self._tsconfig_for(path)
+        if config is None:
+            return []
+        for base in config.candidates(spec):
+            hit = self._js_file(base)
+            if hit:
+                return [hit]
+        return []
+
+    def _js_file(self, base: str) -> str | None:
+        """`./x` -> x.ts, x.tsx, …, x/index.ts, …; `./x.js` may be written for x.ts."""
+        stem = base
+        for ext in (".js", ".jsx", ".mjs", ".cjs"):
+            if base.endswith(ext):
+                stem = base.removesuffix(ext)
+                break
+        candidates = [base, *(stem + e for e in TS_EXTENSIONS), *(f"{base}/index{e}" for e in TS_EXTENSIONS)]
+        return next((c for c in candidates if c in self.paths), None)
+
+    def _tsconfig_for(self, path: str) -> _TsConfig | None:
+        directory = _dir(path)
+        while True:
+            config = self._tsconfigs.get(directory)
+            if config is not None:
+                return config
+            if not directory:
+                return None
+            directory = _dir(directory)
+
+    @cached_property
+    def _tsconfigs(self) -> dict[str, _TsConfig]:
+        configs: dict[str, _TsConfig] = {}
+        for p in self.paths:
+            if posixpath.basename(p) == "tsconfig.json":
+                config = _TsConfig.load(_dir(p), self.read(p))
+                if config is not None:
+                    configs[_dir(p)] = config
+        return configs
+
+    # -------------------------------------------------------------------- Go
+
+    def _go(self, path: str, ref: ImportRef) -> list[str]:
+        spec = ref.module or ""
+        for module, directory in self._go_modules:
+            if spec == module or spec.startswith(module + "/"):
+                package = _join(directory, spec[len(module) + 1 :]) if spec != module else directory
+                return self._go_packages.get(package.strip("."), [])
+        return []
+
+    @cached_property
+    def _go_modules(self) -> list[tuple[str, str]]:
+        """(module path, directory) of every go.mod, the longest module path first."""
+        modules: list[tuple[str, str]] = []
+        for p in self.paths:
+            if posixpath.basename(p) == "go.mod":
+                m = _GO_MODULE_RE.search(self.read(p) or "")
+                if m:
+                    modules.append((m.group(1), _dir(p)))
+        return sorted(modules, key=lambda m: -len(m[0]))
+
+    @cached_property
+    def _go_packages(self) -> dict[str, list[str]]:
+        packages: dict[str, list[str]] = {}
+        for p, (language, _) in self.files.items():
+            if language == "go" and not p.endswith("_test.go"):
+                packages.setdefault(_dir(p), []).append(p)
+        return packages
+
+    # ------------------------------------------------------------------ Rust
+
+    def _rust(self, path: str, ref: ImportRef) -> list[str]:
+        crate = self._crate_of(path)
+        if crate is None:
+            return []
+        here = _rust_module_path(path, crate)
+        if ref.level:  # `mod x;`
+            hit = self._rust_module_file(crate, [*here, ref.module or ""])
+            return [hit] if hit else []
+        found = []
+        for use in expand_use_tree(ref.module or ""):
+            hit = self._rust_use(crate, here, use.split("::"))
+            if hit:
+                found.append(hit)
+        return found
+
+    def _rust_use(self, crate: str, here: list[str], segments: list[str]) -> str | None:
+        head, rest = segments[0], segments[1:]
+        if head == "crate":
+            base: list[str] = []
+        elif head == "self":
+            base = here
+        elif head == "super":
+            base = here
+            while segments and segments[0] == "super":
+                base, segments = base[:-1], segments[1:]
+            rest = segments
+        elif head in self._crates_by_name:
+            crate, base = self._crates_by_name[head], []
+        else:
+            base, rest = here, segments  # a module declared beside this one
+        for k in range(len(rest), -1, -1):
+            hit = self._rust_module_file(crate, base + rest[:k])
+            if hit:
+                return hit
+        return None
+
+    def _rust_module_file(self, crate: str, module: list[str]) -> str | None:
+        src = _join(crate, "src")
+        if not module:
+            candidates = [f"{src}/lib.rs", f"{src}/main.rs"]
+        else:
+            stem = "/".join([src, *module])
+            candidates = [f"{stem}.rs", f"{stem}/mod.rs"]
+        return next((c for c in candidates if c in self.paths), None)
+
+    def _crate_of(self, path: str) -> str | None:
+        best = None
+        for crate in self._crates:
+            prefix = _join(crate, "src") + "/"
+            if path.startswith(prefix.removeprefix("./")) and (best is None or len(crate) > len(best)):
+                best = crate
+        return best
+
+    @cached_property
+    def _crates(self) -> list[str]:
+        return [_dir(p) for p in self.paths if posixpath.basename(p) == "Cargo.toml"]
+
+    @cached_property
+    def _crates_by_name(self) -> dict[str, str]:
+        """The workspace's crates by the name `use` spells (`axum-core` -> `axum_core`)."""
+        names: dict[str, str] = {}
+        for crate in self._crates:
+            try:
+                manifest = tomllib.loads(self.read(_join(crate, "Cargo.toml")) or "")
+            except tomllib.TOMLDecodeError:
+                continue
+            name = manifest.get("package", {}).get("name")
+            if isinstance(name, str):
+                names[name.replace("-", "_")] = crate
+        return names
+
+    # ------------------------------------------------------------------ Java
+
+    def _java(self, path: str, ref: ImportRef) -> list[str]:
+        words = (ref.module or "").removeprefix("import").removesuffix(";").split()
+        dotted = [w for w in words if w != "static"][-1:] or [""]
+        parts = dotted[0].split(".")
+        if parts[-1] == "*":
+            return self._java_packages.get("/".join(parts[:-1]), [])
+        for k in range(len(parts), 1, -1):  # `import static a.b.C.m`: the class is a prefix
+            hits = self._java_classes.get("/".join(parts[:k]))
+            if hits:
+                return [min(hits, key=lambda h: (-_common_prefix(h, path), h))]
+        return []
+
+    @cached_property
+    def _java_classes(self) -> dict[str, list[str]]:
+        classes: dict[str, list[str]] = {}
+        for p in self._java_files:
+            for suffix in _suffixes(p.removesuffix(".java")):
+                classes.setdefault(suffix, []).append(p)
+        return classes
+
+    @cached_property
+    def _java_packages(self) -> dict[str, list[str]]:
+        packages: dict[str, list[str]] = {}
+        for p in self._java_files:
+            for suffix in _suffixes(_dir(p)):
+                packages.setdefault(suffix, []).append(p)
+        return packages
+
+    @cached_property
+    def _java_files(self) -> list[str]:
+        return sorted(p for p, (language, _) in self.files.items() if language == "java")
+
+    # --------------------------------------------------------- C/C++, Ruby
+
+    def _include(self, path: str, ref: ImportRef) -> list[str]:
+        return self._relative_or_anywhere(path, ref.module or "", "")
+
+    def _ruby(self, path: str, ref: ImportRef) -> list[str]:
+        spec = ref.module or ""
+        if ref.level:
+            hit = _join(_dir(path), spec if spec.endswith(".rb") else spec + ".rb")
+            return [hit] if hit in self.paths else []
+        return self._relative_or_anywhere(path, spec, ".rb", relative=False)
+
+    def _relative_or_anywhere(self, path: str, spec: str, ext: str, relative: bool = True) -> list[str]:
+        """Beside the importing file first, then any file whose path ends so (an include path)."""
+        name = spec if not ext or spec.endswith(ext) else spec + ext
+        if relative and _join(_dir(path), name) in self.paths:
+            return [_join(_dir(path), name)]
+        hits = self._by_tail.get(name.lstrip("./"), [])
+        return [min(hits, key=lambda h: (-_common_prefix(h, path), h))] if hits else []
+
+    @cached_property
+    def _by_tail(self) -> dict[str, list[str]]:
+        return _by_suffix(self.paths)
+
+
+def _suffixes(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[i:]) for i in range(len(parts))]
+
+
+def _by_suffix(paths: Iterable[str]) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for p in sorted(paths):
+        for suffix in _suffixes(p):
+            index.setdefault(suffix, []).append(p)
+    return index
+
+
+def _rust_module_path(path: str, crate: str) -> list[str]:
+    rel = path.removeprefix(_join(crate, "src") + "/").removeprefix("src/").removesuffix(".rs")
+    parts = rel.split("/")
+    if parts[-1] in ("mod", "lib", "main"):
+        parts = parts[:-1]
+    return parts
+
+
+def expand_use_tree(tree: str) -> list[str]:
+    """`crate::{a::B, c::{D, self}}` -> crate::a::B, crate::c::D, crate::c
+    (aliases dropped: `x as y` is x)."""
+    tree = re.sub(r"\s+as\s+\w+", "", re.sub(r"\s+", " ", tree)).strip()
+    if "{" not in tree:
+        return [tree.removesuffix("::*")]
+    head, _, inner = tree.partition("{")
+    inner = inner[: inner.rfind("}")]
+    out: list[str] = []
+    for part in _split_top_level(inner):
+        part = part.strip()
+        if part == "self":
+            out.append(head.removesuffix("::"))
+        elif part:
+            out.extend(head + sub for sub in expand_use_tree(part))
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "{") - (ch == "}")
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
+class _TsConfig:
+    """`compilerOptions.baseUrl` and `paths` of one tsconfig.json."""
+
+    def __init__(self, base: str, paths: dict[str, list[str]], has_base_url: bool) -> None:
+        self.base = base
+        self.paths = paths
+        self.has_base_url = has_base_url
+
+    @classmethod
+    def load(cls, directory: str, text: str | None) -> _TsConfig | None:
+        try:
+            plain = _JSONC_RE.sub(lambda m: m.group(1) or "", text or "")
+            raw = json.loads(_TRAILING_COMMA_RE.sub(r"\1", plain))
+        except ValueError:
+            return None
+        options = raw.get("compilerOptions", {}) if isinstance(raw, dict) else {}
+        if not isinstance(options, dict):
+            return None
+        base_url = options.get("baseUrl")
+        base = _join(directory or ".", base_url) if isinstance(base_url, str) else directory
+        paths = options.get("paths", {})
+        clean = {k: [t for t in v if isinstance(t, str)] for k, v in paths.items() if isinstance(v, list)}
+        return cls("" if base == "." else base, clean, isinstance(base_url, str))
+
+    def candidates(self, spec: str) -> list[str]:
+        found: list[str] = []
+        for pattern, targets in self.paths.items():
+            prefix, star, suffix = pattern.partition("*")
+            if star and spec.startswith(prefix) and spec.endswith(suffix):
+                middle = spec[len(prefix) : len(spec) - len(suffix)]
+                found.extend(_join(self.base or ".", t.replace("*", middle, 1)) for t in targets)
+            elif not star and spec == pattern:
+                found.extend(_join(self.base or ".", t) for t in targets)
+        if self.has_base_url:
+            found.append(_join(self.base or ".", spec))
+        return found

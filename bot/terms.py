@@ -1,0 +1,79 @@
+"""Identifier terms: how code and instructions are split into words.
+
+The index counts a file's terms and the ranking weighs an instruction's with
+the same rules, so both sides split and stem words alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAMEL_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_STOPWORD_TEXT = """
+    a an the and or not no of to in on at by for from with without into onto as is are was were be been
+    being it its this that these those if else elif then than so such but do does did done can could should
+    would will shall may might must we you he she they them their our your his her i me my us which who whom
+    what when where why how all any each every some more most other same own only very too also just there
+    here about above after again against before below between both during further once out over under until
+    up down off while via per etc eg ie self cls def class return import pass none true false lambda yield
+    try except finally raise assert del global nonlocal async await"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def stem(word: str) -> str:
+    """A tiny suffix stripper: enough that "redirects", "redirected" and
+    "redirect" meet, and identical on both the query and document side."""
+    if len(word) > 4:
+        if word.endswith("ies"):
+            word = word[:-3] + "i"
+        elif word.endswith("sses"):
+            word = word[:-2]
+        elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            word = word[:-1]
+    if len(word) > 5 and word.endswith("ing"):
+        word = word[:-3]
+    elif len(word) > 4 and word.endswith("ed"):
+        word = word[:-2]
+    if len(word) > 4 and word.endswith("e"):
+        word = word[:-1]
+    if len(word) > 3 and word.endswith("y"):
+        word = word[:-1] + "i"
+    return word
+
+
+def split_identifier(ident: str) -> list[str]:
+    """`raise_for_status` -> [raise, for, status]; `HTTPError` -> [http, error]."""
+    parts: list[str] = []
+    for chunk in ident.split("_"):
+        if chunk:
+            parts.extend(m.group(0).lower() for m in _CAMEL_RE.finditer(chunk))
+    return parts
+
+
+_TERMS_MEMO: dict[str, tuple[str, ...]] = {}
+
+
+def identifier_terms(ident: str) -> tuple[str, ...]:
+    """Stemmed sub-words of one identifier, plus the whole identifier when it
+    has several parts (so an exact `raise_for_status` match counts extra)."""
+    cached = _TERMS_MEMO.get(ident)
+    if cached is not None:
+        return cached
+    parts = split_identifier(ident)
+    terms = [stem(p) for p in parts if len(p) > 1 and not p.isdigit() and p not in STOPWORDS]
+    if len(parts) > 1:
+        terms.append(ident.lower().strip("_"))
+    result = tuple(terms)
+    if len(_TERMS_MEMO) < 500_000:
+        _TERMS_MEMO[ident] = result
+    return result
+
+
+def text_terms(text: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for ident, n in Counter(IDENT_RE.findall(text)).items():
+        for term in identifier_terms(ident):
+            counts[term] += n
+    return counts
