@@ -4,6 +4,9 @@ applies, parses, and leaves the tests no worse than before.
     context -> plan -> generate (concurrently per file) -> apply in memory
     -> syntax -> write -> tests -> accept, or restore and escalate
 
+The edit prompts carry the repository's guidance for contributors (AGENTS.md
+and the like, bot.conventions), trimmed to a small share of each tier's budget.
+
 This is the API the GitHub side uses (`run_edit`). It imports only the stages
 below it; nothing about webhooks, jobs or workspaces lives here.
 """
@@ -23,6 +26,7 @@ from bot import models
 from bot.apply import write_changes
 from bot.config import ChangeCaps, Tier
 from bot.context import Context, Focus, select_context
+from bot.conventions import fit_conventions, read_conventions
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.files import is_protected
 from bot.guards import binary_problems, cap_problems, shrink_problems
@@ -384,6 +388,7 @@ class _Run:
     command: str | None
     baseline: _Baseline
     index: RepoIndex
+    conventions: str  # the repository's guidance for contributors, untrimmed (bot.conventions)
     state: _RunState = field(default_factory=_RunState)
 
 
@@ -396,7 +401,8 @@ async def _start(request: EditRequest, tally: _Tally, emit: ProgressFn) -> _Run:
     except BaseException:
         baseline.abandon()
         raise
-    return _Run(request, tally, emit, _Rules.of(request), command, baseline, index)
+    conventions = read_conventions(request.root)
+    return _Run(request, tally, emit, _Rules.of(request), command, baseline, index, conventions)
 
 
 async def _all_failed(run: _Run, roster: _Roster) -> EditResult:
@@ -580,6 +586,7 @@ async def _propose(run: _Run, clock: _TierRun) -> _Change:
             focus=request.focus,
             feedback=run.state.feedback,
             cache_dir=request.cache_dir(),
+            conventions=fit_conventions(run.conventions, tier.input_budget),
         )
     except EditError as exc:
         clock.usage += exc.usage
