@@ -37,6 +37,7 @@ from bot.config import ChangeCaps, EditFormat
 from bot.files import PathRefused, clean_path, is_protected, list_files, open_file, read_bytes, resolve
 from bot.files import symlink_on_path as symlink_on_path
 from bot.guards import binary_problem, size_problem
+from bot.rollback import Snapshot
 
 __all__ = [
     "ApplyError",
@@ -1452,13 +1453,12 @@ class _Write:
     rel: str
     target: Path  # never a symlink, nor below one (_inside refuses those)
     data: bytes
-    old_data: bytes | None
-    old_mode: int | None
+    old_mode: int | None  # kept by the new file; None: a new file
     tmp: Path | None = None
 
 
 def write_changes(root: Path, changes: Mapping[str, str]) -> None:
-    """Write all files or none: temp files + os.replace, rollback of replaced files on error.
+    """Write all files or none: temp files + os.replace, bot.rollback on error.
 
     Keeps an existing file's mode and newline style. Refuses (ApplyError, nothing written)
     any path that is absolute, contains '..', resolves outside root, lies inside .git/ or
@@ -1469,18 +1469,19 @@ def write_changes(root: Path, changes: Mapping[str, str]) -> None:
     targets = Counter(p.target for p in plans)
     if dup := [p.rel for p in plans if targets[p.target] > 1]:
         raise ApplyError(f"Several changes write the same file: {', '.join(dup)}.", path=dup[0])
-    created: list[Path] = []
-    replaced: list[_Write] = []
+    snapshot = Snapshot.take(root, [p.rel for p in plans])
     try:
         for plan in plans:
-            _stage(plan, created)
+            _stage(plan)
         for plan in plans:
             assert plan.tmp is not None
             os.replace(plan.tmp, plan.target)
             plan.tmp = None
-            replaced.append(plan)
     except BaseException as exc:
-        failed = _rollback(plans, replaced, created)
+        for plan in plans:
+            if plan.tmp is not None:
+                _quiet_unlink(plan.tmp)
+        failed = snapshot.restore()
         if not isinstance(exc, OSError):
             raise
         note = f" Rollback failed for {', '.join(failed)}." if failed else " No file was changed."
@@ -1492,7 +1493,7 @@ def _plan(root: Path, rel: str, text: str) -> _Write:
     target = _inside(root, rel)
     old_data = old_mode = None
     try:
-        with open_file(root, rel) as fh:  # the old bytes, for the rollback; never through a link
+        with open_file(root, rel) as fh:  # its newline style and mode; never through a link
             old_mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
             old_data = fh.read()
     except (FileNotFoundError, NotADirectoryError):
@@ -1502,7 +1503,7 @@ def _plan(root: Path, rel: str, text: str) -> _Write:
     except OSError as exc:
         raise ApplyError(f"Cannot read {rel}: {exc.strerror or exc}.", path=rel) from exc
     data = _match_newlines(text, old_data).encode("utf-8", "surrogateescape")
-    return _Write(_check_rel(rel), target, data, old_data, old_mode)
+    return _Write(_check_rel(rel), target, data, old_mode)
 
 
 def _match_newlines(text: str, old: bytes | None) -> str:
@@ -1520,15 +1521,8 @@ def _match_newlines(text: str, old: bytes | None) -> str:
     return text
 
 
-def _stage(plan: _Write, created: list[Path]) -> None:
-    parent = plan.target.parent
-    missing: list[Path] = []
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    for directory in reversed(missing):
-        directory.mkdir()
-        created.append(directory)
+def _stage(plan: _Write) -> None:
+    plan.target.parent.mkdir(parents=True, exist_ok=True)  # the snapshot removes what this makes
     tmp = plan.target.with_name(f".{plan.target.name}.{secrets.token_hex(4)}.patchling-tmp")
     # os.open applies the umask, which is what a new file should get.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if plan.old_mode is None else 0o600)
@@ -1537,38 +1531,6 @@ def _stage(plan: _Write, created: list[Path]) -> None:
         fh.write(plan.data)
     if plan.old_mode is not None:
         os.chmod(tmp, plan.old_mode)
-
-
-def _rollback(plans: Sequence[_Write], replaced: Sequence[_Write], created: Sequence[Path]) -> list[str]:
-    failed: list[str] = []
-    for plan in reversed(replaced):
-        try:
-            _restore(plan)
-        except OSError:
-            failed.append(plan.rel)
-    for plan in plans:
-        if plan.tmp is not None:
-            _quiet_unlink(plan.tmp)
-    for directory in reversed(created):
-        with contextlib.suppress(OSError):
-            directory.rmdir()
-    return failed
-
-
-def _restore(plan: _Write) -> None:
-    if plan.old_data is None:
-        plan.target.unlink()
-        return
-    back = plan.target.with_name(f".{plan.target.name}.{secrets.token_hex(4)}.patchling-tmp")
-    fd = os.open(back, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(plan.old_data)
-        os.chmod(back, plan.old_mode if plan.old_mode is not None else 0o644)
-        os.replace(back, plan.target)
-    except OSError:
-        _quiet_unlink(back)
-        raise
 
 
 def _quiet_unlink(path: Path) -> None:

@@ -210,7 +210,8 @@ def edit(
     verbose: VerboseOption = False,
 ) -> None:
     """Make a change with the smallest tier that gets it right."""
-    from bot.engine import run_edit
+    from bot.engine import EditRequest, EditResult, run_edit
+    from bot.progress import ProgressFn
     from bot.records import RecordStore
     from bot.report import ProgressReporter, render_result
 
@@ -220,27 +221,25 @@ def edit(
     settings = _settings(config)
     tiers = _pick_tiers(settings, tier)
     dirs = _data_dirs(settings, data_dir)
+    request = EditRequest(
+        root,
+        text,
+        protected_paths=protected or (),
+        allow_workflows=allow_workflows,
+        caps=settings.caps,
+        test_command=test_command or settings.test_command,
+        setup_command=setup_command,
+        test_timeout_s=settings.test_timeout_s,
+        sandbox=settings.make_sandbox(),
+        dry_run=dry_run,
+        data_dir=dirs.cache,
+    )
     # A dry run is recorded apart: it never ran the tests, so it proves less.
     records = RecordStore(dirs.records, dry_run=dry_run)
     err = _err()
 
-    async def go(on_progress: ProgressReporter | None) -> object:
-        return await run_edit(
-            root,
-            text,
-            tiers=tiers,
-            test_command=test_command or settings.test_command,
-            setup_command=setup_command,
-            test_timeout_s=settings.test_timeout_s,
-            protected_paths=protected or (),
-            allow_workflows=allow_workflows,
-            caps=settings.caps,
-            dry_run=dry_run,
-            records=records,
-            data_dir=dirs.cache,
-            on_progress=on_progress,
-            sandbox=settings.make_sandbox(),
-        )
+    async def go(on_progress: ProgressFn | None) -> EditResult:
+        return await run_edit(request, tiers=tiers, records=records, on_progress=on_progress)
 
     try:
         with report_only_stdout():
@@ -251,9 +250,6 @@ def edit(
                     result = asyncio.run(go(progress))
     except ValueError as exc:
         _bad_input(str(exc))
-    from bot.engine import EditResult
-
-    assert isinstance(result, EditResult)
     if json_output:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
     else:

@@ -21,6 +21,7 @@ from bot import models
 from bot.apply import ApplyError, compute_changes
 from bot.config import Tier
 from bot.context import Context, Focus, select_context
+from bot.conventions import prompt_tokens
 from bot.files import PathRefused, check_path, is_protected, read_bytes
 from bot.index import RepoIndex
 from bot.models import ModelError, Usage
@@ -343,6 +344,7 @@ async def generate_file(
     focus: Focus | None = None,
     feedback: str = "",
     cache_dir: Path | None = None,
+    conventions: str = "",
 ) -> FileResult:
     """One planned file: one model call (plus one retry when the reply does
     not apply). Never raises for model or apply problems: see FileResult."""
@@ -360,7 +362,7 @@ async def generate_file(
     async def call(extra_feedback: str) -> str:
         full_feedback = "\n\n".join(p for p in (feedback, extra_feedback) if p)
         fixed = EDIT_OVERHEAD_TOKENS + count_tokens(instruction) + count_tokens(planned.change)
-        fixed += count_tokens(path) + count_tokens(full_feedback)
+        fixed += count_tokens(path) + count_tokens(full_feedback) + prompt_tokens(conventions)
         budget = tier.input_budget
         shown, change = content, planned.change
         content_tokens = count_tokens(content)
@@ -399,7 +401,7 @@ async def generate_file(
             if count_tokens(context_text) > remaining:
                 context_text = truncate_to_tokens(context_text, remaining)
         reply, usage = await models.write_file_edit(
-            tier, instruction, change, path, shown, context_text, full_feedback
+            tier, instruction, change, path, shown, context_text, full_feedback, conventions
         )
         result.usage = result.usage + usage
         result.reply = reply
@@ -442,9 +444,11 @@ async def generate(
     feedback: str = "",
     cache_dir: Path | None = None,
     concurrency: int | None = None,
+    conventions: str = "",
 ) -> Generated:
     """Edit every planned file, `concurrency` calls at a time (None: all at
-    once). Raises EditError unless every file applied and something changed."""
+    once). Raises EditError unless every file applied and something changed.
+    `conventions` (bot.conventions) go into every file's prompt as given."""
     limit = asyncio.Semaphore(concurrency) if concurrency else None
 
     async def one(planned: PlannedFile) -> FileResult:
@@ -458,6 +462,7 @@ async def generate(
                 focus=focus,
                 feedback=feedback,
                 cache_dir=cache_dir,
+                conventions=conventions,
             )
 
     results = await asyncio.gather(*(one(p) for p in plan.files))

@@ -4,6 +4,9 @@ applies, parses, and leaves the tests no worse than before.
     context -> plan -> generate (concurrently per file) -> apply in memory
     -> syntax -> write -> tests -> accept, or restore and escalate
 
+The edit prompts carry the repository's guidance for contributors (AGENTS.md
+and the like, bot.conventions), trimmed to a small share of each tier's budget.
+
 This is the API the GitHub side uses (`run_edit`). It imports only the stages
 below it; nothing about webhooks, jobs or workspaces lives here.
 """
@@ -11,13 +14,11 @@ below it; nothing about webhooks, jobs or workspaces lives here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import difflib
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,23 +26,35 @@ from bot import models
 from bot.apply import write_changes
 from bot.config import ChangeCaps, Tier
 from bot.context import Context, Focus, select_context
+from bot.conventions import fit_conventions, read_conventions
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
-from bot.files import PathRefused, check_path, is_protected
+from bot.files import is_protected
 from bot.guards import binary_problems, cap_problems, shrink_problems
 from bot.index import RepoIndex, build_index
+from bot.progress import (
+    ContextChosen,
+    EnvironmentReady,
+    Generated,
+    Planned,
+    Progress,
+    ProgressFn,
+    Refused,
+    TestsRan,
+    Verified,
+)
 from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
+from bot.rollback import rollback_on_error
 from bot.sandbox import Network, Sandbox
 from bot.tokens import truncate_to_tokens
 from bot.verify import TestRun, check_syntax, default_test_command, run_tests, worse_than
 
-__all__ = ["Attempt", "EditResult", "Focus", "TestRun", "run_edit", "unified_diff"]
+__all__ = ["Attempt", "EditRequest", "EditResult", "Focus", "TestRun", "run_edit", "unified_diff"]
 
 log = logging.getLogger(__name__)
 
 Status = Literal["verified", "unverified", "failed"]
-ProgressFn = Callable[[str, dict[str, Any]], None]
 # How an attempt ended: an EditResult status, or why the tier failed.
 Outcome = Literal[
     "verified",
@@ -125,7 +138,7 @@ class EditResult:
         }
 
 
-# -- diff and restore ---------------------------------------------------------
+# -- diff ---------------------------------------------------------
 
 
 def unified_diff(originals: Mapping[str, str | None], changes: Mapping[str, str]) -> str:
@@ -156,97 +169,63 @@ def unified_diff(originals: Mapping[str, str | None], changes: Mapping[str, str]
     return "".join(chunks)
 
 
-@dataclass
-class _Snapshot:
-    """What the work tree held before a tier wrote, per changed path: the file's
-    bytes and mode, or None when it did not exist; plus the directories the
-    write will create. Paths write_changes refuses (symlinks, escapes) are left
-    out: nothing is written there."""
-
-    files: dict[Path, tuple[bytes, int] | None]
-    created_dirs: list[Path]
+# -- the request ----------------------------------------------------------------
 
 
-def _snapshot(root: Path, paths: Sequence[str]) -> _Snapshot:
-    files: dict[Path, tuple[bytes, int] | None] = {}
-    created: list[Path] = []
-    for path in paths:
-        try:
-            target = root / check_path(root, path)
-        except PathRefused:
-            continue  # write_changes refuses it; nothing of ours to restore there
-        if target.is_file():
-            files[target] = (target.read_bytes(), target.stat().st_mode)
-            continue
-        files[target] = None
-        parent = target.parent
-        while parent != root and parent.is_relative_to(root) and not parent.exists():
-            if parent not in created:
-                created.append(parent)
-            parent = parent.parent
-    return _Snapshot(files, created)
+@dataclass(frozen=True)
+class EditRequest:
+    """One edit: what to change and where, under which rules, how the tests
+    run, and what the run is recorded under."""
 
+    root: Path
+    instruction: str
+    focus: Focus | None = None
+    # Where the change may go (bot.files) and how large it may be (bot.guards);
+    # `allow_workflows` lets it touch `.github/workflows/`.
+    protected_paths: Sequence[str] = ()
+    allow_workflows: bool = False
+    caps: ChangeCaps = field(default_factory=ChangeCaps)
+    # Masked in what the next tier is told (bot.redact): test output is the
+    # repository's to write, and a hostile test may print one.
+    secrets: Sequence[str | None] = ()
+    # The repository's tests; without a command, bot.verify looks for one.
+    test_command: str | None = None
+    setup_command: str | None = None
+    test_timeout_s: float = 600.0
+    sandbox: Sandbox = field(default_factory=Sandbox)
+    network: Network = "setup"
+    dry_run: bool = False  # produce and check the change; write nothing, run no tests
+    # The records' labels ("owner/name"; by default the root's name), and where
+    # caches and test environments live (None: the defaults).
+    repo: str | None = None
+    job_id: str | None = None
+    data_dir: Path | None = None
 
-def _restore(root: Path, snapshot: _Snapshot) -> None:
-    """Put every file back as it was; remove the files and directories we made."""
-    for target, saved in snapshot.files.items():
-        if saved is None:
-            target.unlink(missing_ok=True)
-            continue
-        data, mode = saved
-        target.write_bytes(data)
-        os.chmod(target, mode & 0o7777)
-    # Deepest first, and only if empty: never remove anything we did not make.
-    for directory in sorted(snapshot.created_dirs, key=lambda d: len(d.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            directory.rmdir()
+    def validated(self, tiers: Sequence[Tier]) -> EditRequest:
+        """This request with its root resolved and its instruction stripped;
+        ValueError for bad input."""
+        root = Path(self.root)
+        if not root.exists():
+            raise ValueError(f"no such directory: {root}")
+        if not root.is_dir():
+            raise ValueError(f"not a directory: {root}")
+        text = (self.instruction or "").strip()
+        if not text:
+            raise ValueError("the instruction is empty")
+        if not tiers:
+            raise ValueError("no model tiers are configured")
+        return replace(self, root=root.resolve(), instruction=text)
 
+    @property
+    def label(self) -> str:
+        return self.repo or self.root.name
 
-# -- the run --------------------------------------------------------------------
+    def cache_dir(self) -> Path | None:
+        return Path(self.data_dir) / "index" if self.data_dir is not None else None
 
-
-def _validate(root: Path, instruction: str, tiers: Sequence[Tier]) -> tuple[Path, str]:
-    root = Path(root)
-    if not root.exists():
-        raise ValueError(f"no such directory: {root}")
-    if not root.is_dir():
-        raise ValueError(f"not a directory: {root}")
-    text = (instruction or "").strip()
-    if not text:
-        raise ValueError("the instruction is empty")
-    if not tiers:
-        raise ValueError("no model tiers are configured")
-    return root.resolve(), text
-
-
-def _emit(on_progress: ProgressFn | None, stage: str, data: dict[str, Any]) -> None:
-    if on_progress is None:
-        return
-    try:
-        on_progress(stage, data)
-    except Exception:  # a display problem must not break an edit
-        log.exception("progress callback failed at %s", stage)
-
-
-def _tests_data(run: TestRun | None) -> dict[str, Any]:
-    if run is None:
-        return {"ran": False}
-    return {
-        "ran": True,
-        "passed": run.passed,
-        "failed": run.failed,
-        "errors": run.errors,
-        "skipped": run.skipped,
-        "duration_s": run.duration_s,
-        "timed_out": run.timed_out,
-        "could_not_run": run.could_not_run,
-        "sandboxed": run.sandboxed,
-        "summary": run.summary(),
-    }
-
-
-def _env_data(env: PyEnv) -> dict[str, Any]:
-    return {**env.to_json(), "summary": env.describe()}
+    def place(self) -> TestPlace:
+        envs = Path(self.data_dir) / "envs" if self.data_dir is not None else default_envs_dir()
+        return TestPlace(envs, self.sandbox, self.network, self.label)
 
 
 @dataclass(frozen=True)
@@ -260,6 +239,242 @@ class TestPlace:
     sandbox: Sandbox = field(default_factory=Sandbox)
     network: Network = "setup"
     scope: str = ""
+
+
+# -- the run --------------------------------------------------------------------
+
+
+async def run_edit(
+    request: EditRequest,
+    *,
+    tiers: Sequence[Tier],
+    records: RecordStore | None = None,
+    on_progress: ProgressFn | None = None,
+) -> EditResult:
+    """Carry out `request`, trying `tiers` in order. Raises ValueError for bad
+    input; every model or test problem ends in an EditResult instead. A failed
+    run leaves the work tree as it found it. Each attempt is added to `records`;
+    `on_progress` hears of each finished stage (bot.progress)."""
+    request = request.validated(tiers)
+    tally = _Tally(request, records)
+    roster = await _roster(tiers, tally)
+    if not roster.live:
+        return _result(tally, _Ending("failed", roster.why_none(tiers)))
+    run = await _start(request, tally, _safe(on_progress))
+    try:
+        for tier in roster.live:
+            result = await _attempt(run, tier)
+            if result is not None:
+                return result
+        return await _all_failed(run, roster)
+    except BaseException:
+        run.baseline.abandon()  # a bug or a cancellation: do not leave the task dangling
+        raise
+
+
+class _Tally:
+    """The attempts so far, each recorded as it ends."""
+
+    def __init__(self, request: EditRequest, records: RecordStore | None) -> None:
+        self.request = request
+        self.records = records
+        self.attempts: list[Attempt] = []
+
+    def add(self, clock: _TierRun, outcome: str, detail: str) -> None:
+        tier, usage = clock.tier, clock.usage
+        attempt = Attempt(
+            tier.name,
+            tier.model,
+            tier.edit_format,
+            usage.tokens_in,
+            usage.tokens_out,
+            clock.latency(),
+            outcome,  # type: ignore[arg-type]  # an Outcome, from a _TierFailed or a status
+            detail,
+        )
+        self.attempts.append(attempt)
+        if self.records is not None:
+            fields = {k: v for k, v in asdict(attempt).items() if k != "detail"}
+            request = self.request
+            self.records.add(
+                job_id=request.job_id, repo=request.label, instruction=request.instruction, **fields
+            )
+
+    def tokens(self) -> tuple[int, int]:
+        return sum(a.tokens_in for a in self.attempts), sum(a.tokens_out for a in self.attempts)
+
+
+@dataclass
+class _Roster:
+    """The tiers that answer; those that do not, and those without their key."""
+
+    live: list[Tier]
+    down: list[str]
+    skipped: list[str]
+
+    def why_none(self, tiers: Sequence[Tier]) -> str:
+        if not self.down:
+            return f"no model tier is usable: {', '.join(self.skipped)}; {models.next_steps(tiers)}"
+        missing = ", ".join(self.down + self.skipped)
+        return f"no model tier is reachable: {missing}; {models.next_steps(tiers)}"
+
+    def note(self) -> str:
+        down = " | unreachable: " + ", ".join(self.down) if self.down else ""
+        return down + (" | skipped: " + ", ".join(self.skipped) if self.skipped else "")
+
+
+async def _roster(tiers: Sequence[Tier], tally: _Tally) -> _Roster:
+    """Tiers that need a key nobody set are skipped; unreachable ones recorded."""
+    usable = [t for t in tiers if t.available()]
+    roster = _Roster([], [], [f"{t.name} ({t.api_key_env} is not set)" for t in tiers if not t.available()])
+    reasons = await asyncio.gather(*(models.reachable(t) for t in usable))
+    for tier, reason in zip(usable, reasons, strict=True):
+        if reason is None:
+            roster.live.append(tier)
+            continue
+        where = f"{models.base_url(tier)}: {reason}"
+        roster.down.append(f"{tier.name} ({where})")
+        tally.add(_TierRun(tier, time.perf_counter(), model_s=0.0), "unreachable", where)
+    return roster
+
+
+def _safe(on_progress: ProgressFn | None) -> ProgressFn:
+    def emit(event: Progress) -> None:
+        if on_progress is None:
+            return
+        try:
+            on_progress(event)
+        except Exception:  # a display problem must not break an edit
+            log.exception("progress callback failed at %s", event.stage)
+
+    return emit
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """Where a change may go and how large it may be."""
+
+    protected: Sequence[str]
+    allow_workflows: bool
+    caps: ChangeCaps
+    secrets: Sequence[str]  # bot.redact.secret_parts
+
+    @classmethod
+    def of(cls, request: EditRequest) -> _Rules:
+        secrets = secret_parts(request.secrets)
+        return cls(request.protected_paths, request.allow_workflows, request.caps, secrets)
+
+
+@dataclass
+class _RunState:
+    """What carries over from one tier to the next."""
+
+    feedback: str = ""
+    last_output: str = ""
+    context: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    environment: dict[str, Any] | None = None  # of the latest "after" run
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """One run_edit, once the tiers are known to answer."""
+
+    request: EditRequest
+    tally: _Tally
+    emit: ProgressFn
+    rules: _Rules
+    command: str | None
+    baseline: _Baseline
+    index: RepoIndex
+    conventions: str  # the repository's guidance for contributors, untrimmed (bot.conventions)
+    state: _RunState = field(default_factory=_RunState)
+
+
+async def _start(request: EditRequest, tally: _Tally, emit: ProgressFn) -> _Run:
+    """Start the tests before any change, and index the repository meanwhile."""
+    command = request.test_command or default_test_command(request.root)
+    baseline = _Baseline(request, None if request.dry_run else command, emit)
+    try:
+        index = await asyncio.to_thread(build_index, request.root, request.cache_dir())
+    except BaseException:
+        baseline.abandon()
+        raise
+    conventions = read_conventions(request.root)
+    return _Run(request, tally, emit, _Rules.of(request), command, baseline, index, conventions)
+
+
+async def _all_failed(run: _Run, roster: _Roster) -> EditResult:
+    message = "every tier failed: " + " | ".join(run.state.failures) + roster.note()
+    # Waited for even now: no test process may outlive the run.
+    return _run_result(run, _Ending("failed", message, await run.baseline.result()))
+
+
+# -- the result, built once ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A tier's change, in memory."""
+
+    tier: Tier
+    plan: Plan
+    changes: dict[str, str]
+    originals: dict[str, str | None]
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(self.changes)
+
+
+@dataclass(frozen=True)
+class _Ending:
+    status: Status
+    message: str
+    tests_before: TestRun | None = None
+    tests_after: TestRun | None = None
+    change: _Change | None = None
+
+
+def _result(
+    tally: _Tally, ending: _Ending, state: _RunState | None = None, environment: dict[str, Any] | None = None
+) -> EditResult:
+    state = state or _RunState()
+    change = ending.change
+    tokens_in, tokens_out = tally.tokens()
+    return EditResult(
+        status=ending.status,
+        tier=change.tier.name if change else None,
+        attempts=tally.attempts,
+        diff=unified_diff(change.originals, change.changes) if change else "",
+        files_changed=change.files if change else [],
+        tests_before=ending.tests_before,
+        tests_after=ending.tests_after,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        notes=state.notes,
+        message=ending.message,
+        last_output=state.last_output,
+        context=state.context,
+        environment=environment,
+    )
+
+
+def _run_result(run: _Run, ending: _Ending) -> EditResult:
+    return _result(run.tally, ending, run.state, _environment(run.baseline, run.state))
+
+
+def _environment(baseline: _Baseline, state: _RunState) -> dict[str, Any] | None:
+    """The environment to report: the baseline's (which built it), unless the
+    change got one of its own (it touched the dependency files)."""
+    before, after = baseline.environment, state.environment
+    if after is not None and (before is None or after["key"] != before["key"]):
+        return after
+    return before
+
+
+# -- the tests --------------------------------------------------------------------
 
 
 def _tests_in_env(
@@ -280,206 +495,20 @@ def _tests_in_env(
     return run_tests(root, command, timeout_s, setup_command, env, sandbox=sandbox, network=network), env
 
 
-def _test_feedback(reason: str, run: TestRun, secrets: Sequence[str]) -> str:
-    tail = truncate_to_tokens(redact(run.output_tail[-3000:], secrets), FEEDBACK_TOKENS)
-    return redact(f"{reason}\nTest output (end):\n{tail}", secrets)
-
-
-async def _reachability(tiers: Sequence[Tier]) -> list[str | None]:
-    return list(await asyncio.gather(*(models.reachable(t) for t in tiers)))
-
-
-async def run_edit(
-    root: Path,
-    instruction: str,
-    *,
-    tiers: Sequence[Tier],
-    test_command: str | None = None,
-    setup_command: str | None = None,
-    test_timeout_s: float = 600.0,
-    focus: Focus | None = None,
-    protected_paths: Sequence[str] = (),
-    allow_workflows: bool = False,
-    caps: ChangeCaps | None = None,
-    secrets: Sequence[str | None] = (),
-    dry_run: bool = False,
-    records: RecordStore | None = None,
-    job_id: str | None = None,
-    repo: str | None = None,
-    data_dir: Path | None = None,
-    on_progress: ProgressFn | None = None,
-    sandbox: Sandbox | None = None,
-    network: Network = "setup",
-) -> EditResult:
-    """Carry out `instruction` in the work tree at `root`, trying `tiers` in
-    order. Raises ValueError for bad input; every model or test problem ends
-    in an EditResult instead. A failed run leaves the work tree as it found it.
-
-    `repo` labels the run in `records` (e.g. "owner/name"); by default the
-    name of the root directory. `allow_workflows` lets the change touch
-    `.github/workflows/` (bot.files); `caps` bound its size (default ChangeCaps()).
-    `secrets` are masked in what the next tier is told (bot.redact): test
-    output is the repository's to write, and a hostile test may print one."""
-    root, instruction = _validate(root, instruction, tiers)
-    repo_label = repo or root.name
-    attempts: list[Attempt] = []
-    tokens = {"in": 0, "out": 0}
-
-    def record(tier: Tier, outcome: Any, detail: str, usage: models.Usage, latency_s: float) -> None:
-        attempt = Attempt(
-            tier=tier.name,
-            model=tier.model,
-            edit_format=tier.edit_format,
-            tokens_in=usage.tokens_in,
-            tokens_out=usage.tokens_out,
-            latency_s=latency_s,
-            outcome=outcome,
-            detail=detail,
-        )
-        attempts.append(attempt)
-        tokens["in"] += usage.tokens_in
-        tokens["out"] += usage.tokens_out
-        if records is not None:
-            fields = {k: v for k, v in asdict(attempt).items() if k != "detail"}
-            records.add(job_id=job_id, repo=repo_label, instruction=instruction, **fields)
-
-    def failed(message: str, **extra: Any) -> EditResult:
-        return EditResult(
-            status="failed",
-            tier=None,
-            attempts=attempts,
-            diff="",
-            files_changed=[],
-            tests_before=extra.get("tests_before"),
-            tests_after=None,
-            tokens_in=tokens["in"],
-            tokens_out=tokens["out"],
-            notes=extra.get("notes", ""),
-            message=message,
-            last_output=extra.get("last_output", ""),
-            context=extra.get("context", {}),
-            environment=extra.get("environment"),
-        )
-
-    # Tiers that need a key nobody set are skipped; unreachable ones recorded.
-    usable = [t for t in tiers if t.available()]
-    skipped = [f"{t.name} ({t.api_key_env} is not set)" for t in tiers if not t.available()]
-    if not usable:
-        return failed(f"no model tier is usable: {', '.join(skipped)}; {models.next_steps(tiers)}")
-    reasons = await _reachability(usable)
-    live: list[Tier] = []
-    down: list[str] = []
-    for tier, reason in zip(usable, reasons, strict=True):
-        if reason is None:
-            live.append(tier)
-        else:
-            down.append(f"{tier.name} ({models.base_url(tier)}: {reason})")
-            record(tier, "unreachable", f"{models.base_url(tier)}: {reason}", models.Usage(), 0.0)
-    if not live:
-        return failed(
-            "no model tier is reachable: " + ", ".join(down + skipped) + "; " + models.next_steps(tiers)
-        )
-
-    command = test_command or default_test_command(root)
-    envs_dir = Path(data_dir) / "envs" if data_dir is not None else default_envs_dir()
-    place = TestPlace(envs_dir, sandbox or Sandbox(), network, repo_label)
-    baseline = _Baseline(
-        root, command if not dry_run else None, setup_command, test_timeout_s, place, on_progress
-    )
-    cache_dir = Path(data_dir) / "index" if data_dir is not None else None
-    try:
-        index = await asyncio.to_thread(build_index, root, cache_dir)
-    except BaseException:
-        baseline.abandon()
-        raise
-
-    state = _RunState()
-    failures: list[str] = []
-    try:
-        for tier in live:
-            run = _TierRun(tier=tier, started=time.perf_counter())
-            try:
-                result = await _attempt_tier(
-                    run,
-                    state,
-                    root=root,
-                    instruction=instruction,
-                    index=index,
-                    focus=focus,
-                    rules=_Rules(
-                        protected_paths, allow_workflows, caps or ChangeCaps(), secret_parts(secrets)
-                    ),
-                    command=command,
-                    baseline=baseline,
-                    test_timeout_s=test_timeout_s,
-                    dry_run=dry_run,
-                    cache_dir=cache_dir,
-                    on_progress=on_progress,
-                )
-            except _TierFailed as exc:
-                record(tier, exc.outcome, exc.detail, run.usage, run.latency())
-                failures.append(f"{tier.name}: {exc.detail}")
-                state.feedback = f"An earlier attempt failed: {exc.feedback or exc.detail}"
-                continue
-            record(tier, result.status, result.message, run.usage, run.latency())
-            result.attempts = attempts
-            result.tokens_in, result.tokens_out = tokens["in"], tokens["out"]
-            result.environment = _environment(baseline, state)
-            return result
-    except BaseException:
-        baseline.abandon()  # a bug or a cancellation: do not leave the task dangling
-        raise
-
-    message = "every tier failed: " + " | ".join(failures)
-    if down:
-        message += " | unreachable: " + ", ".join(down)
-    if skipped:
-        message += " | skipped: " + ", ".join(skipped)
-    return failed(
-        message,
-        # Waited for even now: no test process may outlive the run.
-        tests_before=await baseline.result(),
-        last_output=state.last_output,
-        context=state.context,
-        notes=state.notes,
-        environment=_environment(baseline, state),
-    )
-
-
-def _environment(baseline: _Baseline, state: _RunState) -> dict[str, Any] | None:
-    """The environment to report: the baseline's (which built it), unless the
-    change got one of its own (it touched the dependency files)."""
-    before, after = baseline.environment, state.environment
-    if after is not None and (before is None or after["key"] != before["key"]):
-        return after
-    return before
-
-
 class _Baseline:
     """The tests before any change. They start at once, in a thread, and run
     while the models think: nothing is written until `result()` has returned,
     so they see the work tree exactly as it was."""
 
-    def __init__(
-        self,
-        root: Path,
-        command: str | None,
-        setup_command: str | None,
-        timeout_s: float,
-        place: TestPlace,
-        on_progress: ProgressFn | None,
-    ) -> None:
-        self.command = command
-        self.setup_command = setup_command  # the "after" runs use it too: like for like
-        self.place = place
+    def __init__(self, request: EditRequest, command: str | None, emit: ProgressFn) -> None:
+        self.place = request.place()
         self.environment: dict[str, Any] | None = None
-        self._on_progress = on_progress
+        self._emit = emit
         self._task: asyncio.Task[tuple[TestRun, PyEnv | None]] | None = None
         self._run: TestRun | None = None
         if command:
-            self._task = asyncio.create_task(
-                asyncio.to_thread(_tests_in_env, root, command, setup_command, timeout_s, place)
-            )
+            args = (request.root, command, request.setup_command, request.test_timeout_s, self.place)
+            self._task = asyncio.create_task(asyncio.to_thread(_tests_in_env, *args))
 
     def abandon(self) -> None:
         """On an error: stop waiting (the test process ends at its timeout)."""
@@ -492,20 +521,25 @@ class _Baseline:
         self._run, env = await self._task
         if env is not None:
             self.environment = env.to_json()
-            _emit(self._on_progress, "environment", _env_data(env))
-        _emit(self._on_progress, "tests_before", {"command": self.command, **_tests_data(self._run)})
+            self._emit(EnvironmentReady(env.describe()))
+        self._emit(TestsRan("before", self._run))
         return self._run
 
 
-@dataclass
-class _RunState:
-    """What carries over from one tier to the next."""
+def _test_feedback(reason: str, run: TestRun, secrets: Sequence[str]) -> str:
+    tail = truncate_to_tokens(redact(run.output_tail[-3000:], secrets), FEEDBACK_TOKENS)
+    return redact(f"{reason}\nTest output (end):\n{tail}", secrets)
 
-    feedback: str = ""
-    last_output: str = ""
-    context: dict[str, Any] = field(default_factory=dict)
-    notes: str = ""
-    environment: dict[str, Any] | None = None  # of the latest "after" run
+
+# -- one tier: propose, check, try -------------------------------------------------
+
+
+class _TierFailed(Exception):
+    def __init__(self, outcome: str, detail: str, feedback: str = "") -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+        self.feedback = feedback
 
 
 @dataclass
@@ -519,19 +553,100 @@ class _TierRun:
         return self.model_s if self.model_s is not None else time.perf_counter() - self.started
 
 
-@dataclass(frozen=True)
-class _Rules:
-    """Where a change may go and how large it may be."""
+async def _attempt(run: _Run, tier: Tier) -> EditResult | None:
+    """One tier, start to finish: the accepted result, or None (the attempt
+    recorded, the work tree as it was) when the next tier should try."""
+    clock = _TierRun(tier, time.perf_counter())
+    try:
+        change = await _propose(run, clock)
+        _check(run, change)
+        ending = await _try(run, change)
+    except _TierFailed as exc:
+        run.tally.add(clock, exc.outcome, exc.detail)
+        run.state.failures.append(f"{tier.name}: {exc.detail}")
+        run.state.feedback = f"An earlier attempt failed: {exc.feedback or exc.detail}"
+        run.emit(Refused(tier.name, exc.outcome, exc.detail))
+        return None
+    run.tally.add(clock, ending.status, ending.message)
+    return _run_result(run, ending)
 
-    protected: Sequence[str]
-    allow_workflows: bool
-    caps: ChangeCaps
-    secrets: Sequence[str]  # bot.redact.secret_parts
+
+async def _propose(run: _Run, clock: _TierRun) -> _Change:
+    """Context, plan and the model's new files, all in memory."""
+    tier, request = clock.tier, run.request
+    try:
+        plan = await _plan(run, tier)
+        clock.usage += plan.usage
+        generated = await generate(
+            tier,
+            request.root,
+            request.instruction,
+            plan,
+            index=run.index,
+            focus=request.focus,
+            feedback=run.state.feedback,
+            cache_dir=request.cache_dir(),
+            conventions=fit_conventions(run.conventions, tier.input_budget),
+        )
+    except EditError as exc:
+        clock.usage += exc.usage
+        run.state.last_output = exc.last_output or run.state.last_output
+        raise _TierFailed(exc.outcome, exc.message) from None
+    clock.usage += generated.usage
+    clock.model_s = time.perf_counter() - clock.started
+    run.state.last_output = "\n\n".join(f.reply for f in generated.files if f.reply)
+    run.emit(Generated(tier.name, [f.path for f in generated.files]))
+    return _Change(tier, plan, generated.changes, generated.originals)
+
+
+async def _plan(run: _Run, tier: Tier) -> Plan:
+    request, rules = run.request, run.rules
+    context = await _plan_context(run, tier)
+    plan = await make_plan(
+        tier,
+        request.root,
+        request.instruction,
+        index=run.index,
+        context=context,
+        protected=rules.protected,
+        allow_workflows=rules.allow_workflows,
+    )
+    run.state.notes = plan.notes
+    run.emit(Planned(tier.name, plan.paths(), plan.source))
+    return plan
+
+
+async def _plan_context(run: _Run, tier: Tier) -> Context | None:
+    """The code the plan is made from, within this tier's budget."""
+    request = run.request
+    budget = plan_context_budget(tier, request.instruction)
+    if budget <= 0:
+        return None
+    context = await asyncio.to_thread(
+        select_context,
+        request.root,
+        request.instruction,
+        budget,
+        focus=request.focus,
+        index=run.index,
+        cache_dir=request.cache_dir(),
+    )
+    run.state.context = context.to_json()
+    run.emit(ContextChosen(tier.name, context.paths(), context.tokens, budget))
+    return context
+
+
+def _check(run: _Run, change: _Change) -> None:
+    """Refuse before anything is written (the next tier is told why): a
+    protected path, binary content, a change over the caps, a syntax error,
+    a file that lost what the request does not ask to change."""
+    _check_confined(change.changes, change.originals, run.rules)
+    _check_syntax(change.changes)
+    _check_shrink(run.request.instruction, change)
+    run.emit(Verified(change.tier.name, change.files))
 
 
 def _check_confined(changes: Mapping[str, str], originals: Mapping[str, str | None], rules: _Rules) -> None:
-    """Refuse, before anything is written, a change to a protected path, binary
-    content, or a change over the caps; the next tier is told why."""
     refused = sorted(
         p for p in changes if is_protected(p, rules.protected, allow_workflows=rules.allow_workflows)
     )
@@ -546,179 +661,75 @@ def _check_confined(changes: Mapping[str, str], originals: Mapping[str, str | No
             raise _TierFailed(outcome, why, f"{why}. {advice}")
 
 
-class _TierFailed(Exception):
-    def __init__(self, outcome: str, detail: str, feedback: str = "") -> None:
-        super().__init__(detail)
-        self.outcome = outcome
-        self.detail = detail
-        self.feedback = feedback
-
-
-async def _attempt_tier(
-    run: _TierRun,
-    state: _RunState,
-    *,
-    root: Path,
-    instruction: str,
-    index: RepoIndex,
-    focus: Focus | None,
-    rules: _Rules,
-    command: str | None,
-    baseline: _Baseline,
-    test_timeout_s: float,
-    dry_run: bool,
-    cache_dir: Path | None,
-    on_progress: ProgressFn | None,
-) -> EditResult:
-    """One tier, start to finish. Returns the accepted result (attempts and
-    token totals filled in by the caller) or raises _TierFailed, in which case
-    the work tree is as it was."""
-    tier = run.tier
-    try:
-        # Context for the plan, within this tier's budget.
-        context: Context | None = None
-        budget = plan_context_budget(tier, instruction)
-        if budget > 0:
-            context = await asyncio.to_thread(
-                select_context, root, instruction, budget, focus=focus, index=index, cache_dir=cache_dir
-            )
-            state.context = context.to_json()
-            _emit(
-                on_progress,
-                "context",
-                {"tier": tier.name, "files": context.paths(), "tokens": context.tokens, "budget": budget},
-            )
-        plan: Plan = await make_plan(
-            tier,
-            root,
-            instruction,
-            index=index,
-            context=context,
-            protected=rules.protected,
-            allow_workflows=rules.allow_workflows,
-        )
-        run.usage = run.usage + plan.usage
-        state.notes = plan.notes
-        _emit(on_progress, "plan", {"tier": tier.name, "files": plan.paths(), "source": plan.source})
-        generated = await generate(
-            tier,
-            root,
-            instruction,
-            plan,
-            index=index,
-            focus=focus,
-            feedback=state.feedback,
-            cache_dir=cache_dir,
-        )
-    except EditError as exc:
-        run.usage = run.usage + exc.usage
-        state.last_output = exc.last_output or state.last_output
-        raise _TierFailed(exc.outcome, exc.message) from None
-    run.usage = run.usage + generated.usage
-    run.model_s = time.perf_counter() - run.started
-    state.last_output = "\n\n".join(f.reply for f in generated.files if f.reply)
-    _emit(on_progress, "generated", {"tier": tier.name, "files": [f.path for f in generated.files]})
-
-    changes = generated.changes
-    _check_confined(changes, generated.originals, rules)
+def _check_syntax(changes: Mapping[str, str]) -> None:
     problems = check_syntax(changes)
     if problems:
         raise _TierFailed("syntax_error", "syntax errors: " + "; ".join(problems[:5]))
-    request = " ".join([instruction, plan.notes, *(f.change for f in plan.files)])
-    lost = shrink_problems(generated.originals, changes, request)
+
+
+def _check_shrink(instruction: str, change: _Change) -> None:
+    """A whole file that lost parts (truncated, elided) is refused: the tests
+    may not cover what went missing."""
+    plan = change.plan
+    asked = " ".join([instruction, plan.notes, *(f.change for f in plan.files)])
+    lost = shrink_problems(change.originals, change.changes, asked)
     if lost:
-        raise _TierFailed(
-            "shrunk",
-            "refused: " + "; ".join(lost[:5]),
-            "refused before testing: "
-            + "; ".join(lost[:5])
-            + ". Keep every part of the file the request does not ask to change.",
-        )
-    _emit(on_progress, "applied", {"tier": tier.name, "files": sorted(changes)})
-    diff = unified_diff(generated.originals, changes)
+        why = "; ".join(lost[:5])
+        advice = "Keep every part of the file the request does not ask to change."
+        raise _TierFailed("shrunk", f"refused: {why}", f"refused before testing: {why}. {advice}")
 
-    tests_before = await baseline.result()
 
-    def result(status: Status, message: str, tests_after: TestRun | None) -> EditResult:
-        return EditResult(
-            status=status,
-            tier=tier.name,
-            attempts=[],
-            diff=diff,
-            files_changed=sorted(changes),
-            tests_before=tests_before,
-            tests_after=tests_after,
-            tokens_in=0,
-            tokens_out=0,
-            notes=plan.notes,
-            message=message,
-            last_output=state.last_output,
-            context=state.context,
-        )
+async def _try(run: _Run, change: _Change) -> _Ending:
+    """Write the change and run the tests; the work tree is restored unless
+    the change is accepted."""
+    tier = change.tier.name
+    before = await run.baseline.result()
+    if run.request.dry_run:
+        why = f"dry run: tier {tier} produced a change that applies and parses"
+        why += "; nothing was written and no tests ran"
+        return _Ending("unverified", why, before, change=change)
+    with rollback_on_error(run.request.root, change.files):
+        _write(run.request.root, change.changes)
+        if not run.command:
+            why = f"unverified: tier {tier} made the change; the repository has no tests to run"
+            return _Ending("unverified", why, before, change=change)
+        after = await _tests_after(run, change.tier, run.command)
+        status, message = _judge(tier, before, after, run.rules.secrets)
+    return _Ending(status, message, before, after, change)
 
-    if dry_run:
-        return result(
-            "unverified",
-            f"dry run: tier {tier.name} produced a change that applies and parses;"
-            " nothing was written and no tests ran",
-            None,
-        )
 
-    snapshot = _snapshot(root, sorted(changes))
-    accepted = False
+def _write(root: Path, changes: Mapping[str, str]) -> None:
     try:
-        try:
-            write_changes(root, changes)
-        except Exception as exc:  # a refused path, a full disk, ...
-            raise _TierFailed("apply_failed", f"could not write the change: {exc}") from None
-        if not command:
-            accepted = True
-            return result(
-                "unverified",
-                f"unverified: tier {tier.name} made the change; the repository has no tests to run",
-                None,
-            )
-        tests_after, env = await asyncio.to_thread(
-            _tests_in_env, root, command, baseline.setup_command, test_timeout_s, baseline.place
-        )
-        state.environment = env.to_json() if env is not None else None
-        if env is not None and not env.reused:  # the change touched the dependency files
-            _emit(on_progress, "environment", {"tier": tier.name, **_env_data(env)})
-        _emit(
-            on_progress,
-            "tests_after",
-            {"tier": tier.name, "command": command, **_tests_data(tests_after)},
-        )
-        if tests_before is not None:
-            reason = worse_than(tests_before, tests_after)
-            if reason:
-                reason = redact(reason, rules.secrets)
-                raise _TierFailed("tests_worse", reason, _test_feedback(reason, tests_after, rules.secrets))
-        accepted = True
-        if tests_after.could_not_run is not None:
-            # Only here when the baseline could not run either (else worse_than refused it).
-            return result(
-                "unverified",
-                f"unverified: tier {tier.name} made the change, but {tests_after.summary()}",
-                tests_after,
-            )
-        if tests_before is not None and tests_before.could_not_run is not None and not tests_after.ok:
-            return result(
-                "unverified",
-                f"unverified: tier {tier.name} made the change; the tests did not run before it,"
-                f" and now {tests_after.summary()}",
-                tests_after,
-            )
-        if tests_after.passed == 0:
-            return result(
-                "unverified",
-                f"unverified: tier {tier.name} made the change, but no test passed ({tests_after.summary()})",
-                tests_after,
-            )
-        message = f"verified: tier {tier.name}; {tests_after.summary()}"
-        if tests_before is not None:
-            message += f" (before: {tests_before.summary()})"
-        return result("verified", message, tests_after)
-    finally:
-        if not accepted:
-            _restore(root, snapshot)
+        write_changes(root, changes)
+    except Exception as exc:  # a refused path, a full disk, ...
+        raise _TierFailed("apply_failed", f"could not write the change: {exc}") from None
+
+
+async def _tests_after(run: _Run, tier: Tier, command: str) -> TestRun:
+    request = run.request
+    args = (request.root, command, request.setup_command, request.test_timeout_s, run.baseline.place)
+    after, env = await asyncio.to_thread(_tests_in_env, *args)
+    run.state.environment = env.to_json() if env is not None else None
+    if env is not None and not env.reused:  # the change touched the dependency files
+        run.emit(EnvironmentReady(env.describe(), tier.name))
+    run.emit(TestsRan("after", after, tier.name))
+    return after
+
+
+def _judge(tier: str, before: TestRun | None, after: TestRun, secrets: Sequence[str]) -> tuple[Status, str]:
+    """Accept the change (verified, or unverified and why), or refuse it when
+    the tests got worse."""
+    reason = worse_than(before, after) if before is not None else None
+    if reason:
+        reason = redact(reason, secrets)
+        raise _TierFailed("tests_worse", reason, _test_feedback(reason, after, secrets))
+    made = f"unverified: tier {tier} made the change"
+    if after.could_not_run is not None:
+        # Only here when the baseline could not run either (else worse_than refused it).
+        return "unverified", f"{made}, but {after.summary()}"
+    if before is not None and before.could_not_run is not None and not after.ok:
+        return "unverified", f"{made}; the tests did not run before it, and now {after.summary()}"
+    if after.passed == 0:
+        return "unverified", f"{made}, but no test passed ({after.summary()})"
+    message = f"verified: tier {tier}; {after.summary()}"
+    return "verified", message + (f" (before: {before.summary()})" if before is not None else "")

@@ -1,14 +1,26 @@
 """What is posted: Markdown for status comments, reports, PR bodies and
 commit messages. Pure functions of their arguments; they import nothing of
-the bot's at run time, so any module may use them."""
+the bot's at run time but the plain progress events, so any module may use them."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
+
+from bot.progress import (
+    ContextChosen,
+    EnvironmentReady,
+    Generated,
+    Planned,
+    Progress,
+    Refused,
+    TestsRan,
+    Verified,
+)
 
 if TYPE_CHECKING:
     from bot.engine import EditResult
+    from bot.verify import TestRun
 
 # GitHub refuses a comment or PR body over 65,536 characters.
 MAX_BODY = 65_000
@@ -56,16 +68,37 @@ def paths_line(paths: list[str]) -> str:
     return (shown + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")) or "nothing"
 
 
-def summarize_tests(data: dict[str, Any]) -> str:
-    if not data.get("ran", True):
-        return "not run"
-    if data.get("could_not_run"):
-        return f"could not run: {data['could_not_run']}"
-    text = f"{data.get('passed', 0)} passed, {data.get('failed', 0)} failed, {data.get('errors', 0)} errors"
-    if data.get("duration_s") is not None:
-        text += f" in {float(data['duration_s']):.1f}s"
-    text += " (timed out)" if data.get("timed_out") else ""
-    return text + ("" if data.get("sandboxed", True) else " (ran unsandboxed)")
+def summarize_tests(run: TestRun) -> str:
+    """A test run on one line, for the status comment and the CLI's progress."""
+    if run.could_not_run:
+        return f"could not run: {run.could_not_run}"
+    text = f"{run.passed} passed, {run.failed} failed, {run.errors} errors in {run.duration_s:.1f}s"
+    text += " (timed out)" if run.timed_out else ""
+    return text + ("" if run.sandboxed else " (ran unsandboxed)")
+
+
+def progress_line(event: Progress) -> str:
+    """An engine event as a line of the status comment."""
+    tier = f" (tier `{event.tier}`)" if event.tier else ""
+    match event:
+        case ContextChosen():
+            return f"✅ context chosen: {len(event.files)} files, {event.tokens:,} tokens{tier}"
+        case Planned():
+            return f"✅ plan: {paths_line(event.files)}{tier}"
+        case Generated():
+            return f"✅ edits generated{tier}"
+        case Verified():
+            return f"✅ applied: {paths_line(event.files)}{tier}"
+        case Refused():
+            why = (event.detail.strip().splitlines() or [""])[0]
+            why = why if len(why) <= 200 else why[:199] + "…"
+            return f"↪️ tier `{event.tier}` failed ({event.outcome}): {why}"
+        case EnvironmentReady():
+            return f"✅ {event.summary}{tier}"
+        case TestsRan():
+            return f"✅ tests {event.when}: {summarize_tests(event.run)}{tier}"
+        case _:
+            assert_never(event)
 
 
 def status_comment(job: Request, lines: list[str], report: str | None = None, *, finished: bool) -> str:

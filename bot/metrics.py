@@ -133,11 +133,12 @@ def stage(name: str, data: dict[str, Any] | None = None) -> None:
 def _summary(data: dict[str, Any]) -> dict[str, Any]:
     """The few fields of a progress event worth a log line (never file contents)."""
     kept: dict[str, Any] = {
-        k: data[k] for k in ("tier", "passed", "failed", "errors", "timed_out") if k in data
+        k: data[k]
+        for k in ("tier", "outcome", "files", "passed", "failed", "errors", "timed_out")
+        if k in data
     }
-    files = data.get("files")
-    if isinstance(files, list):
-        kept["files"] = len(files)
+    if isinstance(kept.get("files"), list):
+        kept["files"] = len(kept["files"])
     return kept
 
 

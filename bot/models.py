@@ -240,8 +240,10 @@ async def write_file_edit(
     content: str,
     context: str,
     feedback: str = "",
+    conventions: str = "",
 ) -> tuple[str, Usage]:
-    """One file's edit, in the tier's edit format; returns the raw reply text."""
+    """One file's edit, in the tier's edit format; returns the raw reply text.
+    `conventions`: the repository's guidance for contributors (bot.conventions)."""
     function = FUNCTIONS_BY_FORMAT[tier.edit_format]
     reply, usage = await _call(
         tier,
@@ -254,6 +256,7 @@ async def write_file_edit(
         feedback=feedback,
         language=fences.language_name(path),
         fence=fences.fence_tag(path),
+        conventions=conventions,
     )
     return str(reply), usage
 

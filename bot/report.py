@@ -4,7 +4,7 @@ summaries of results, context selections and records afterwards."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import assert_never
 
 from rich import box
 from rich.console import Console
@@ -16,6 +16,17 @@ from rich.text import Text
 
 from bot.context import Context
 from bot.engine import EditResult
+from bot.messages import summarize_tests
+from bot.progress import (
+    ContextChosen,
+    EnvironmentReady,
+    Generated,
+    Planned,
+    Progress,
+    Refused,
+    TestsRan,
+    Verified,
+)
 from bot.records import NO_ANSWER_OUTCOMES, TierSummary
 from bot.verify import TestRun
 
@@ -26,7 +37,7 @@ OUTCOME_STYLES = {"verified": "green", "unverified": "yellow"} | {
 
 
 class ProgressReporter:
-    """An `on_progress` callback: a spinner plus one line per finished stage."""
+    """An `on_progress` callback (bot.progress): a spinner plus one line per finished stage."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -42,34 +53,45 @@ class ProgressReporter:
             self._status.stop()
             self._status = None
 
-    def __call__(self, stage: str, data: dict[str, Any]) -> None:
-        tier = f"{data['tier']}: " if "tier" in data else ""
-        line = {
-            "context": lambda: f"context: {len(data.get('files', []))} files, {data.get('tokens', 0)} tokens",
-            "plan": lambda: f"plan: {', '.join(data.get('files', [])) or 'nothing'}",
-            "generated": lambda: "model replies received",
-            "environment": lambda: str(data.get("summary", "test environment ready")),
-            "applied": lambda: f"applied in memory: {', '.join(data.get('files', []))}",
-            "tests_before": lambda: f"tests before: {_tests_line(data)}",
-            "tests_after": lambda: f"tests after: {_tests_line(data)}",
-        }.get(stage, lambda: stage)()
-        self.console.print(Text.assemble(("• ", "dim"), (tier, "cyan"), line), highlight=False)
+    def __call__(self, event: Progress) -> None:
+        tier = f"{event.tier}: " if event.tier else ""
+        self.console.print(
+            Text.assemble(("• ", "dim"), (tier, "cyan"), progress_line(event)), highlight=False
+        )
         if self._status is not None:
-            following = {
-                "tests_before": "planning…",
-                "context": "planning…",
-                "plan": "writing the change…",
-                "generated": "applying…",
-                "applied": "running the tests…",
-            }
-            self._status.update(following.get(stage, "working…"))
+            self._status.update(_NEXT.get(event.stage, "working…"))
 
 
-def _tests_line(data: dict[str, Any]) -> str:
-    """The progress data of a test run carries its TestRun.summary()."""
-    if not data.get("ran", True):
-        return "not run"
-    return str(data.get("summary", ""))
+# What the spinner says after each stage.
+_NEXT = {
+    "tests_before": "planning…",
+    "context": "planning…",
+    "plan": "writing the change…",
+    "generated": "checking the change…",
+    "applied": "running the tests…",
+    "tier_failed": "trying the next tier…",
+}
+
+
+def progress_line(event: Progress) -> str:
+    """An engine event as a line of the CLI's progress."""
+    match event:
+        case ContextChosen():
+            return f"context: {len(event.files)} files, {event.tokens} tokens"
+        case Planned():
+            return f"plan: {', '.join(event.files) or 'nothing'}"
+        case Generated():
+            return "model replies received"
+        case Verified():
+            return f"applied in memory: {', '.join(event.files)}"
+        case Refused():
+            return f"failed ({event.outcome}): {event.detail[:300]}"
+        case EnvironmentReady():
+            return event.summary
+        case TestsRan():
+            return f"tests {event.when}: {summarize_tests(event.run)}"
+        case _:
+            assert_never(event)
 
 
 def _tests_cell(run: TestRun | None) -> str:

@@ -29,6 +29,7 @@ from bot import github as gh
 from bot import messages, metrics, workspace
 from bot.config import Settings, Tier
 from bot.ledger import MAX_RUNS, JobRequest, JobStatus, Memo, MemoryMemo
+from bot.progress import Progress, TestsRan, log_fields
 from bot.repo_settings import (
     MissingBranch,
     RepoSettings,
@@ -359,7 +360,7 @@ def _edit_and_deliver(
 ) -> bool:
     # The engine's side is imported only where a job runs: the web process stays light.
     from bot.context import Focus
-    from bot.engine import run_edit
+    from bot.engine import EditRequest, run_edit
     from bot.files import is_protected
     from bot.records import RecordStore
 
@@ -390,28 +391,25 @@ def _edit_and_deliver(
         if job.target == "review" and job.path and job.end_line:
             focus = Focus(job.path, job.start_line or job.end_line, job.end_line, job.diff_hunk)
         protected = plan.settings.protected_paths()
-        result = asyncio.run(
-            run_edit(
-                Path(tree.workdir),
-                job.instruction,
-                tiers=plan.tiers,
-                test_command=plan.settings.test or settings.test_command,
-                setup_command=plan.settings.setup,
-                test_timeout_s=settings.test_timeout_s,
-                focus=focus,
-                protected_paths=protected,
-                allow_workflows=plan.settings.allow_workflows,
-                secrets=job_secrets(settings, api.token),
-                caps=plan.settings.caps_within(settings.caps),
-                records=RecordStore(data_dir / "records.sqlite3"),
-                job_id=job.job_id,
-                repo=job.full_name,
-                data_dir=data_dir,
-                on_progress=board.progress,
-                sandbox=settings.make_sandbox(),
-                network=plan.settings.network,
-            )
+        request = EditRequest(
+            Path(tree.workdir),
+            job.instruction,
+            focus=focus,
+            protected_paths=protected,
+            allow_workflows=plan.settings.allow_workflows,
+            caps=plan.settings.caps_within(settings.caps),
+            secrets=job_secrets(settings, api.token),
+            test_command=plan.settings.test or settings.test_command,
+            setup_command=plan.settings.setup,
+            test_timeout_s=settings.test_timeout_s,
+            sandbox=settings.make_sandbox(),
+            network=plan.settings.network,
+            repo=job.full_name,
+            job_id=job.job_id,
+            data_dir=data_dir,
         )
+        records = RecordStore(data_dir / "records.sqlite3")
+        result = asyncio.run(run_edit(request, tiers=plan.tiers, records=records, on_progress=board.progress))
         if result.status == "failed" or not result.files_changed:
             board.finish(f"no change made: {result.message}", ok=False)
             _reply(api, job, messages.no_change_report(job, result))
@@ -550,10 +548,6 @@ def _describe(exc: BaseException) -> str:
     return f"an internal error ({type(exc).__name__}); the server log has the details"
 
 
-# What the ledger keeps of each test run (StatusBoard._keep_tests).
-TEST_COUNTS = ("ran", "passed", "failed", "errors", "could_not_run", "timed_out")
-
-
 class StatusBoard:
     """One comment per job, edited in place as stages finish."""
 
@@ -592,39 +586,30 @@ class StatusBoard:
             log.warning("could not update the status comment of job %s", self.job.job_id, exc_info=True)
 
     def done(self, text: str) -> None:
-        self.lines.append(f"✅ {text}")
+        self._add(f"✅ {text}")
+
+    def _add(self, line: str) -> None:
+        self.lines.append(line)
         self._update()
 
-    def progress(self, stage: str, data: dict[str, Any]) -> None:
+    def progress(self, event: Progress) -> None:
         """The engine's `on_progress`: one line per finished stage."""
-        metrics.stage(stage, data)
-        tier = f" (tier `{data['tier']}`)" if data.get("tier") else ""
-        if stage == "context":
-            files = data.get("files") or []
-            count = len(files) if isinstance(files, list) else int(files)
-            self.done(f"context chosen: {count} files, {int(data.get('tokens', 0)):,} tokens{tier}")
-        elif stage == "plan":
-            self.done(f"plan: {messages.paths_line(data.get('files') or [])}{tier}")
-        elif stage == "generated":
-            self.done(f"edits generated{tier}")
-        elif stage == "applied":
-            self.done(f"applied: {messages.paths_line(data.get('files') or [])}{tier}")
-        elif stage == "environment":
-            self.done(f"{data.get('summary', 'test environment ready')}{tier}")
-        elif stage in ("tests_before", "tests_after"):
-            when = "before" if stage == "tests_before" else "after"
-            self._keep_tests(stage, data)
-            self.done(f"tests {when}: {messages.summarize_tests(data)}{tier}")
-        else:
-            self.done(stage)
+        metrics.stage(event.stage, log_fields(event))
+        if isinstance(event, TestsRan):
+            self._keep_tests(event)
+        self._add(messages.progress_line(event))
 
-    def _keep_tests(self, stage: str, data: dict[str, Any]) -> None:
+    def _keep_tests(self, event: TestsRan) -> None:
         """The counts go into the job's progress too, for the dashboard."""
         if self.memo is None:
             return
-        kept = {k: data[k] for k in TEST_COUNTS if data.get(k) is not None}
+        run = event.run
+        kept: dict[str, Any] = {"ran": True, "passed": run.passed, "failed": run.failed}
+        kept |= {"errors": run.errors, "timed_out": run.timed_out}
+        if run.could_not_run is not None:
+            kept["could_not_run"] = run.could_not_run
         try:
-            self.memo.save(**{stage: kept})
+            self.memo.save(**{event.stage: kept})
         except sqlite3.OperationalError:  # a full disk: the comment still says it
             log.warning("job %s: could not record its test counts", self.job.job_id, exc_info=True)
 

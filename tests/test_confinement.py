@@ -13,7 +13,7 @@ from typing import Any
 import pygit2
 
 from bot.config import ChangeCaps
-from bot.engine import run_edit
+from bot.engine import EditRequest, run_edit
 from tests.conftest import commit_all, make_git_repo
 from tests.modelserver import ScriptedModel, _message_text
 from tests.test_engine import edit_calls, fenced, git_clean, make_tier, tree_state
@@ -48,12 +48,9 @@ async def refused(server: ScriptedModel, root: Path, instruction: str, outcome: 
     before = tree_state(root)
     stages: list[str] = []
     result = await run_edit(
-        root,
-        instruction,
+        EditRequest(root, instruction, test_command="true", **kw),
         tiers=[make_tier(server, "tiny")],
-        test_command="true",
-        on_progress=lambda stage, data: stages.append(stage),
-        **kw,
+        on_progress=lambda event: stages.append(event.stage),
     )
     assert result.status == "failed", result.message
     assert [a.outcome for a in result.attempts] == [outcome]
@@ -105,11 +102,10 @@ async def test_a_refusal_is_told_to_the_next_tier(model_server: ScriptedModel, t
         whole("notes.txt", "one\ntwo\n", model="bigger"),
     )
     result = await run_edit(
-        root,
-        "append two to notes.txt",
+        EditRequest(
+            root, "append two to notes.txt", test_command="true", caps=ChangeCaps(max_changed_lines=20)
+        ),
         tiers=[make_tier(model_server, "tiny"), make_tier(model_server, "bigger")],
-        test_command="true",
-        caps=ChangeCaps(max_changed_lines=20),
     )
     assert [a.outcome for a in result.attempts] == ["over_cap", "verified"]
     assert (root / "notes.txt").read_text() == "one\ntwo\n"
@@ -130,11 +126,8 @@ async def test_allowed_workflows_are_written_and_nothing_else_in_github(
     root = notes_repo(tmp_path)
     model_server.script(plan_of(WORKFLOW), whole(WORKFLOW, WORKFLOW_TEXT + "# changed\n"))
     result = await run_edit(
-        root,
-        "add a comment to the CI workflow",
+        EditRequest(root, "add a comment to the CI workflow", test_command="true", allow_workflows=True),
         tiers=[make_tier(model_server, "tiny")],
-        test_command="true",
-        allow_workflows=True,
     )
     assert result.status == "verified", result.message
     assert (root / WORKFLOW).read_text().endswith("# changed\n")

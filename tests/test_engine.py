@@ -14,8 +14,10 @@ import pygit2
 import pytest
 
 from bot.config import Tier
-from bot.engine import EditResult, run_edit
+from bot.engine import EditRequest, EditResult, run_edit
+from bot.progress import Progress, Refused
 from bot.records import RecordStore
+from bot.rollback import Snapshot
 from bot.tokens import count_tokens
 from tests.conftest import CALCULATOR
 from tests.modelserver import ScriptedModel, _message_text
@@ -140,13 +142,10 @@ async def test_add_memory_clear_is_verified(
     records = RecordStore(tmp_path / "records.sqlite3")
     stages: list[str] = []
     result = await run_edit(
-        calculator_repo,
-        f"  {INSTRUCTION}\n",
+        EditRequest(calculator_repo, f"  {INSTRUCTION}\n", job_id="job-1", data_dir=shared_data_dir),
         tiers=[make_tier(model_server, "tiny")],
         records=records,
-        job_id="job-1",
-        data_dir=shared_data_dir,
-        on_progress=lambda stage, data: stages.append(stage),
+        on_progress=lambda event: stages.append(event.stage),
     )
     assert result.status == "verified", result.message
     assert result.tier == "tiny"
@@ -191,14 +190,23 @@ async def test_escalates_from_a_broken_diff_to_the_next_tier(
         {"model": "tiny", "match": "What to change in", "reply": broken_diff},
         *[{**rule, "model": "bigger"} for rule in edit_rules()],
     )
+    events: list[Progress] = []
     result = await run_edit(
-        calculator_repo,
-        INSTRUCTION,
+        EditRequest(calculator_repo, INSTRUCTION, test_command=TRIVIAL),
         tiers=[make_tier(model_server, "tiny", edit_format="diff"), make_tier(model_server, "bigger")],
-        test_command=TRIVIAL,
+        on_progress=events.append,
     )
     assert result.status == "verified", result.message
     assert result.tier == "bigger"
+    (refused,) = [e for e in events if isinstance(e, Refused)]
+    assert (refused.tier, refused.outcome) == ("tiny", "apply_failed")
+    assert [e.stage for e in events if e.tier == "bigger"] == [
+        "context",
+        "plan",
+        "generated",
+        "applied",
+        "tests_after",
+    ]
     assert [(a.tier, a.outcome) for a in result.attempts] == [
         ("tiny", "apply_failed"),
         ("bigger", "verified"),
@@ -248,10 +256,8 @@ async def test_garbage_output_fails_and_leaves_the_checkout_untouched(
     model_server.script(plan, {"match": "What to change in", "reply": edit_reply or "unused"})
     before = tree_state(calculator_repo)
     result = await run_edit(
-        calculator_repo,
-        INSTRUCTION,
+        EditRequest(calculator_repo, INSTRUCTION, test_command=TRIVIAL),
         tiers=[make_tier(model_server, "tiny", edit_format=edit_format)],
-        test_command=TRIVIAL,
     )
     assert result.status == "failed"
     assert result.diff == "" and result.files_changed == []
@@ -273,7 +279,8 @@ async def test_worse_tests_are_rejected_and_files_restored(
     )
     before = tree_state(calculator_repo)
     result = await run_edit(
-        calculator_repo, INSTRUCTION, tiers=[make_tier(model_server, "tiny")], data_dir=shared_data_dir
+        EditRequest(calculator_repo, INSTRUCTION, data_dir=shared_data_dir),
+        tiers=[make_tier(model_server, "tiny")],
     )
     assert result.status == "failed"
     assert [a.outcome for a in result.attempts] == ["tests_worse"]
@@ -294,10 +301,8 @@ async def test_worse_tests_escalate_with_the_failure_as_feedback(
         *[{**rule, "model": "bigger"} for rule in edit_rules()],
     )
     result = await run_edit(
-        calculator_repo,
-        INSTRUCTION,
+        EditRequest(calculator_repo, INSTRUCTION, data_dir=shared_data_dir),
         tiers=[make_tier(model_server, "tiny"), make_tier(model_server, "bigger")],
-        data_dir=shared_data_dir,
     )
     assert [a.outcome for a in result.attempts] == ["tests_worse", "verified"]
     assert result.tier == "bigger" and result.status == "verified"
@@ -318,10 +323,8 @@ async def test_per_file_calls_run_concurrently(model_server: ScriptedModel, calc
     ]
     model_server.script(plan_rule(plan), *rules)
     result = await run_edit(
-        calculator_repo,
-        "mark every module as reviewed",
+        EditRequest(calculator_repo, "mark every module as reviewed", test_command=TRIVIAL),
         tiers=[make_tier(model_server, "tiny")],
-        test_command=TRIVIAL,
     )
     assert result.status == "verified", result.message
     assert result.files_changed == sorted(files)
@@ -341,7 +344,9 @@ async def test_requests_never_exceed_the_input_budget(
         plan_rule({"files": [PLAN["files"][0]], "notes": "n"}),
         {"model": "medium", "match": f"What to change in {CALC_PY}:", "reply": fenced(new_calculator())},
     )
-    result = await run_edit(calculator_repo, INSTRUCTION, tiers=[small, medium], test_command=TRIVIAL)
+    result = await run_edit(
+        EditRequest(calculator_repo, INSTRUCTION, test_command=TRIVIAL), tiers=[small, medium]
+    )
     assert [(a.tier, a.outcome) for a in result.attempts] == [("tiny", "too_large"), ("medium", "verified")]
     assert "too large for tier tiny" in result.attempts[0].detail
     budgets = {"tiny": small.input_budget, "medium": medium.input_budget}
@@ -360,7 +365,7 @@ async def test_dry_run_writes_nothing(model_server: ScriptedModel, calculator_re
     model_server.script(plan_rule(), *edit_rules())
     before = tree_state(calculator_repo)
     result = await run_edit(
-        calculator_repo, INSTRUCTION, tiers=[make_tier(model_server, "tiny")], dry_run=True
+        EditRequest(calculator_repo, INSTRUCTION, dry_run=True), tiers=[make_tier(model_server, "tiny")]
     )
     assert result.status == "unverified"
     assert "dry run" in result.message
@@ -373,11 +378,10 @@ async def test_protected_paths_are_never_changed(model_server: ScriptedModel, ca
     model_server.script(plan_rule(), *edit_rules())
     before = tree_state(calculator_repo)
     result = await run_edit(
-        calculator_repo,
-        INSTRUCTION,
+        EditRequest(
+            calculator_repo, INSTRUCTION, protected_paths=["calculator/*", "tests/"], test_command=TRIVIAL
+        ),
         tiers=[make_tier(model_server, "tiny")],
-        protected_paths=["calculator/*", "tests/"],
-        test_command=TRIVIAL,
     )
     assert result.status == "failed"
     assert "protected" in result.attempts[0].detail
@@ -388,10 +392,8 @@ async def test_protected_paths_are_never_changed(model_server: ScriptedModel, ca
 async def test_named_path_skips_the_planning_call(model_server: ScriptedModel, calculator_repo: Path) -> None:
     model_server.script(edit_rules()[0])
     result = await run_edit(
-        calculator_repo,
-        f"add a memory_clear method to {CALC_PY}",
+        EditRequest(calculator_repo, f"add a memory_clear method to {CALC_PY}", test_command=TRIVIAL),
         tiers=[make_tier(model_server, "tiny")],
-        test_command=TRIVIAL,
     )
     assert result.status == "verified", result.message
     assert result.files_changed == [CALC_PY]
@@ -412,7 +414,9 @@ def notes_repo(tmp_path: Path) -> Path:
 async def test_unverified_without_tests(model_server: ScriptedModel, tmp_path: Path) -> None:
     root = notes_repo(tmp_path)
     model_server.script({"match": "What to change in notes.txt:", "reply": fenced("one\ntwo\n", "text")})
-    result = await run_edit(root, "append two to notes.txt", tiers=[make_tier(model_server, "tiny")])
+    result = await run_edit(
+        EditRequest(root, "append two to notes.txt"), tiers=[make_tier(model_server, "tiny")]
+    )
     assert result.status == "unverified" and result.tests_before is None
     assert (root / "notes.txt").read_text() == "one\ntwo\n"
 
@@ -423,14 +427,16 @@ async def test_setup_command_runs_before_and_after(model_server: ScriptedModel, 
     records = RecordStore(tmp_path / "records.sqlite3")
     # The tests consume the marker setup leaves: they pass only if setup ran first, each time.
     result = await run_edit(
-        root,
-        "append two to notes.txt",
+        EditRequest(
+            root,
+            "append two to notes.txt",
+            setup_command="touch .ready",
+            test_command="test -f .ready && rm .ready",
+            job_id="job-setup",
+            repo="owner/notes",
+        ),
         tiers=[make_tier(model_server, "tiny")],
-        setup_command="touch .ready",
-        test_command="test -f .ready && rm .ready",
         records=records,
-        job_id="job-setup",
-        repo="owner/notes",
     )
     assert result.status == "verified", result.message
     assert result.tests_before is not None and result.tests_after is not None
@@ -455,11 +461,9 @@ async def test_a_destructive_whole_file_is_refused_before_anything_runs(
     before = tree_state(calculator_repo)
     stages: list[str] = []
     result = await run_edit(
-        calculator_repo,
-        INSTRUCTION,
+        EditRequest(calculator_repo, INSTRUCTION, test_command=TRIVIAL),
         tiers=[make_tier(model_server, "tiny")],
-        test_command=TRIVIAL,
-        on_progress=lambda stage, data: stages.append(stage),
+        on_progress=lambda event: stages.append(event.stage),
     )
     assert result.status == "failed" and [a.outcome for a in result.attempts] == ["shrunk"]
     assert "removes CalculatorError" in result.attempts[0].detail
@@ -479,10 +483,8 @@ async def test_a_refused_or_untestable_change_escalates_until_one_is_verified(
         {"model": "bigger", "match": f"What to change in {CALC_PY}:", "reply": fenced(new_calculator())},
     )
     result = await run_edit(
-        calculator_repo,
-        INSTRUCTION,
+        EditRequest(calculator_repo, INSTRUCTION, data_dir=shared_data_dir),
         tiers=[make_tier(model_server, name) for name in ("tiny", "medium", "bigger")],
-        data_dir=shared_data_dir,
     )
     assert [a.outcome for a in result.attempts] == ["shrunk", "tests_worse", "verified"]
     assert "the tests could not run after the change" in result.attempts[1].detail
@@ -504,7 +506,8 @@ async def test_tests_that_cannot_run_never_verify(
     )
     model_server.script({"match": "What to change in notes.txt:", "reply": fenced("one\ntwo\n", "text")})
     result = await run_edit(
-        root, "append two to notes.txt", tiers=[make_tier(model_server, "tiny")], data_dir=shared_data_dir
+        EditRequest(root, "append two to notes.txt", data_dir=shared_data_dir),
+        tiers=[make_tier(model_server, "tiny")],
     )
     assert result.status == "unverified"
     assert result.tests_before is not None and result.tests_after is not None
@@ -522,7 +525,7 @@ async def test_no_reachable_tier(calculator_repo: Path) -> None:
     dead = Tier(name="qwen-1.5b", model="m", base_url=f"http://127.0.0.1:{port}/v1")
     keyless = Tier(name="cloud", model="m", provider="openai", api_key_env="PATCHLING_TEST_UNSET_KEY")
     before = tree_state(calculator_repo)
-    result = await run_edit(calculator_repo, INSTRUCTION, tiers=[dead, keyless])
+    result = await run_edit(EditRequest(calculator_repo, INSTRUCTION), tiers=[dead, keyless])
     assert result.status == "failed"
     assert result.message == (
         f"no model tier is reachable: qwen-1.5b (http://127.0.0.1:{port}/v1: connection refused),"
@@ -537,11 +540,11 @@ async def test_no_reachable_tier(calculator_repo: Path) -> None:
 async def test_bad_input(calculator_repo: Path) -> None:
     tier = Tier(name="t", model="m", base_url="http://127.0.0.1:9/v1")
     with pytest.raises(ValueError, match="instruction is empty"):
-        await run_edit(calculator_repo, "  \n ", tiers=[tier])
+        await run_edit(EditRequest(calculator_repo, "  \n "), tiers=[tier])
     with pytest.raises(ValueError, match="not a directory"):
-        await run_edit(calculator_repo / "README.md", "x", tiers=[tier])
+        await run_edit(EditRequest(calculator_repo / "README.md", "x"), tiers=[tier])
     with pytest.raises(ValueError, match="no model tiers"):
-        await run_edit(calculator_repo, "x", tiers=[])
+        await run_edit(EditRequest(calculator_repo, "x"), tiers=[])
 
 
 def test_result_json_shape() -> None:
@@ -554,22 +557,20 @@ def test_result_json_shape() -> None:
 
 def test_restore_puts_back_files_and_new_directories(calculator_repo: Path) -> None:
     from bot.apply import write_changes
-    from bot.engine import _restore, _snapshot
 
     root = calculator_repo.resolve()
     before = tree_state(root)
     changes = {CALC_PY: "changed\n", "new/deep/dir/file.py": "x = 1\n"}
-    snapshot = _snapshot(root, sorted(changes))
+    snapshot = Snapshot.take(root, sorted(changes))
     write_changes(root, changes)
     assert (root / CALC_PY).read_text() == "changed\n"
-    _restore(root, snapshot)
+    assert snapshot.restore() == []
     assert tree_state(root) == before
     assert not (root / "new").exists()
 
 
 def test_a_change_through_a_symlink_is_refused_and_left_alone(calculator_repo: Path) -> None:
     from bot.apply import ApplyError, write_changes
-    from bot.engine import _restore, _snapshot
 
     root = calculator_repo.resolve()
     (root / "link.py").symlink_to("calculator/operations.py")
@@ -577,10 +578,10 @@ def test_a_change_through_a_symlink_is_refused_and_left_alone(calculator_repo: P
     before = tree_state(root)
     for path in ("link.py", "pkg/operations.py"):
         changes = {CALC_PY: "changed\n", path: "through the link\n"}
-        snapshot = _snapshot(root, sorted(changes))
-        assert list(snapshot.files) == [root / CALC_PY]  # the link is not followed
+        snapshot = Snapshot.take(root, sorted(changes))
+        assert list(snapshot.files) == [CALC_PY]  # the link is not followed
         with pytest.raises(ApplyError, match="symbolic link"):
             write_changes(root, changes)
-        _restore(root, snapshot)
+        assert snapshot.restore() == []
         assert tree_state(root) == before
     assert (root / "link.py").is_symlink() and (root / "pkg").is_symlink()

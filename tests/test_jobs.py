@@ -355,8 +355,7 @@ def test_reports_say_when_tests_could_not_run_and_what_was_installed() -> None:
     assert report.count(f"tests could not run: {why}") == 2
     assert "| 0 | 0 |" not in report  # no counts for runs that never ran
     assert "Test environment built in 2.5s, with `pyproject.toml`, `pytest`." in report
-    data = {"ran": True, "passed": 0, "failed": 0, "errors": 0, "could_not_run": why, "duration_s": 0.1}
-    assert summarize_tests(data) == f"could not run: {why}"
+    assert summarize_tests(broken) == f"could not run: {why}"
 
 
 def test_only_the_projects_own_messages_are_posted() -> None:

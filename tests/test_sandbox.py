@@ -224,8 +224,7 @@ def test_sandbox_none_runs_and_every_report_says_unsandboxed(tmp_path: Path) -> 
     assert run.summary().endswith("(ran unsandboxed)")
     result = EditResult("verified", "tiny", [], "", ["a.py"], run, run, 1, 1, "", "m")
     assert UNSANDBOXED_NOTE in change_report(job_request(), result, "0" * 40)
-    data = {"ran": True, "passed": 1, "failed": 0, "errors": 0, "sandboxed": False}
-    assert summarize_tests(data).endswith("(ran unsandboxed)")
+    assert summarize_tests(run).endswith("(ran unsandboxed)")
     sandboxed_run = run_tests(tmp_path, "python3 -c 'print(1)'", 30)
     safe = EditResult("verified", "tiny", [], "", ["a.py"], sandboxed_run, sandboxed_run, 1, 1, "", "m")
     assert UNSANDBOXED_NOTE not in change_report(job_request(), safe, "0" * 40)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.context import select_context
-from bot.engine import run_edit
+from bot.engine import EditRequest, run_edit
 from tests.conftest import commit_all
 from tests.modelserver import ScriptedModel, _message_text
 from tests.test_engine import CALC_PY, edit_rules, fenced, make_tier, new_calculator, plan_rule, tree_state
@@ -94,8 +94,10 @@ async def test_the_edit_engine_never_sends_or_changes_a_link(
     )
     outside_before = tree_state(tmp_path / "outside")
     result = await run_edit(
-        calculator_repo,
-        "add memory clear and rotate deploy_key in deploy_key.pem and deploy_lib/deploy.py",
+        EditRequest(
+            calculator_repo,
+            "add memory clear and rotate deploy_key in deploy_key.pem and deploy_lib/deploy.py",
+        ),
         tiers=[make_tier(model_server, "tiny")],
     )
     prompts = [_message_text(call["messages"]) for call in model_server.calls()]
@@ -122,8 +124,7 @@ async def test_a_reply_writing_through_a_link_is_refused(
         {"match": f"What to change in {CALC_PY}:", "reply": through_link},
     )
     result = await run_edit(
-        calculator_repo,
-        "add memory clear",
+        EditRequest(calculator_repo, "add memory clear"),
         tiers=[make_tier(model_server, "tiny", edit_format="search_replace")],
     )
     assert result.status == "failed" and result.files_changed == []
