@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from bot.fences import fenced
 from bot.index import (
     IDENT_RE,
     STOPWORDS,
@@ -440,9 +441,8 @@ def _header(path: str, mode: Mode) -> str:
 
 
 def _block(path: str, mode: Mode, body: str) -> str:
-    if body and not body.endswith("\n"):
-        body += "\n"
-    return _header(path, mode) + body + "\n"
+    # Fenced with the file's language tag, so a skeleton reads as Go or TypeScript, not prose.
+    return _header(path, mode) + (fenced(path, body) if body else "") + "\n"
 
 
 def render_listing(path: str, info: FileInfo | None) -> str:

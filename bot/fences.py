@@ -5,6 +5,7 @@ from the repository or the request."""
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 from bot.index import language_of
@@ -62,6 +63,9 @@ def fence_tag(path: str) -> str:
 
 
 def fenced(path: str, text: str) -> str:
-    """`text` in a fenced block tagged with the language of `path`."""
+    """`text` in a fenced block tagged with the language of `path`; the fence is
+    longer than any run of backticks in `text`, so the text cannot close it."""
     body = text if text.endswith("\n") or not text else text + "\n"
-    return f"```{fence_tag(path)}\n{body}```\n"
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{fence_tag(path)}\n{body}{fence}\n"

@@ -63,6 +63,7 @@ def test_edit_prompts_name_the_language_and_fence_with_its_tag(
         feedback="",
         language=language,
         fence=fence,
+        conventions="",
     )
     user = " ".join(str(m["content"]) for m in request.body.json()["messages"] if m["role"] == "user")
     assert f"```{fence}\n{content}" in user
@@ -84,3 +85,10 @@ def test_fence_tags_follow_the_language() -> None:
         "h.md": "markdown",
     }
     assert fences.fenced("x.go", "package x") == "```go\npackage x\n```\n"
+
+
+def test_context_blocks_are_fenced_with_the_language_and_cannot_be_closed_by_their_text() -> None:
+    assert fences.fenced("main.go", "func f() {}\n") == "```go\nfunc f() {}\n```\n"
+    text = 'doc = """\n````\n"""\n'
+    block = fences.fenced("a.py", text)
+    assert block.startswith("`````python\n") and block.endswith("\n`````\n")
