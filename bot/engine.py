@@ -24,12 +24,13 @@ from typing import Any, Literal
 from bot import models
 from bot.apply import write_changes
 from bot.config import ChangeCaps, Tier
-from bot.context import Context, Focus, select_context
+from bot.context import Context, ContextMemo, Focus, select_context
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.files import PathRefused, check_path, is_protected
 from bot.guards import binary_problems, cap_problems, shrink_problems
 from bot.index import RepoIndex, build_index
 from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
+from bot.query import Query, parse_query
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
 from bot.sandbox import Network, Sandbox
@@ -392,6 +393,10 @@ async def run_edit(
     except BaseException:
         baseline.abandon()
         raise
+    # The instruction is read once, for the ranker and the planner alike; what ranking
+    # derives from the index is kept for every tier of this run.
+    query = parse_query(instruction, (focus.hunk or "") if focus else "")
+    memo = ContextMemo(index)
 
     state = _RunState()
     failures: list[str] = []
@@ -405,6 +410,8 @@ async def run_edit(
                     root=root,
                     instruction=instruction,
                     index=index,
+                    query=query,
+                    memo=memo,
                     focus=focus,
                     rules=_Rules(
                         protected_paths, allow_workflows, caps or ChangeCaps(), secret_parts(secrets)
@@ -561,6 +568,8 @@ async def _attempt_tier(
     root: Path,
     instruction: str,
     index: RepoIndex,
+    query: Query,
+    memo: ContextMemo,
     focus: Focus | None,
     rules: _Rules,
     command: str | None,
@@ -580,7 +589,7 @@ async def _attempt_tier(
         budget = plan_context_budget(tier, instruction)
         if budget > 0:
             context = await asyncio.to_thread(
-                select_context, root, instruction, budget, focus=focus, index=index, cache_dir=cache_dir
+                select_context, root, query, budget, focus=focus, index=index, memo=memo, cache_dir=cache_dir
             )
             state.context = context.to_json()
             _emit(
@@ -596,6 +605,7 @@ async def _attempt_tier(
             context=context,
             protected=rules.protected,
             allow_workflows=rules.allow_workflows,
+            query=query,
         )
         run.usage = run.usage + plan.usage
         state.notes = plan.notes
@@ -609,6 +619,8 @@ async def _attempt_tier(
             focus=focus,
             feedback=state.feedback,
             cache_dir=cache_dir,
+            query=query,
+            memo=memo,
         )
     except EditError as exc:
         run.usage = run.usage + exc.usage
