@@ -125,6 +125,7 @@ class ContextMemo:
 
     index: RepoIndex
     names: _Names | None = None
+    postings: dict[str, dict[str, float]] = field(default_factory=dict)  # the terms asked for so far
     views: dict[str, _Views] = field(default_factory=dict)
 
     def name_stats(self) -> _Names:
@@ -194,11 +195,14 @@ def role_factor(info: FileInfo, query: Query) -> float:
     return 1.0
 
 
-def _bm25(index: RepoIndex, names: _Names, query: Query) -> dict[str, float]:
+def _bm25(memo: ContextMemo, names: _Names, query: Query) -> dict[str, float]:
+    index = memo.index
     scores: dict[str, float] = {}
     n_files = len(index.files)
     for term, weight in query.weights.items():
-        posting = _posting(index, names, term)
+        posting = memo.postings.get(term)
+        if posting is None:
+            posting = memo.postings[term] = _posting(index, names, term)
         if not posting:
             continue
         idf = math.log(1.0 + (n_files - len(posting) + 0.5) / (len(posting) + 0.5))
@@ -269,7 +273,7 @@ def _as_query(instruction: str | Query, focus: Focus | None) -> Query:
 def _rank(memo: ContextMemo, query: Query, focus: Focus | None) -> list[tuple[str, float]]:
     index = memo.index
     names = memo.name_stats()
-    lexical = _bm25(index, names, query)
+    lexical = _bm25(memo, names, query)
     top = max(lexical.values(), default=0.0) or 1.0
     boosts = _literal_boosts(index, names, query)
     base: dict[str, float] = {}

@@ -53,9 +53,10 @@ _BACKTICK_RE = re.compile(r"`([^`\n]+)`")
 PATH_RE = re.compile(
     r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]*\w\.(?:" + "|".join(_EXTENSIONS) + r"))(?![\w/])", re.IGNORECASE
 )
-_DOTTED_RE = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_DOTTED_RE = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", re.ASCII)
 # A word as code may write it: an identifier, dotted or not, maybe called.
-_CODE_WORD_RE = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(\()?")
+# ASCII as IDENT_RE is: a code name is one the index can hold.
+_CODE_WORD_RE = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(\()?", re.ASCII)
 _CAMEL_RE = re.compile(r"[a-z][A-Z]")
 _TEST_WORD_RE = re.compile(r"\b(?:tests?|testing|pytest|unittest|test_\w+|\w+_test)\b", re.IGNORECASE)
 _DOCS_WORD_RE = re.compile(r"\b(?:docs?|documentation|readme|changelog|changes)\b", re.IGNORECASE)
