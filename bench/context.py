@@ -36,8 +36,9 @@ from pathlib import Path
 
 from bench.shared import bench_data, need
 from bench.targets import report_target
-from bot.context import Context, select_context
+from bot.context import Context, ContextMemo, select_context
 from bot.index import RepoIndex, Symbol, build_index, language_of, split_identifier
+from bot.tokens import count_tokens
 
 VISIBLE_MODES = frozenset({"full", "span", "skeleton"})
 STRICT_MODES = frozenset({"full", "span"})
@@ -151,6 +152,11 @@ def near_misses(index: RepoIndex, ctx: Context, task: dict, result: RepoResult) 
             result.near_misses.append(f"{task['id']}: {path}:{sym.qualname} spelled out, not shown in full")
 
 
+def file_tokens(index: RepoIndex) -> dict[str, int]:
+    """Each indexed file's tokens (the index itself no longer counts them)."""
+    return {p: count_tokens(index.read(p)) for p in index.files}
+
+
 def run_repo(repo_dir: Path, budget: int) -> RepoResult:
     result = RepoResult(repo=repo_dir.name.replace("__", "/", 1))
     with tempfile.TemporaryDirectory(prefix="patchling-bench-") as tmp:
@@ -162,13 +168,15 @@ def run_repo(repo_dir: Path, budget: int) -> RepoResult:
         index = build_index(root)
         result.index_s = time.perf_counter() - start
         result.files = len(index.files)
-        result.repo_tokens = sum(f.tokens for f in index.files.values())
+        tokens = file_tokens(index)
+        result.repo_tokens = sum(tokens.values())
+        memo = ContextMemo(index)  # what ranking derives from the index, kept across tasks as a run keeps it
         tasks = load_tasks(repo_dir)
         result.language = repo_language(tasks)
         for task in tasks:
             gold = set(task["gold_files"])
             start = time.perf_counter()
-            ctx = select_context(root, task["instruction"], budget, index=index)
+            ctx = select_context(root, task["instruction"], budget, memo=memo)
             result.select_s += time.perf_counter() - start
             assert ctx.tokens <= budget, (task["id"], ctx.tokens)
             modes = {f.path: f.mode for f in ctx.files}
@@ -183,7 +191,7 @@ def run_repo(repo_dir: Path, budget: int) -> RepoResult:
             result.strict_sum += len(gold & strict) / len(gold)
             result.all_found += found == gold
             result.tokens_sent += ctx.tokens
-            result.tokens_whole += sum(index.files[p].tokens for p in gold | shown if p in index.files)
+            result.tokens_whole += sum(tokens[p] for p in gold | shown if p in tokens)
             for path in sorted(gold - shown):
                 result.misses.append(f"{task['id']}: {path} ({modes.get(path, 'absent')})")
             near_misses(index, ctx, task, result)

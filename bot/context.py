@@ -13,24 +13,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from bot.fences import fenced
-from bot.index import (
-    IDENT_RE,
-    STOPWORDS,
-    FileInfo,
-    RepoIndex,
-    Symbol,
-    build_index,
-    identifier_terms,
-    split_identifier,
-    stem,
-)
+from bot.index import IDENT_RE, FileInfo, RepoIndex, Symbol, build_index, identifier_terms
+from bot.query import BODY_MENTION, PATH_RE, Query, parse_query, spelled_by_phrase
 from bot.tokens import count_tokens, truncate_to_tokens
 
 Mode = Literal["full", "span", "skeleton", "listing"]
@@ -46,32 +37,14 @@ AUX_FILES = frozenset(
     {"setup.py", "conftest.py", "noxfile.py", "tasks.py", "fabfile.py", "conf.py", "manage.py"}
 )
 
-# Words that say what kind of change it is, not where: weak evidence.
-_GENERIC_WORDS = """
-    fix fixes fixed fixing add added adds adding update updated updates use used uses using support
-    supported make makes made change changes changed remove removed removes allow allows allowed improve
-    improved handle handled issue issues bug bugs pr merge merged lint linting typo refactor cleanup clean
-    code new now instead correct correctly properly proper better minor small close closes closed see ref
-    bump version release work works working case cases way like want need needs needed thing things some
-    time first also still should get set call called return returns value values default defaults option
-    options run running check
-"""
-GENERIC_TERMS = frozenset(stem(w) for w in _GENERIC_WORDS.split())
-
 # BM25F-like weights: a term in a symbol name or the path says more than one in the text.
 K1 = 1.2
 B = 0.4
 W_SYMBOL = 3.0
 W_PATH = 4.0
-SUBJECT_WEIGHT = 1.0
-BODY_WEIGHT = 0.4
-GENERIC_WEIGHT = 0.2
-CODE_WEIGHT = 2.0
 PATH_BOOST = 2.0  # a file named in the subject line: twice the best lexical score
 SPREAD = 0.3  # share of a top hit's score its import-graph neighbours get (split by degree)
 SPREAD_SOURCES = 5  # the top hits that spread
-BODY_MENTION = 0.3  # a name in the body is worth this share of one in the subject
-PHRASE_WEIGHT = 0.5  # words spelling an identifier ("content type"): partly the evidence of the words alone
 
 # Trimming.
 # The likely edit targets, in rank order, may take these shares of the budget in full or as spans;
@@ -89,24 +62,8 @@ SPAN_SYMBOLS = 3  # at most this many definitions by word match
 HEAD_LINES = 20  # the stand-in outline of a file without definitions
 SMALL_FILE_TOKENS = 120  # a file this small is sent whole rather than outlined
 
-_URL_RE = re.compile(r"https?://\S+")
-_REF_RE = re.compile(r"(?<![\w&])#\d+|\bgh-\d+\b", re.IGNORECASE)
-_BACKTICK_RE = re.compile(r"`([^`\n]+)`")
-_PATHLIKE_RE = re.compile(
-    r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]*\w\.(?:py|pyi|js|jsx|ts|tsx|go|rs|rb|java|c|h|cpp|md|rst|txt|toml|cfg"
-    r"|ini|ya?ml|json|html|css|sh))(?![\w/])"
-)
-_DOTTED_RE = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
-_CALL_RE = re.compile(r"([A-Za-z_]\w*)\(")
-_TEST_WORD_RE = re.compile(r"\b(?:tests?|testing|pytest|unittest|test_\w+|\w+_test)\b", re.IGNORECASE)
-_DOCS_WORD_RE = re.compile(r"\b(?:docs?|documentation|readme|changelog|changes)\b", re.IGNORECASE)
-_CHANGELOG_WORD_RE = re.compile(r"\b(?:change ?log|changes|history|news|release notes?)\b", re.IGNORECASE)
 _CHANGELOG_NAME_RE = re.compile(r"^(?:change(?:s|log)|history|news|releases?)(?:\.\w+)?$", re.IGNORECASE)
 _DEF_LINE_RE = re.compile(r"^\s*(?:async\s+)?(?:def|class)\b")
-# Words joined only by spaces or hyphens read as one phrase ("run command", "--debug-port");
-# any other punctuation ends it.
-_PHRASE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[ \t-]+[A-Za-z_][A-Za-z0-9_]*)+")
-PHRASE_WORDS = 4  # the longest phrase that may spell one identifier
 
 
 @dataclass
@@ -147,165 +104,57 @@ class Context:
 
 
 # --------------------------------------------------------------------------
-# The instruction as a query
-
-
-@dataclass
-class Query:
-    weights: dict[str, float]  # stemmed term -> weight
-    code_names: set[str]  # identifiers written as code: `raise_for_status`, HTTPError, foo()
-    words: set[str]  # every identifier as written
-    phrases: set[str]  # runs of words that may spell one identifier: "run command" -> "runcommand"
-    subject_code_names: set[str]  # those of them in the subject line
-    path_mentions: dict[str, float]  # "httpx/_models.py", "_models.py", "httpx._models" -> strength
-    test_factor: float  # how much test files are worth
-    docs: bool  # the instruction talks about documentation
-    changelog: bool  # ... or about the changelog
-
-
-def parse_query(instruction: str, extra: str = "") -> Query:
-    """Terms of the instruction; the subject line counts more than the body,
-    code-looking words more than prose, change-kind words ("fix") little."""
-    text = _REF_RE.sub(" ", _URL_RE.sub(" ", instruction))
-    lines = [line for line in text.splitlines() if line.strip()]
-    subject = lines[0] if lines else ""
-    body = "\n".join(lines[1:])
-    code_names = _code_names(text)
-    weights: dict[str, float] = {}
-    mentions: dict[str, float] = {}
-    subject_codes: set[str] = set()
-    phrases: set[str] = set()
-    parts = (
-        (subject, SUBJECT_WEIGHT, 1.0),
-        (body, BODY_WEIGHT, BODY_MENTION),
-        (extra, BODY_WEIGHT, BODY_MENTION),
-    )
-    for n, (part, weight, mention_weight) in enumerate(parts):
-        for mention in _mentions(part):
-            mentions[mention] = max(mentions.get(mention, 0.0), mention_weight)
-        # "httpx/_models.py" says httpx and models; the extension says nothing.
-        prose = _PATHLIKE_RE.sub(lambda m: m.group(1).rsplit(".", 1)[0], part)
-        for ident in IDENT_RE.findall(prose):
-            factor = CODE_WEIGHT if ident in code_names else 1.0
-            if n == 0 and ident in code_names:
-                subject_codes.add(ident)
-            for term in identifier_terms(ident):
-                w = weight * factor * (GENERIC_WEIGHT if term in GENERIC_TERMS else 1.0)
-                weights[term] = max(weights.get(term, 0.0), w)
-        for words in _phrases(part):
-            phrases.add(phrase_key(words))
-            # The index keeps a several-part identifier whole as well ("run_command", "runcommand"):
-            # a phrase that spells it names it, however generic its words are alone.
-            for term in ("_".join(words), "".join(words)):
-                weights[term] = max(weights.get(term, 0.0), weight * PHRASE_WEIGHT)
-    if _TEST_WORD_RE.search(subject):
-        test_factor = 1.0
-    elif _TEST_WORD_RE.search(body):
-        test_factor = 0.6
-    else:
-        test_factor = 0.3
-    return Query(
-        weights=weights,
-        code_names=code_names,
-        subject_code_names=subject_codes,
-        words=set(IDENT_RE.findall(text)),
-        phrases=phrases,
-        path_mentions=mentions,
-        test_factor=test_factor,
-        docs=bool(_DOCS_WORD_RE.search(subject)),
-        changelog=bool(_CHANGELOG_WORD_RE.search(subject)),
-    )
-
-
-def _phrases(text: str) -> list[list[str]]:
-    """Every run of two to `PHRASE_WORDS` adjacent words, as identifier parts;
-    runs of stopwords only ("is not") are left out."""
-    found: list[list[str]] = []
-    for m in _PHRASE_RE.finditer(text):
-        words = [split_identifier(w) for w in IDENT_RE.findall(m.group(0))]
-        for i in range(len(words)):
-            for j in range(i + 2, min(len(words), i + PHRASE_WORDS) + 1):
-                parts = [p for w in words[i:j] for p in w]
-                if any(p not in STOPWORDS for p in parts):
-                    found.append(parts)
-    return found
-
-
-def phrase_key(parts: Collection[str]) -> str:
-    """One spelling for `run_command`, `RunCommand` and "run command"."""
-    return "".join(parts)
-
-
-def spelled_by_phrase(name: str, query: Query) -> bool:
-    """Whether the instruction writes the identifier `name` out as words."""
-    parts = split_identifier(name)
-    return len(parts) > 1 and phrase_key(parts) in query.phrases
-
-
-def _mentions(text: str) -> list[str]:
-    found = [m.group(1).lstrip("./") for m in _PATHLIKE_RE.finditer(text)]
-    found += [m.group(0) for m in _DOTTED_RE.finditer(text) if not _PATHLIKE_RE.fullmatch(m.group(0))]
-    return found
-
-
-def _code_names(text: str) -> set[str]:
-    names: set[str] = set()
-    for m in _BACKTICK_RE.finditer(text):
-        names.update(IDENT_RE.findall(m.group(1)))
-    names.update(_CALL_RE.findall(text))
-    for m in _DOTTED_RE.finditer(text):
-        names.update(m.group(0).split("."))
-    for ident in IDENT_RE.findall(text):
-        core = ident.strip("_")
-        if "_" in core or re.search(r"[a-z][A-Z]", core) or (ident.startswith("_") and core):
-            names.add(ident)
-    return {n for n in names if len(n) > 1 and n.lower() not in STOPWORDS}
-
-
-# --------------------------------------------------------------------------
 # Ranking
 
 
 @dataclass
-class _Corpus:
-    """Ranking statistics derived once per index (kept in `index.memo`)."""
+class _Names:
+    """Symbol-name and path terms per file, document lengths and who defines each
+    name, built once per index. The words' own counts stay in the index and are
+    looked up per query term: a query needs a few dozen terms, not the corpus's all."""
 
-    postings: dict[str, list[tuple[str, float]]]  # term -> [(path, weighted tf)]
+    postings: dict[str, dict[str, float]]  # term -> {path: weight from symbol names and the path}
     lengths: dict[str, float]
     avg_length: float
     defs: dict[str, set[str]]  # symbol name -> defining files
-    neighbours: dict[str, set[str]]  # imports and importers
 
 
-def _corpus(index: RepoIndex) -> _Corpus:
-    cached = index.memo.get("context.corpus")
-    if isinstance(cached, _Corpus):
-        return cached
-    postings: dict[str, list[tuple[str, float]]] = {}
+@dataclass
+class ContextMemo:
+    """What context selection derives from one index, kept by the run that owns the
+    index so later calls (one per tier) reuse it."""
+
+    index: RepoIndex
+    names: _Names | None = None
+    postings: dict[str, dict[str, float]] = field(default_factory=dict)  # the terms asked for so far
+    views: dict[str, _Views] = field(default_factory=dict)
+
+    def name_stats(self) -> _Names:
+        if self.names is None:
+            self.names = _name_stats(self.index)
+        return self.names
+
+
+def _name_stats(index: RepoIndex) -> _Names:
+    postings: dict[str, dict[str, float]] = {}
     lengths: dict[str, float] = {}
     defs: dict[str, set[str]] = {}
     for path, info in index.files.items():
-        tf: defaultdict[str, float] = defaultdict(float, info.terms)
         for sym in info.symbols:
             if sym.kind != "section":
                 defs.setdefault(sym.name, set()).add(path)
             for term in identifier_terms(sym.name):
-                tf[term] += W_SYMBOL
+                _bump(postings, term, path, W_SYMBOL)
         for term in path_terms(path):
-            tf[term] += W_PATH
+            _bump(postings, term, path, W_PATH)
         lengths[path] = float(sum(info.terms.values())) + 1.0
-        for term, n in tf.items():
-            postings.setdefault(term, []).append((path, float(n)))
-    neighbours = {p: set(info.imports) | set(index.importers(p)) for p, info in index.files.items()}
-    corpus = _Corpus(
-        postings=postings,
-        lengths=lengths,
-        avg_length=sum(lengths.values()) / max(1, len(lengths)),
-        defs=defs,
-        neighbours=neighbours,
-    )
-    index.memo["context.corpus"] = corpus
-    return corpus
+    avg = sum(lengths.values()) / max(1, len(lengths))
+    return _Names(postings=postings, lengths=lengths, avg_length=avg, defs=defs)
+
+
+def _bump(postings: dict[str, dict[str, float]], term: str, path: str, weight: float) -> None:
+    row = postings.setdefault(term, {})
+    row[path] = row.get(path, 0.0) + weight
 
 
 def path_terms(path: str) -> list[str]:
@@ -347,22 +196,34 @@ def role_factor(info: FileInfo, query: Query) -> float:
     return 1.0
 
 
-def _bm25(corpus: _Corpus, query: Query, n_files: int) -> dict[str, float]:
+def _bm25(memo: ContextMemo, names: _Names, query: Query) -> dict[str, float]:
+    index = memo.index
     scores: dict[str, float] = {}
+    n_files = len(index.files)
     for term, weight in query.weights.items():
-        posting = corpus.postings.get(term)
+        posting = memo.postings.get(term)
+        if posting is None:
+            posting = memo.postings[term] = _posting(index, names, term)
         if not posting:
             continue
         idf = math.log(1.0 + (n_files - len(posting) + 0.5) / (len(posting) + 0.5))
-        for path, tf in posting:
-            norm = K1 * (1.0 - B + B * corpus.lengths[path] / corpus.avg_length)
+        for path, tf in posting.items():
+            norm = K1 * (1.0 - B + B * names.lengths[path] / names.avg_length)
             scores[path] = scores.get(path, 0.0) + weight * idf * tf * (K1 + 1.0) / (tf + norm)
     return scores
 
 
+def _posting(index: RepoIndex, names: _Names, term: str) -> dict[str, float]:
+    """path -> weighted count of `term`: in the text, in symbol names, in the path."""
+    tf = {path: float(n) for path, info in index.files.items() if (n := info.terms.get(term))}
+    for path, weight in names.postings.get(term, {}).items():
+        tf[path] = tf.get(path, 0.0) + weight
+    return tf
+
+
 def _path_matches(index: RepoIndex, mention: str) -> list[str]:
     """Files a literal mention names: a path, a path suffix, a file name or a dotted module."""
-    if "/" in mention or _PATHLIKE_RE.fullmatch(mention):
+    if "/" in mention or PATH_RE.fullmatch(mention):
         return [p for p in index.files if p == mention or p.endswith("/" + mention)]
     slashed = mention.replace(".", "/")
     hits: list[str] = []
@@ -371,7 +232,7 @@ def _path_matches(index: RepoIndex, mention: str) -> list[str]:
     return hits
 
 
-def _literal_boosts(index: RepoIndex, corpus: _Corpus, query: Query) -> dict[str, float]:
+def _literal_boosts(index: RepoIndex, names: _Names, query: Query) -> dict[str, float]:
     """Relative boosts (in units of the best lexical score) for files named
     literally: by path, by a symbol written as code, by a class name."""
     boosts: dict[str, float] = {}
@@ -380,7 +241,7 @@ def _literal_boosts(index: RepoIndex, corpus: _Corpus, query: Query) -> dict[str
         for path in hits:
             boosts[path] = boosts.get(path, 0.0) + PATH_BOOST * strength / len(hits)
     for name in query.words:
-        owners = corpus.defs.get(name)
+        owners = names.defs.get(name)
         if not owners or len(owners) > 8:
             continue
         if name in query.subject_code_names:
@@ -396,17 +257,26 @@ def _literal_boosts(index: RepoIndex, corpus: _Corpus, query: Query) -> dict[str
     return boosts
 
 
-def rank_files(index: RepoIndex, instruction: str, focus: Focus | None = None) -> list[tuple[str, float]]:
+def rank_files(
+    index: RepoIndex, instruction: str | Query, focus: Focus | None = None, memo: ContextMemo | None = None
+) -> list[tuple[str, float]]:
     """Every indexed file with a relevance score, most relevant first."""
-    extra = (focus.hunk or "") if focus else ""
-    return _rank(index, parse_query(instruction, extra), focus)
+    query = _as_query(instruction, focus)
+    return _rank(memo if memo is not None else ContextMemo(index), query, focus)
 
 
-def _rank(index: RepoIndex, query: Query, focus: Focus | None) -> list[tuple[str, float]]:
-    corpus = _corpus(index)
-    lexical = _bm25(corpus, query, len(index.files))
+def _as_query(instruction: str | Query, focus: Focus | None) -> Query:
+    if isinstance(instruction, Query):
+        return instruction
+    return parse_query(instruction, (focus.hunk or "") if focus else "")
+
+
+def _rank(memo: ContextMemo, query: Query, focus: Focus | None) -> list[tuple[str, float]]:
+    index = memo.index
+    names = memo.name_stats()
+    lexical = _bm25(memo, names, query)
     top = max(lexical.values(), default=0.0) or 1.0
-    boosts = _literal_boosts(index, corpus, query)
+    boosts = _literal_boosts(index, names, query)
     base: dict[str, float] = {}
     for path, info in index.files.items():
         score = lexical.get(path, 0.0) * role_factor(info, query) + boosts.get(path, 0.0) * top
@@ -417,7 +287,7 @@ def _rank(index: RepoIndex, query: Query, focus: Focus | None) -> list[tuple[str
     scores = dict(base)
     # Spread relevance to the import-graph neighbours of the best hits.
     for path, score in sorted(base.items(), key=lambda kv: (-kv[1], kv[0]))[:SPREAD_SOURCES]:
-        neighbours = corpus.neighbours.get(path, set())
+        neighbours = set(index.files[path].imports) | set(index.importers(path))
         if not neighbours:
             continue
         share = SPREAD * score / math.sqrt(len(neighbours))
@@ -651,13 +521,11 @@ class _Views:
 
 
 class _Renderer:
-    def __init__(self, index: RepoIndex, query: Query, budget: int) -> None:
-        self.index = index
+    def __init__(self, memo: ContextMemo, query: Query, budget: int) -> None:
+        self.index = memo.index
         self.query = query
         self.budget = budget
-        memo = index.memo.setdefault("context.views", {})
-        assert isinstance(memo, dict)
-        self.memo: dict[str, _Views] = memo
+        self.memo = memo.views
 
     def views(self, path: str, info: FileInfo) -> _Views | None:
         cached = self.memo.get(path)
@@ -917,23 +785,28 @@ def _candidates(
 
 def select_context(
     root: Path,
-    instruction: str,
+    instruction: str | Query,
     budget: int,
     *,
     focus: Focus | None = None,
     index: RepoIndex | None = None,
+    memo: ContextMemo | None = None,
     cache_dir: Path | None = None,
     exclude: Collection[str] = (),
 ) -> Context:
-    """The files to send a model for `instruction`, trimmed to `budget` tokens."""
-    if index is None:
-        index = build_index(Path(root), cache_dir)
-    query = parse_query(instruction, (focus.hunk or "") if focus else "")
+    """The files to send a model for `instruction` (as written, or parsed by
+    `bot.query.parse_query` with the focus's hunk), trimmed to `budget` tokens.
+    `memo` keeps what is derived from the index for the run's next call."""
+    if memo is None:
+        memo = ContextMemo(index if index is not None else build_index(Path(root), cache_dir))
+    elif index is not None and index is not memo.index:
+        raise ValueError("the memo belongs to another index")
+    query = _as_query(instruction, focus)
     excluded = set(exclude)
-    ranked = [(p, s) for p, s in _rank(index, query, focus) if p not in excluded]
+    ranked = [(p, s) for p, s in _rank(memo, query, focus) if p not in excluded]
     if focus is not None and focus.path in excluded:
         focus = None
-    renderer = _Renderer(index, query, budget)
+    renderer = _Renderer(memo, query, budget)
     cands = _candidates(renderer, ranked, focus, budget)
     _allocate(cands, budget)
     target = budget

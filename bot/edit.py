@@ -20,11 +20,12 @@ from pathlib import Path
 from bot import models
 from bot.apply import ApplyError, compute_changes
 from bot.config import Tier
-from bot.context import Context, Focus, select_context
+from bot.context import Context, ContextMemo, Focus, select_context
 from bot.conventions import prompt_tokens
 from bot.files import PathRefused, check_path, is_protected, read_bytes
 from bot.index import RepoIndex
 from bot.models import ModelError, Usage
+from bot.query import Query, parse_query
 from bot.tokens import count_tokens, truncate_to_tokens
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,6 @@ MIN_CONTEXT_TOKENS = 48
 # Lines kept above and below a relevant span as a floor for small budgets.
 SPAN_MIN_LINES = 20
 FEEDBACK_MAX_TOKENS = 600
-
-_PATH_RE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.[A-Za-z0-9]+)(?![\w/-])")
-_BACKTICK_RE = re.compile(r"`([^`\s]+)`")
-_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
 
 
 class EditError(Exception):
@@ -149,13 +146,13 @@ def validate_plan(
 # -- planning ---------------------------------------------------------------
 
 
-def _named_paths(index: RepoIndex, instruction: str) -> list[str]:
+def _named_paths(index: RepoIndex, query: Query) -> list[str]:
+    """Files the instruction names: by path, or by a file name only one file has."""
     by_name: dict[str, list[str]] = {}
     for path in index.files:
         by_name.setdefault(path.rsplit("/", 1)[-1], []).append(path)
     found: list[str] = []
-    for match in _PATH_RE.finditer(instruction):
-        raw = match.group(1).removeprefix("./")
+    for raw in query.paths:
         if raw in index.files:
             hit = raw
         elif "/" not in raw and len(by_name.get(raw, [])) == 1:
@@ -167,36 +164,13 @@ def _named_paths(index: RepoIndex, instruction: str) -> list[str]:
     return found
 
 
-def _code_identifiers(instruction: str) -> list[str]:
-    """Words that are clearly code: `backticked`, snake_case, camelCase,
-    Dotted.names or call()s. Plain English words ("add") never count."""
-    idents: list[str] = []
-    for raw in _BACKTICK_RE.findall(instruction):
-        word = raw.removesuffix("()")
-        if _WORD_RE.fullmatch(word):
-            idents.append(word)
-    for match in _WORD_RE.finditer(_BACKTICK_RE.sub(" ", instruction)):
-        word = match.group(0)
-        bare = word.removesuffix("()")
-        codey = (
-            word.endswith("()")
-            or "." in bare
-            or "_" in bare.strip("_")
-            or re.search(r"[a-z][A-Z]", bare) is not None
-        )
-        if codey:
-            idents.append(bare)
-    return list(dict.fromkeys(idents))
-
-
-def _symbol_files(index: RepoIndex, instruction: str) -> list[str] | None:
-    """Files defining the instruction's code identifiers, when every one of
-    them is defined in exactly one file; None otherwise."""
-    idents = _code_identifiers(instruction)
-    if not idents:
+def _symbol_files(index: RepoIndex, query: Query) -> list[str] | None:
+    """Files defining the instruction's code words, when every one of them is
+    defined in exactly one file; None otherwise."""
+    if not query.code_words:
         return None
     files: list[str] = []
-    for ident in idents:
+    for ident in query.code_words:
         defining = {
             info.path
             for info in index.files.values()
@@ -212,17 +186,17 @@ def _symbol_files(index: RepoIndex, instruction: str) -> list[str] | None:
 
 
 def deterministic_plan(
-    root: Path, index: RepoIndex, instruction: str, protected: Sequence[str], *, allow_workflows: bool = False
+    root: Path, index: RepoIndex, query: Query, protected: Sequence[str], *, allow_workflows: bool = False
 ) -> Plan | None:
     """A plan without a model call when the instruction itself says where."""
     for source, paths in (
-        ("path", _named_paths(index, instruction)),
-        ("symbol", _symbol_files(index, instruction) or []),
+        ("path", _named_paths(index, query)),
+        ("symbol", _symbol_files(index, query) or []),
     ):
         if not paths:
             continue
         kept, dropped = validate_plan(
-            root, [(p, instruction) for p in paths], protected, allow_workflows=allow_workflows
+            root, [(p, query.text) for p in paths], protected, allow_workflows=allow_workflows
         )
         if kept:
             note = f"planned without a model: the instruction names {', '.join(f.path for f in kept)}"
@@ -243,9 +217,12 @@ async def make_plan(
     context: Context | None,
     protected: Sequence[str] = (),
     allow_workflows: bool = False,
+    query: Query | None = None,
 ) -> Plan:
-    """Which files to change. Raises EditError when nothing usable comes back."""
-    plan = deterministic_plan(root, index, instruction, protected, allow_workflows=allow_workflows)
+    """Which files to change. Raises EditError when nothing usable comes back.
+    `query` is the instruction as the engine parsed it (parsed here when absent)."""
+    query = query if query is not None else parse_query(instruction)
+    plan = deterministic_plan(root, index, query, protected, allow_workflows=allow_workflows)
     if plan is not None:
         return plan
     budget = plan_context_budget(tier, instruction)
@@ -345,6 +322,8 @@ async def generate_file(
     feedback: str = "",
     cache_dir: Path | None = None,
     conventions: str = "",
+    query: Query | None = None,
+    memo: ContextMemo | None = None,
 ) -> FileResult:
     """One planned file: one model call (plus one retry when the reply does
     not apply). Never raises for model or apply problems: see FileResult."""
@@ -390,10 +369,11 @@ async def generate_file(
             ctx = await asyncio.to_thread(
                 select_context,
                 root,
-                instruction,
+                query if query is not None else instruction,
                 remaining,
                 focus=focus,
                 index=index,
+                memo=memo,
                 cache_dir=cache_dir,
                 exclude=[path],
             )
@@ -445,6 +425,8 @@ async def generate(
     cache_dir: Path | None = None,
     concurrency: int | None = None,
     conventions: str = "",
+    query: Query | None = None,
+    memo: ContextMemo | None = None,
 ) -> Generated:
     """Edit every planned file, `concurrency` calls at a time (None: all at
     once). Raises EditError unless every file applied and something changed.
@@ -463,6 +445,8 @@ async def generate(
                 feedback=feedback,
                 cache_dir=cache_dir,
                 conventions=conventions,
+                query=query,
+                memo=memo,
             )
 
     results = await asyncio.gather(*(one(p) for p in plan.files))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from bot import models
 from bot.apply import write_changes
 from bot.config import ChangeCaps, Tier
-from bot.context import Context, Focus, select_context
+from bot.context import Context, ContextMemo, Focus, select_context
 from bot.conventions import fit_conventions, read_conventions
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.files import is_protected
@@ -43,6 +43,7 @@ from bot.progress import (
     Verified,
 )
 from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
+from bot.query import Query, parse_query
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
 from bot.rollback import rollback_on_error
@@ -389,6 +390,10 @@ class _Run:
     baseline: _Baseline
     index: RepoIndex
     conventions: str  # the repository's guidance for contributors, untrimmed (bot.conventions)
+    # The instruction read once, for the ranker and the planner alike (the review hunk ranks only),
+    # and what ranking derives from the index, kept for every tier of this run.
+    query: Query
+    memo: ContextMemo
     state: _RunState = field(default_factory=_RunState)
 
 
@@ -402,7 +407,20 @@ async def _start(request: EditRequest, tally: _Tally, emit: ProgressFn) -> _Run:
         baseline.abandon()
         raise
     conventions = read_conventions(request.root)
-    return _Run(request, tally, emit, _Rules.of(request), command, baseline, index, conventions)
+    focus = request.focus
+    query = parse_query(request.instruction, (focus.hunk or "") if focus else "")
+    return _Run(
+        request,
+        tally,
+        emit,
+        _Rules.of(request),
+        command,
+        baseline,
+        index,
+        conventions,
+        query,
+        ContextMemo(index),
+    )
 
 
 async def _all_failed(run: _Run, roster: _Roster) -> EditResult:
@@ -587,6 +605,8 @@ async def _propose(run: _Run, clock: _TierRun) -> _Change:
             feedback=run.state.feedback,
             cache_dir=request.cache_dir(),
             conventions=fit_conventions(run.conventions, tier.input_budget),
+            query=run.query,
+            memo=run.memo,
         )
     except EditError as exc:
         clock.usage += exc.usage
@@ -610,6 +630,7 @@ async def _plan(run: _Run, tier: Tier) -> Plan:
         context=context,
         protected=rules.protected,
         allow_workflows=rules.allow_workflows,
+        query=run.query,
     )
     run.state.notes = plan.notes
     run.emit(Planned(tier.name, plan.paths(), plan.source))
@@ -625,10 +646,11 @@ async def _plan_context(run: _Run, tier: Tier) -> Context | None:
     context = await asyncio.to_thread(
         select_context,
         request.root,
-        request.instruction,
+        run.query,
         budget,
         focus=request.focus,
         index=run.index,
+        memo=run.memo,
         cache_dir=request.cache_dir(),
     )
     run.state.context = context.to_json()

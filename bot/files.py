@@ -307,9 +307,54 @@ def scan(root: Path) -> Listing:
         _walk(root, None, files, links, real_dirs)
     else:
         repo, prefix = opened
-        _walk(root, lambda rel: repo.path_is_ignored(prefix + rel), files, links, real_dirs)
+        _add_untracked(root, repo, prefix, files, links, real_dirs)
         _add_tracked(root, repo, prefix, files, links, real_dirs)
     return Listing(sorted(files), sorted(links))
+
+
+def _add_untracked(
+    root: Path, repo: pygit2.Repository, prefix: str, files: set[str], links: set[str], real_dirs: set[str]
+) -> None:
+    """The untracked files git does not ignore. libgit2's status names them (a new
+    directory by its name alone), which is far cheaper than walking every tracked
+    directory; only new directories are walked, by the same rules as a plain tree."""
+    ignored = lambda rel: repo.path_is_ignored(prefix + rel)  # noqa: E731
+    for raw, flags in repo.status(untracked_files="normal").items():
+        if not flags & pygit2.enums.FileStatus.WT_NEW:
+            continue
+        if raw.endswith("/") and prefix.startswith(raw):  # root lies inside a new directory
+            _walk(root, ignored, files, links, real_dirs)
+            continue
+        if not raw.startswith(prefix):
+            continue
+        try:
+            rel = clean_path(raw[len(prefix) :])
+        except PathRefused:
+            continue
+        if junk_path(root, rel + ("/" if raw.endswith("/") else "")):
+            continue
+        if not raw.endswith("/"):
+            _add(root / rel, rel, files, links)
+        elif not junk_dir(rel.rpartition("/")[2]) and not vendored_dir(
+            (root / rel).parent, rel.rpartition("/")[2]
+        ):
+            _walk_new_dir(root, rel, ignored, files, links, real_dirs)
+
+
+def _walk_new_dir(
+    root: Path,
+    rel: str,
+    ignored: Callable[[str], bool],
+    files: set[str],
+    links: set[str],
+    real_dirs: set[str],
+) -> None:
+    here = root / rel
+    if here.is_symlink():
+        links.add(rel)
+    elif not os.path.lexists(here / ".git"):  # a nested repository is not ours
+        real_dirs.add(rel)
+        _walk(root, ignored, files, links, real_dirs, top=rel)
 
 
 def _open_repo(root: Path) -> tuple[pygit2.Repository, str] | None:
@@ -333,9 +378,10 @@ def _walk(
     files: set[str],
     links: set[str],
     real_dirs: set[str],
+    top: str = "",
 ) -> None:
-    """Files under root; os.walk lists a linked directory but never enters it."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Files under root (or its directory `top`); os.walk lists a linked directory but never enters it."""
+    for dirpath, dirnames, filenames in os.walk(root / top):
         here = Path(dirpath)
         rel_dir = here.relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
@@ -373,6 +419,7 @@ def _add_tracked(
 ) -> None:
     """Tracked files count even when a .gitignore pattern matches them. The index's own
     mode names a committed link, whatever the work tree holds at that path now."""
+    linked: dict[str, str | None] = {}  # directory -> the link on its path, looked up once
     for entry in repo.index:
         if entry.mode == pygit2.enums.FileMode.COMMIT or not entry.path.startswith(prefix):
             continue
@@ -387,7 +434,10 @@ def _add_tracked(
             files.discard(rel)
             continue
         parent = rel.rpartition("/")[0]
-        if parent not in real_dirs and (link := symlink_on_path(root, parent)):
-            links.add(link)
-            continue
+        if parent not in real_dirs:
+            if parent not in linked:
+                linked[parent] = symlink_on_path(root, parent)
+            if link := linked[parent]:
+                links.add(link)
+                continue
         _add(root / rel, rel, files, links)

@@ -15,8 +15,9 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
@@ -42,7 +43,7 @@ from bot.terms import text_terms as text_terms
 log = logging.getLogger(__name__)
 
 # Bump when the cached record format or the parsing rules change.
-CACHE_VERSION = 7
+CACHE_VERSION = 8
 CACHE_FILE = "index.sqlite3"
 
 MAX_FILE_BYTES = 1_000_000
@@ -96,6 +97,22 @@ LANGUAGES = {
 }
 
 
+Stamp = tuple[int, int, int, int]
+_NO_STAMP: Stamp = (0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _StampRecord:
+    """What the cache remembers of a file read before: by its stamp, whether it was
+    skipped (and why) or which content (sha) and language it had."""
+
+    path: str
+    stamp: Stamp
+    sha: str
+    language: str
+    skip: str
+
+
 @dataclass(slots=True)
 class FileInfo:
     path: str  # posix, relative to the root
@@ -104,16 +121,17 @@ class FileInfo:
     language: str
     symbols: list[Symbol]
     imports: list[str]  # resolved repository paths
-    tokens: int
     parsed: bool = False  # True when `ast` or a tree-sitter grammar parsed it (False: indexed as text)
     raw_imports: list[ImportRef] = field(default_factory=list)
     terms: dict[str, int] = field(default_factory=dict)  # identifier sub-word -> count
+    stamp: Stamp = (0, 0, 0, 0)  # (size, mtime_ns, ctime_ns, inode) when read; zeros: not trusted
 
 
 @dataclass(slots=True)
 class IndexStats:
     parsed: int = 0  # files analysed during this build
     cached: int = 0  # files taken from the cache
+    read: int = 0  # files read from disk (the others were known by their stamps)
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why
 
 
@@ -122,8 +140,8 @@ class RepoIndex:
     root: Path
     files: dict[str, FileInfo]
     stats: IndexStats = field(default_factory=IndexStats)
-    # Data derived from the index by its users (e.g. ranking statistics), built once.
-    memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    # Stamps of the files read (or skipped) while building, for the next build of this root.
+    known: dict[str, _StampRecord] = field(default_factory=dict, repr=False, compare=False)
 
     def read(self, path: str) -> str:
         """The file's text, never through a symlink (bot.files.PathRefused, an OSError)."""
@@ -175,7 +193,6 @@ def _encode_analysis(a: Analysis) -> str:
         {
             "symbols": [list(asdict(s).values()) for s in a.symbols],
             "imports": [[r.module, list(r.names), r.level, r.is_from] for r in a.raw_imports],
-            "tokens": a.tokens,
             "parsed": a.parsed,
             "terms": a.terms,
         },
@@ -188,14 +205,27 @@ def _decode_analysis(data: str) -> Analysis:
     return Analysis(
         symbols=[Symbol(*s) for s in raw["symbols"]],
         raw_imports=[ImportRef(m, tuple(n), lvl, f) for m, n, lvl, f in raw["imports"]],
-        tokens=int(raw["tokens"]),
         parsed=bool(raw["parsed"]),
-        terms={str(k): int(v) for k, v in raw["terms"].items()},
+        terms=_terms(raw["terms"]),
     )
 
 
+_STAMPS_TABLE = """CREATE TABLE IF NOT EXISTS stamps (
+    root TEXT NOT NULL, path TEXT NOT NULL, version INTEGER NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
+    sha TEXT NOT NULL, language TEXT NOT NULL, skip TEXT NOT NULL, PRIMARY KEY (root, path))"""
+
+
+def _terms(raw: object) -> dict[str, int]:
+    """The decoded counts as they are: JSON object keys are strings and counts ints."""
+    if not isinstance(raw, dict):
+        raise TypeError("terms")
+    return raw
+
+
 class _Cache:
-    """Analysis records keyed by (format version, language, content sha).
+    """Analysis records keyed by (format version, language, content sha), and the
+    stamps of files read before, so an unchanged file is not even read again.
 
     Any failure (corrupt file, read-only directory, bad record) degrades to
     re-parsing; a corrupt database is deleted and rebuilt.
@@ -213,6 +243,7 @@ class _Cache:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=10)
             conn.execute("CREATE TABLE IF NOT EXISTS analysis (key TEXT PRIMARY KEY, data TEXT NOT NULL)")
+            conn.execute(_STAMPS_TABLE)
             conn.execute("SELECT count(*) FROM analysis LIMIT 1").fetchone()
             return conn
         except sqlite3.DatabaseError as exc:
@@ -255,6 +286,35 @@ class _Cache:
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO analysis (key, data) VALUES (?, ?)",
                     [(k, _encode_analysis(a)) for k, a in items.items()],
+                )
+        except sqlite3.DatabaseError as exc:
+            log.warning("index cache write failed (%s)", exc)
+
+    def stamps(self, root_key: str) -> dict[str, _StampRecord]:
+        if self.conn is None:
+            return {}
+        try:
+            rows = self.conn.execute(
+                "SELECT path, size, mtime_ns, ctime_ns, ino, sha, language, skip FROM stamps"
+                " WHERE root = ? AND version = ?",
+                (root_key, CACHE_VERSION),
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            log.warning("index cache read failed (%s)", exc)
+            return {}
+        return {r[0]: _StampRecord(r[0], (r[1], r[2], r[3], r[4]), r[5], r[6], r[7]) for r in rows}
+
+    def put_stamps(self, root_key: str, records: list[_StampRecord], gone: list[str]) -> None:
+        if self.conn is None or not (records or gone):
+            return
+        try:
+            with self.conn:
+                self.conn.executemany(
+                    "DELETE FROM stamps WHERE root = ? AND path = ?", [(root_key, p) for p in gone]
+                )
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO stamps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(root_key, r.path, CACHE_VERSION, *r.stamp, r.sha, r.language, r.skip) for r in records],
                 )
         except sqlite3.DatabaseError as exc:
             log.warning("index cache write failed (%s)", exc)
@@ -414,76 +474,169 @@ def _resolve_other_imports(root: Path, files: dict[str, FileInfo]) -> None:
 # Building
 
 
-def build_index(root: Path, cache_dir: Path | None = None) -> RepoIndex:
-    """Index the files under `root` (a git work tree or a plain directory)."""
-    root = Path(root)
-    stats = IndexStats()
-    pending: list[tuple[str, str, int, str]] = []  # (path, sha, size, language)
-    texts: dict[str, str] = {}
-    listing = scan(root)
-    for rel in listing.links:
-        stats.skipped[rel] = "symlink"  # listed by its own name, never followed or read
-    for rel in listing.files:
-        name = rel.rsplit("/", 1)[-1]
-        if junk_file(name):
-            stats.skipped[rel] = "junk"
-            continue
-        try:
-            data = _read_small(root, rel)
-        except PathRefused:
-            stats.skipped[rel] = "refused"
-            continue
-        except OSError:
-            stats.skipped[rel] = "unreadable"
-            continue
-        if data is None:
-            stats.skipped[rel] = "huge"
-            continue
-        if b"\0" in data[:BINARY_SNIFF_BYTES]:
-            stats.skipped[rel] = "binary"
-            continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            stats.skipped[rel] = "binary"
-            continue
-        if _generated(text):
-            stats.skipped[rel] = "generated"
-            continue
-        language = language_of(rel, text[:200])
-        pending.append((rel, hashlib.sha256(data).hexdigest(), len(data), language))
-        texts[rel] = text
+def build_index(root: Path, cache_dir: Path | None = None, previous: RepoIndex | None = None) -> RepoIndex:
+    """Index the files under `root` (a git work tree or a plain directory).
 
+    A file is read and hashed only when its size, times or inode differ from what
+    `previous` (an index of the same root kept in memory) or the cache recorded;
+    its analysis is then found by content hash in the cache, or made."""
+    root = Path(root)
+    build = _Build(root, previous)
     cache = _Cache(cache_dir)
     try:
-        # The grammar, not only the language: a .tsx file parses otherwise than the same text in .ts.
-        keys = [f"{CACHE_VERSION}:{grammar_name(lang, rel)}:{sha}" for rel, sha, _, lang in pending]
-        cached = cache.get_many(sorted(set(keys)))
-        fresh: dict[str, Analysis] = {}
-        files: dict[str, FileInfo] = {}
-        for (rel, sha, size, language), key in zip(pending, keys, strict=True):
-            analysis = cached.get(key) or fresh.get(key)
-            if analysis is None:
-                analysis = analyse(texts[rel], language, rel)
-                fresh[key] = analysis
-                stats.parsed += 1
-            else:
-                stats.cached += 1
-            files[rel] = FileInfo(
-                path=rel,
-                sha=sha,
-                size=size,
-                language=language,
-                symbols=analysis.symbols,
-                imports=[],
-                tokens=analysis.tokens,
-                parsed=analysis.parsed,
-                raw_imports=analysis.raw_imports,
-                terms=analysis.terms,
-            )
-        cache.put_many(fresh)
+        build.list({**(previous.known if previous is not None else {}), **cache.stamps(build.root_key)})
+        build.analyse(cache)
+        cache.put_stamps(build.root_key, build.new_stamps, build.gone)
     finally:
         cache.close()
-    _resolve_imports(files)
-    _resolve_other_imports(root, files)
-    return RepoIndex(root=root, files=files, stats=stats)
+    _resolve_imports(build.files)
+    _resolve_other_imports(root, build.files)
+    return RepoIndex(root=root, files=build.files, stats=build.stats, known=build.known)
+
+
+# A file changed within this many seconds of being read may change again within
+# the same timestamp: its stamp is not trusted (git's "racy" files).
+RACY_S = 2.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    path: str
+    sha: str
+    size: int
+    language: str
+    stamp: Stamp
+    text: str | None = None  # None: known by its stamp, not read
+
+
+class _Build:
+    def __init__(self, root: Path, previous: RepoIndex | None) -> None:
+        self.root = root
+        self.root_key = str(root.resolve())
+        self.stats = IndexStats()
+        self.kept = previous.files if previous is not None and previous.root == root else {}
+        self.pending: list[_Pending] = []
+        self.files: dict[str, FileInfo] = {}
+        self.new_stamps: list[_StampRecord] = []
+        self.gone: list[str] = []
+        self.known: dict[str, _StampRecord] = {}
+        self.now_ns = time.time_ns()
+
+    def list(self, recorded: dict[str, _StampRecord]) -> None:
+        listing = scan(self.root)
+        for rel in listing.links:
+            self.stats.skipped[rel] = "symlink"  # listed by its own name, never followed or read
+        for rel in listing.files:
+            if junk_file(rel.rsplit("/", 1)[-1]):
+                self.stats.skipped[rel] = "junk"
+                continue
+            self.visit(rel, _stamp(self.root, rel), recorded.get(rel))
+        listed = set(listing.files)
+        self.gone = [rel for rel in recorded if rel not in listed]
+
+    def visit(self, rel: str, stamp: Stamp | None, record: _StampRecord | None) -> None:
+        trusted = stamp is not None and self.now_ns - stamp[1] > RACY_S * 1e9
+        old = self.kept.get(rel)
+        if trusted and old is not None and old.stamp == stamp:
+            self.files[rel] = replace(old, imports=[])
+            self.stats.cached += 1
+            self.known[rel] = _StampRecord(rel, old.stamp, old.sha, old.language, "")
+        elif trusted and record is not None and record.stamp == stamp:
+            self.known[rel] = record
+            if record.skip:
+                self.stats.skipped[rel] = record.skip
+            else:
+                self.pending.append(_Pending(rel, record.sha, stamp[0], record.language, record.stamp))
+        else:
+            self.read(rel, stamp if trusted else None)
+
+    def read(self, rel: str, stamp: Stamp | None) -> None:
+        """Read, sniff and hash one file; remember its stamp when it can be trusted."""
+        outcome = _read_file(self.root, rel)
+        self.stats.read += 1
+        if isinstance(outcome, str):
+            self.stats.skipped[rel] = outcome
+            if stamp is not None and outcome != "unreadable":
+                self.remember(_StampRecord(rel, stamp, "", "", outcome))
+            return
+        text, sha, size = outcome
+        language = language_of(rel, text[:200])
+        self.pending.append(_Pending(rel, sha, size, language, stamp or _NO_STAMP, text))
+        if stamp is not None:
+            self.remember(_StampRecord(rel, stamp, sha, language, ""))
+
+    def remember(self, record: _StampRecord) -> None:
+        self.new_stamps.append(record)
+        self.known[record.path] = record
+
+    def analyse(self, cache: _Cache) -> None:
+        # The grammar, not only the language: a .tsx file parses otherwise than the same text in .ts.
+        keys = [f"{CACHE_VERSION}:{grammar_name(p.language, p.path)}:{p.sha}" for p in self.pending]
+        cached = cache.get_many(sorted(set(keys)))
+        fresh: dict[str, Analysis] = {}
+        for item, key in zip(self.pending, keys, strict=True):
+            analysis = cached.get(key) or fresh.get(key)
+            if analysis is None:
+                text = item.text if item.text is not None else self.late_read(item)
+                if text is None:
+                    continue
+                analysis = fresh[key] = analyse(text, item.language, item.path)
+                self.stats.parsed += 1
+            else:
+                self.stats.cached += 1
+            self.files[item.path] = _file_info(item, analysis)
+        cache.put_many(fresh)
+
+    def late_read(self, item: _Pending) -> str | None:
+        """The text of a file known by its stamp whose analysis is not cached."""
+        outcome = _read_file(self.root, item.path)
+        self.stats.read += 1
+        if isinstance(outcome, str):
+            self.stats.skipped[item.path] = outcome
+            return None
+        return outcome[0]
+
+
+def _file_info(item: _Pending, analysis: Analysis) -> FileInfo:
+    return FileInfo(
+        path=item.path,
+        sha=item.sha,
+        size=item.size,
+        language=item.language,
+        symbols=analysis.symbols,
+        imports=[],
+        parsed=analysis.parsed,
+        raw_imports=analysis.raw_imports,
+        terms=analysis.terms,
+        stamp=item.stamp,
+    )
+
+
+def _stamp(root: Path, rel: str) -> Stamp | None:
+    """What changes when a file's content does: size, times, inode."""
+    try:
+        st = os.lstat(root / rel)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _read_file(root: Path, rel: str) -> tuple[str, str, int] | str:
+    """(text, sha256, size) of an indexable file, or why it is skipped."""
+    try:
+        data = _read_small(root, rel)
+    except PathRefused:
+        return "refused"
+    except OSError:
+        return "unreadable"
+    if data is None:
+        return "huge"
+    if b"\0" in data[:BINARY_SNIFF_BYTES]:
+        return "binary"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary"
+    if _generated(text):
+        return "generated"
+    return text, hashlib.sha256(data).hexdigest(), len(data)

@@ -20,6 +20,7 @@ from bot.edit import (
     validate_plan,
 )
 from bot.index import build_index
+from bot.query import parse_query
 from bot.tokens import count_tokens
 from tests.conftest import make_git_repo
 from tests.modelserver import ScriptedModel, _message_text
@@ -105,7 +106,7 @@ def test_protection_globs() -> None:
 )
 def test_deterministic_plan(calculator_repo: Path, instruction: str, expected: tuple | None) -> None:
     index = build_index(calculator_repo)
-    plan = deterministic_plan(calculator_repo, index, instruction, protected=[])
+    plan = deterministic_plan(calculator_repo, index, parse_query(instruction), protected=[])
     if expected is None:
         assert plan is None
     else:

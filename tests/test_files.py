@@ -125,6 +125,61 @@ def test_tracked_but_ignored_files_count_and_junk_never(git_project: Path) -> No
     assert not any(p.startswith(("node_modules/", "pkg/packages/")) for p in listing.files)
 
 
+def walked(root: Path) -> files.Listing:
+    """The listing by walking every directory and asking git about each path: what
+    `scan` did before it asked libgit2's status for the untracked files."""
+    opened = files._open_repo(root)
+    assert opened is not None
+    repo, prefix = opened
+    found: set[str] = set()
+    links: set[str] = set()
+    real_dirs = {""}
+    files._walk(root, lambda rel: repo.path_is_ignored(prefix + rel), found, links, real_dirs)
+    files._add_tracked(root, repo, prefix, found, links, real_dirs)
+    return files.Listing(sorted(found), sorted(links))
+
+
+def mixed_tree(root: Path, outside: Path) -> None:
+    """Tracked, ignored, tracked-though-ignored, untracked (in known and in new
+    directories), linked, junk, vendored and nested-repository files."""
+    plant_links(root, outside)
+    put(root, ".gitignore", "*.log\nignored_dir/\nsrc/gen/\n")
+    put(root, "src/app/main.py", "x = 1\n")
+    put(root, "src/gen/forced.py", "x = 2\n")
+    put(root, "ignored_dir/a.py", "x\n")
+    repo = make_git_repo(root)
+    repo.index.add("src/gen/forced.py")
+    commit_all(repo, "forced past the ignore rule")
+    put(root, "src/app/new.py", "y\n")  # untracked in a tracked directory
+    put(root, "fresh/deep/er/one.py", "z\n")  # a whole new directory
+    put(root, "fresh/skip.log", "log\n")
+    put(root, "fresh/node_modules/x.js", "junk\n")
+    put(root, "fresh/pkg/__init__.py", "")
+    put(root, "fresh/pkg/packages/vendored.py", "v\n")
+    put(root, "src/gen/untracked.py", "ignored\n")
+    put(root, "build/out.py", "junk\n")
+    put(root, "nested/inner.py", "theirs\n")
+    pygit2.init_repository(str(root / "nested"))
+    (root / "fresh/link_out").symlink_to(outside / "secret.txt")
+    (root / "fresh/dir_link").symlink_to(outside / "lib", target_is_directory=True)
+    (root / "new_link.py").symlink_to("src/app/main.py")
+    (root / "src/app/main.py").unlink()  # tracked but deleted from the work tree
+
+
+@pytest.mark.parametrize("sub", ["", "src", "fresh"])
+def test_the_status_listing_equals_the_walking_listing(tmp_path: Path, outside: Path, sub: str) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    mixed_tree(root, outside)
+    listing = scan(root / sub if sub else root)
+    assert listing == walked(root / sub if sub else root)
+    if not sub:  # the tree does hold each kind of file
+        assert {"src/app/new.py", "fresh/deep/er/one.py", "src/gen/forced.py"} <= set(listing.files)
+        assert {"fresh/link_out", "fresh/dir_link", "new_link.py"} <= set(listing.links)
+        assert not {"src/app/main.py", "nested/inner.py", "build/out.py"} & set(listing.files)
+        assert not any(p.endswith((".log", "vendored.py", "x.js")) or "untracked" in p for p in listing.files)
+
+
 @pytest.mark.parametrize("git_dir", [".git", ".GIT", ".Git", "sub/.git", "sub/.gIt"])
 def test_git_directories_are_never_listed_in_any_case(tmp_path: Path, git_dir: str) -> None:
     put(tmp_path, f"{git_dir}/config", "[core]\n")

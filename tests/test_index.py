@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import os
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,8 +13,8 @@ from textwrap import dedent
 import pygit2
 import pytest
 
+from bot.analysis import _python_imports
 from bot.index import CACHE_FILE, FileInfo, RepoIndex, build_index, split_identifier, stem
-from bot.tokens import count_tokens
 
 CORE = dedent(
     '''\
@@ -199,7 +201,6 @@ def test_file_facts(index: RepoIndex, repo: Path) -> None:
     assert info.size == len(data)
     assert info.language == "python"
     assert info.parsed
-    assert info.tokens == count_tokens(data.decode())
     assert index.read("pkg/core.py") == CORE
     assert index.files["web/app.js"].language == "javascript"
     assert index.files["README.md"].language == "markdown"
@@ -285,6 +286,98 @@ def test_cache_reparses_only_changed_files(repo: Path, tmp_path: Path) -> None:
     third = build_index(repo, cache)
     assert third.stats.parsed == 1
     assert [s.name for s in third.files["pkg/util.py"].symbols] == ["helper", "more"]
+
+
+def age(root: Path, seconds: int = 3600) -> None:
+    """Date every file back, past the window where a stamp is not trusted."""
+    past = os.stat(root).st_mtime_ns - seconds * 10**9
+    for path in root.rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            os.utime(path, ns=(past, past))
+
+
+def test_unchanged_files_are_known_by_their_stamps(repo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    age(repo)
+    first = build_index(repo, cache)
+    assert first.stats.read == len(first.files) + len(first.stats.skipped) - list(
+        first.stats.skipped.values()
+    ).count("symlink") - list(first.stats.skipped.values()).count("junk")
+    second = build_index(repo, cache)
+    assert second.stats.read == 0 and second.stats.parsed == 0
+    assert second.files == first.files and second.stats.skipped == first.stats.skipped
+    # Same size and the same modification time: the change time still tells.
+    util = repo / "pkg/util.py"
+    before = util.stat()
+    util.write_text(util.read_text().replace("helper", "hooper"))
+    os.utime(util, ns=(before.st_atime_ns, before.st_mtime_ns))
+    third = build_index(repo, cache)
+    assert third.stats.read == 1 and third.stats.parsed == 1
+    assert "hooper" in {s.name for s in third.files["pkg/util.py"].symbols}
+
+
+def test_an_index_kept_in_memory_rereads_only_changed_files(repo: Path) -> None:
+    age(repo)
+    first = build_index(repo)
+    again = build_index(repo, previous=first)
+    assert again.stats.read == 0 and again.files == first.files
+    new = repo / "pkg/new.py"
+    new.write_text("from pkg.util import helper\n")
+    os.utime(new, ns=(0, 0))  # old enough to trust (utime on every file would change every ctime)
+    third = build_index(repo, previous=again)
+    assert third.stats.read == 1 and third.files["pkg/new.py"].imports == ["pkg/util.py"]
+    assert "pkg/new.py" in third.importers("pkg/util.py") and "pkg/new.py" not in again.importers(
+        "pkg/util.py"
+    )
+
+
+NESTED_IMPORTS = """
+import a
+if x:
+    import b
+else:
+    from . import c
+for i in y:
+    import d
+else:
+    import e
+while z:
+    from f import g
+try:
+    import h
+except ImportError:
+    import i
+else:
+    import j
+finally:
+    import k
+with m:
+    import n
+match v:
+    case 1:
+        import o
+class P:
+    import q
+    def r(self):
+        import s
+        async def t():
+            import u
+"""
+
+
+def test_imports_are_found_at_every_depth_as_a_full_walk_finds_them() -> None:
+    sources = [NESTED_IMPORTS] + [p.read_text() for p in sorted(Path("bot").glob("*.py"))]
+    for source in sources:
+        tree = ast.parse(source)
+        walked = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+        found = _python_imports(tree)
+        assert sorted(map(repr, found)) == sorted(map(repr, _python_imports_of(walked)))
+    assert len(_python_imports(ast.parse(NESTED_IMPORTS))) == 15  # one per import statement above
+
+
+def _python_imports_of(nodes: list[ast.Import | ast.ImportFrom]) -> list[object]:
+    module = ast.Module(body=list(nodes), type_ignores=[])
+    return list(_python_imports(module))
 
 
 def test_identical_files_share_one_cache_entry(tmp_path: Path) -> None:
