@@ -44,7 +44,7 @@ def _share(value: float | None) -> str:
 
 def _tier_row(score: TierScore) -> list[str]:
     if score.not_run is not None:
-        return [score.tier, score.model, f"not run: {score.not_run}", *([""] * (len(COLUMNS) - 1))]
+        return [score.tier, score.model, "not run", *([""] * (len(COLUMNS) - 1))]
     counts = score.counts
     return [
         score.tier,
@@ -64,7 +64,7 @@ def _tier_row(score: TierScore) -> list[str]:
 
 def _ladder_row(ladder: LadderScore) -> list[str]:
     if not ladder.tiers:
-        return ["ladder", "", "not run: no tier could run", *([""] * (len(COLUMNS) - 1))]
+        return ["ladder", "", "not run", *([""] * (len(COLUMNS) - 1))]
     blank = [""] * 5
     costs = [f"{ladder.mean_tokens_in:.0f}", f"{ladder.mean_tokens_out:.0f}", f"{ladder.mean_latency_s:.1f}s"]
     return [
@@ -92,10 +92,12 @@ def render_eval(run: EvalRun, console: Console) -> None:
     table.add_column("tier", overflow="fold")
     table.add_column("model", overflow="fold")
     for column in COLUMNS:
-        # "solved" also carries a tier's "not run: <why>", which may wrap.
-        table.add_column(column, justify="right", no_wrap=column != "solved")
+        table.add_column(column, justify="right", no_wrap=True)
     for score in run.scores():
         table.add_row(*_tier_row(score))
     table.add_section()
     table.add_row(*_ladder_row(run.ladder()))
     console.print(table)
+    for score in run.scores():
+        if score.not_run is not None:
+            console.print(f"{score.tier}: not run ({score.not_run})", highlight=False, soft_wrap=True)

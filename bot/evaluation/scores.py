@@ -195,9 +195,9 @@ class EvalRun:
         for info in self.tiers:
             if info.not_run is not None:
                 empty = TaskResult(task="", tier=info.name, model=info.model, detail=info.not_run)
-                rows.append({**base, **empty.to_json(), "task": None, "outcome": NOT_RUN})
+                rows.append({**base, **asdict(empty), "task": None, "outcome": NOT_RUN})
         for result in sorted(self.results, key=lambda r: (order[r.tier], r.task)):
-            rows.append({**base, **result.to_json()})
+            rows.append({**base, **asdict(result)})
         return rows
 
     @classmethod
