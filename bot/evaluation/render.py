@@ -9,7 +9,7 @@ from rich.table import Table
 
 from bot.evaluation.scores import EvalRun, LadderScore, TaskResult, TierScore
 
-COLUMNS = ("solved", "share", "1st try", "failing", "refused", "no answer", "errors", "in", "out", "latency")
+COLUMNS = ("solved", "1st", "fail", "refused", "no ans", "err", "in", "out", "latency")
 
 
 class EvalProgress:
@@ -38,19 +38,17 @@ class EvalProgress:
         )
 
 
-def _share(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
+def _solved(solved: int, tasks: int, share: float | None) -> str:
+    return "not run" if share is None else f"{solved}/{tasks} {share:.0%}"
 
 
 def _tier_row(score: TierScore) -> list[str]:
     if score.not_run is not None:
-        return [score.tier, score.model, "not run", *([""] * (len(COLUMNS) - 1))]
+        return [score.tier, "not run", *([""] * (len(COLUMNS) - 1))]
     counts = score.counts
     return [
         score.tier,
-        score.model,
-        f"{counts['solved']}/{score.tasks}",
-        _share(score.share),
+        _solved(counts["solved"], score.tasks, score.share),
         str(score.solved_first_try),
         str(counts["failing"]),
         str(counts["refused"]),
@@ -63,18 +61,9 @@ def _tier_row(score: TierScore) -> list[str]:
 
 
 def _ladder_row(ladder: LadderScore) -> list[str]:
-    if not ladder.tiers:
-        return ["ladder", "", "not run", *([""] * (len(COLUMNS) - 1))]
-    blank = [""] * 5
     costs = [f"{ladder.mean_tokens_in:.0f}", f"{ladder.mean_tokens_out:.0f}", f"{ladder.mean_latency_s:.1f}s"]
-    return [
-        "ladder",
-        " → ".join(ladder.tiers),
-        f"{ladder.solved}/{ladder.tasks}",
-        _share(ladder.share),
-        *blank,
-        *costs,
-    ]
+    solved = _solved(ladder.solved, ladder.tasks, ladder.share)
+    return ["ladder", solved, *([""] * 5), *(costs if ladder.tiers else [""] * 3)]
 
 
 def render_eval(run: EvalRun, console: Console) -> None:
@@ -82,15 +71,15 @@ def render_eval(run: EvalRun, console: Console) -> None:
         title=f"eval: suite {run.suite}, {len(run.tasks)} tasks",
         title_justify="left",
         caption=(
-            "solved: the hidden tests pass (1st try: without the retry); failing: a change applied,"
-            " the hidden tests fail; refused: malformed or refused answers; in, out, latency: means per task"
+            "solved: the hidden tests pass (1st: without the retry); fail: a change applied, the hidden"
+            " tests fail; refused: malformed or refused answers; no ans: no model answered; err: the run"
+            " broke; in, out, latency: means per task"
         ),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    table.add_column("tier", overflow="fold")
-    table.add_column("model", overflow="fold")
+    table.add_column("tier", overflow="fold", min_width=8)
     for column in COLUMNS:
         table.add_column(column, justify="right", no_wrap=True)
     for score in run.scores():
@@ -98,6 +87,9 @@ def render_eval(run: EvalRun, console: Console) -> None:
     table.add_section()
     table.add_row(*_ladder_row(run.ladder()))
     console.print(table)
+    ladder = run.ladder()
+    if ladder.tiers:
+        console.print(f"ladder: {' → '.join(ladder.tiers)}", highlight=False, soft_wrap=True)
     for score in run.scores():
         if score.not_run is not None:
             console.print(f"{score.tier}: not run ({score.not_run})", highlight=False, soft_wrap=True)
