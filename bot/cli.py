@@ -1,7 +1,8 @@
-"""The `patchling` command: edit, apply, context, stats, serve, setup.
+"""The `patchling` command: edit, apply, context, stats, eval, serve, setup.
 
-Exit codes: 0 success (an edit verified or unverified, a patch applied), 1 the
-work failed (every tier failed, a patch did not apply), 2 bad input (not a
+Exit codes: 0 success (an edit verified or unverified, a patch applied, an
+eval run), 1 the work failed (every tier failed, a patch did not apply, no
+tier could be evaluated), 2 bad input (not a
 directory or git work tree, empty instruction, unreadable patch file).
 
 stdout carries only the report (text or --json); progress, warnings and every
@@ -361,6 +362,77 @@ def stats(
         sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
     else:
         render_stats(rows, Console())
+
+
+@app.command("eval")
+def evaluate(
+    suite: Annotated[
+        str, typer.Option("--suite", metavar="NAME", help="examples (shipped) or exercism (the shared data).")
+    ] = "examples",
+    suite_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--suite-dir",
+            metavar="DIR",
+            help="A folder of *.toml task files or Exercism exercises (replaces --suite's folder).",
+            file_okay=False,
+        ),
+    ] = None,
+    tiers: Annotated[
+        str | None,
+        typer.Option("--tiers", metavar="A,B", help="Only these tiers, in this order (default: all)."),
+    ] = None,
+    task: Annotated[
+        list[str] | None,
+        typer.Option("--task", metavar="GLOB", help="Only the tasks whose name matches (repeatable)."),
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", metavar="N", min=1, help="Tasks run at once.")] = 1,
+    test_timeout: Annotated[
+        float, typer.Option("--test-timeout", metavar="SECONDS", min=1, help="Per hidden-test run.")
+    ] = 60.0,
+    no_retry: Annotated[bool, typer.Option("--no-retry", help="One try per task, no retry.")] = False,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Score each tier on a task suite: solved by its hidden tests, failing, refused."""
+    from bot.evaluation.render import EvalProgress, render_eval
+    from bot.evaluation.runner import EvalOptions, run_eval
+    from bot.evaluation.suites import TaskError, load_suite, pick_tasks
+    from bot.evaluation.suites import suite_dir as named_suite_dir
+    from bot.records import RecordStore
+
+    setup_logging(verbose)
+    settings = _settings(config)
+    chosen = _pick_tiers(settings, [n.strip() for n in tiers.split(",") if n.strip()] if tiers else None)
+    dirs = _data_dirs(settings, data_dir)
+    try:
+        folder = suite_dir or named_suite_dir(suite)
+        tasks = pick_tasks(load_suite(folder), task or [])
+    except TaskError as exc:
+        _bad_input(str(exc))
+    options = EvalOptions(
+        data_dir=dirs.cache,
+        sandbox=settings.make_sandbox(),
+        caps=settings.caps,
+        test_timeout_s=test_timeout,
+        jobs=jobs,
+        retry=not no_retry,
+    )
+    name = suite if suite_dir is None else suite_dir.resolve().name
+    with report_only_stdout():
+        if json_output:
+            run = asyncio.run(run_eval(name, tasks, chosen, options))
+        else:
+            with EvalProgress(_err(), len(tasks) * len(chosen)) as progress:
+                run = asyncio.run(run_eval(name, tasks, chosen, options, progress))
+    RecordStore(dirs.records).add_eval_results(run.to_rows())
+    if json_output:
+        sys.stdout.write(json.dumps(run.to_json(), indent=2) + "\n")
+    else:
+        render_eval(run, Console())
+    raise typer.Exit(EXIT_OK if run.ladder().tiers else EXIT_FAILED)
 
 
 @app.command()

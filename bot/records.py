@@ -41,7 +41,41 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_tier ON attempts (tier);
 CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_id);
+CREATE TABLE IF NOT EXISTS eval_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    suite TEXT NOT NULL,
+    task TEXT,
+    tier TEXT NOT NULL,
+    model TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    tries INTEGER NOT NULL,
+    solved_on INTEGER,
+    tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    latency_s REAL NOT NULL,
+    detail TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS eval_results_run ON eval_results (run_id);
 """
+# The columns of one `patchling eval` result (bot.evaluation): one row per task
+# and tier, or one per tier that could not run (task NULL, outcome "not_run").
+EVAL_COLUMNS = (
+    "run_id",
+    "suite",
+    "task",
+    "tier",
+    "model",
+    "outcome",
+    "tries",
+    "solved_on",
+    "tokens_in",
+    "tokens_out",
+    "latency_s",
+    "detail",
+    "created_at",
+)
 # Changes to a database made by an older version, by its PRAGMA user_version.
 MIGRATIONS = {
     # Version 1: dry runs are marked (older rows were all taken as real runs).
@@ -214,3 +248,25 @@ class RecordStore:
             )
             for tier, count, verified, unverified, tokens_in, tokens_out, latency, unanswered, dry in rows
         ]
+
+    def add_eval_results(self, rows: list[dict[str, Any]]) -> None:
+        """Store one eval run's rows (EVAL_COLUMNS each) in one transaction."""
+        marks = ", ".join("?" * len(EVAL_COLUMNS))
+        with self._connect() as db:
+            db.executemany(
+                f"INSERT INTO eval_results ({', '.join(EVAL_COLUMNS)}) VALUES ({marks})",
+                [tuple(row[c] for c in EVAL_COLUMNS) for row in rows],
+            )
+
+    def eval_results(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Stored eval rows, oldest first: one run's when `run_id` is given, else the
+        latest run's (none when nothing was stored)."""
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            if run_id is None:
+                latest = db.execute("SELECT run_id FROM eval_results ORDER BY id DESC LIMIT 1").fetchone()
+                if latest is None:
+                    return []
+                run_id = str(latest[0])
+            query = "SELECT * FROM eval_results WHERE run_id = ? ORDER BY id"
+            return [dict(row) for row in db.execute(query, (run_id,))]

@@ -1,0 +1,5 @@
+from textkit import slugify
+
+
+def test_slugify() -> None:
+    assert slugify("Hello, World!") == "hello-world"

@@ -1,0 +1,5 @@
+from textkit import wrap
+
+
+def test_wrap() -> None:
+    assert wrap("the quick brown fox", 10) == ["the quick", "brown fox"]
