@@ -25,16 +25,17 @@ from bot import models
 from bot.apply import write_changes
 from bot.config import ChangeCaps, Tier
 from bot.context import Context, Focus, select_context
+from bot.deps import ensure_test_env
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.files import PathRefused, check_path, is_protected
 from bot.guards import binary_problems, cap_problems, shrink_problems
 from bot.index import RepoIndex, build_index
-from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
+from bot.pyenv import EnvError, default_envs_dir
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
 from bot.sandbox import Network, Sandbox
 from bot.tokens import truncate_to_tokens
-from bot.verify import TestRun, check_syntax, default_test_command, run_tests, worse_than
+from bot.verify import Environment, TestRun, check_syntax, default_test_command, run_tests, worse_than
 
 __all__ = ["Attempt", "EditResult", "Focus", "TestRun", "run_edit", "unified_diff"]
 
@@ -245,7 +246,7 @@ def _tests_data(run: TestRun | None) -> dict[str, Any]:
     }
 
 
-def _env_data(env: PyEnv) -> dict[str, Any]:
+def _env_data(env: Environment) -> dict[str, Any]:
     return {**env.to_json(), "summary": env.describe()}
 
 
@@ -264,16 +265,14 @@ class TestPlace:
 
 def _tests_in_env(
     root: Path, command: str, setup_command: str | None, timeout_s: float, place: TestPlace
-) -> tuple[TestRun, PyEnv | None]:
+) -> tuple[TestRun, Environment | None]:
     """Run the tests, in the repository's environment when they need one
     (built or reused first: its key follows the dependency files, so a change
     to them gets an environment of its own)."""
     sandbox, network = place.sandbox, place.network
-    if not needs_env(root, [command, setup_command]):
-        return run_tests(root, command, timeout_s, setup_command, sandbox=sandbox, network=network), None
     try:
-        env = ensure_env(
-            root, place.envs_dir, setup_command, scope=place.scope, sandbox=sandbox, network=network
+        env = ensure_test_env(
+            root, command, setup_command, place.envs_dir, scope=place.scope, sandbox=sandbox, network=network
         )
     except EnvError as exc:
         return TestRun.not_run(command, str(exc)), None
@@ -474,7 +473,7 @@ class _Baseline:
         self.place = place
         self.environment: dict[str, Any] | None = None
         self._on_progress = on_progress
-        self._task: asyncio.Task[tuple[TestRun, PyEnv | None]] | None = None
+        self._task: asyncio.Task[tuple[TestRun, Environment | None]] | None = None
         self._run: TestRun | None = None
         if command:
             self._task = asyncio.create_task(
