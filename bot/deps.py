@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -206,26 +207,29 @@ def deps_key(root: Path, chosen: Plan, scope: str) -> str:
 # -- how ----------------------------------------------------------------------------
 
 
-def _pm_env(home: Path, cache: Path, network: bool) -> dict[str, str]:
+def _pm_env(program: str, home: Path, cache: Path, network: bool) -> dict[str, str]:
+    """The package manager's variables: the scrubbed set, the server's registry
+    settings, its download cache for this repository, and nothing that asks."""
     env = scrubbed_env(home)
     env.update({name: os.environ[name] for name in ALLOW if name in os.environ})
-    env.update(
-        {
-            "npm_config_cache": str(cache / "npm"),
-            "npm_config_store_dir": str(cache / "pnpm"),
-            "YARN_CACHE_FOLDER": str(cache / "yarn"),
-            "npm_config_update_notifier": "false",
-            "npm_config_fund": "false",
-            "npm_config_audit": "false",
-            "GOTOOLCHAIN": "local",
-            "GOTELEMETRY": "off",
-            "GOFLAGS": "-mod=readonly",
-            "CGO_ENABLED": "0",
-        }
-    )
+    env.update(PM_SETTINGS[program](cache))
     if not network:
         env.update({"npm_config_offline": "true", "GOPROXY": "off"})
     return env
+
+
+_NPM_QUIET = {"npm_config_update_notifier": "false", "npm_config_fund": "false", "npm_config_audit": "false"}
+PM_SETTINGS: dict[str, Callable[[Path], dict[str, str]]] = {
+    "npm": lambda cache: {"npm_config_cache": str(cache / "npm"), **_NPM_QUIET},
+    "pnpm": lambda cache: {"npm_config_store_dir": str(cache / "pnpm"), **_NPM_QUIET},
+    "yarn": lambda cache: {"YARN_CACHE_FOLDER": str(cache / "yarn"), **_NPM_QUIET},
+    "go": lambda cache: {
+        "GOTOOLCHAIN": "local",
+        "GOTELEMETRY": "off",
+        "GOFLAGS": "-mod=readonly",
+        "CGO_ENABLED": "0",
+    },
+}
 
 
 def _local_proxies(env: dict[str, str]) -> list[Path]:
@@ -242,7 +246,7 @@ def _install(
     target.mkdir()
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="patchling-deps-") as home:
-        env = _pm_env(Path(home), cache, network)
+        env = _pm_env(chosen.argv[0], Path(home), cache, network)
         if chosen.kind == "go":
             env["GOMODCACHE"] = str(target / "mod")
             mounts = Mounts(writable=[target, cache], readable=[root, *_local_proxies(env)])
