@@ -27,6 +27,7 @@ from bot.apply import write_changes
 from bot.config import ChangeCaps, Tier
 from bot.context import Context, ContextMemo, Focus, select_context
 from bot.conventions import fit_conventions, read_conventions
+from bot.deps import ensure_test_env
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.files import is_protected
 from bot.guards import binary_problems, cap_problems, shrink_problems
@@ -42,14 +43,14 @@ from bot.progress import (
     TestsRan,
     Verified,
 )
-from bot.pyenv import EnvError, PyEnv, default_envs_dir, ensure_env, needs_env
+from bot.pyenv import EnvError, default_envs_dir
 from bot.query import Query, parse_query
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
 from bot.rollback import rollback_on_error
 from bot.sandbox import Network, Sandbox
 from bot.tokens import truncate_to_tokens
-from bot.verify import TestRun, check_syntax, default_test_command, run_tests, worse_than
+from bot.verify import Environment, TestRun, check_syntax, default_test_command, run_tests, worse_than
 
 __all__ = ["Attempt", "EditRequest", "EditResult", "Focus", "TestRun", "run_edit", "unified_diff"]
 
@@ -495,18 +496,16 @@ def _environment(baseline: _Baseline, state: _RunState) -> dict[str, Any] | None
 # -- the tests --------------------------------------------------------------------
 
 
-def _tests_in_env(
+def tests_in_env(
     root: Path, command: str, setup_command: str | None, timeout_s: float, place: TestPlace
-) -> tuple[TestRun, PyEnv | None]:
+) -> tuple[TestRun, Environment | None]:
     """Run the tests, in the repository's environment when they need one
     (built or reused first: its key follows the dependency files, so a change
     to them gets an environment of its own)."""
     sandbox, network = place.sandbox, place.network
-    if not needs_env(root, [command, setup_command]):
-        return run_tests(root, command, timeout_s, setup_command, sandbox=sandbox, network=network), None
     try:
-        env = ensure_env(
-            root, place.envs_dir, setup_command, scope=place.scope, sandbox=sandbox, network=network
+        env = ensure_test_env(
+            root, command, setup_command, place.envs_dir, scope=place.scope, sandbox=sandbox, network=network
         )
     except EnvError as exc:
         return TestRun.not_run(command, str(exc)), None
@@ -522,11 +521,11 @@ class _Baseline:
         self.place = request.place()
         self.environment: dict[str, Any] | None = None
         self._emit = emit
-        self._task: asyncio.Task[tuple[TestRun, PyEnv | None]] | None = None
+        self._task: asyncio.Task[tuple[TestRun, Environment | None]] | None = None
         self._run: TestRun | None = None
         if command:
             args = (request.root, command, request.setup_command, request.test_timeout_s, self.place)
-            self._task = asyncio.create_task(asyncio.to_thread(_tests_in_env, *args))
+            self._task = asyncio.create_task(asyncio.to_thread(tests_in_env, *args))
 
     def abandon(self) -> None:
         """On an error: stop waiting (the test process ends at its timeout)."""
@@ -730,7 +729,7 @@ def _write(root: Path, changes: Mapping[str, str]) -> None:
 async def _tests_after(run: _Run, tier: Tier, command: str) -> TestRun:
     request = run.request
     args = (request.root, command, request.setup_command, request.test_timeout_s, run.baseline.place)
-    after, env = await asyncio.to_thread(_tests_in_env, *args)
+    after, env = await asyncio.to_thread(tests_in_env, *args)
     run.state.environment = env.to_json() if env is not None else None
     if env is not None and not env.reused:  # the change touched the dependency files
         run.emit(EnvironmentReady(env.describe(), tier.name))

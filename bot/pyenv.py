@@ -22,8 +22,8 @@ the first time; environments and caches are then reused.
 
 The env is built in a temporary
 directory beside its final place and renamed into place (uv's --relocatable
-keeps its scripts working after the move), under a lock, so a failed or
-concurrent build never leaves a half-made environment behind.
+keeps its scripts working after the move), under a lock (bot.buildcache), so
+a failed or concurrent build never leaves a half-made environment behind.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ import hashlib
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,12 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from filelock import FileLock, Timeout
 
+from bot.buildcache import EnvError, build_once
 from bot.config import APP_NAME
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
 from bot.sandbox import run as sandboxed
-from bot.verify import has_python_tests, scrubbed_env
+from bot.verify import Mounts, has_python_tests, scrubbed_env
 
 # Bump when the way an environment is built changes: old ones are then not reused.
 SCHEME = "2"
@@ -82,15 +80,10 @@ UV_ALLOW = (
 )
 # A first build may download much; later ones come from uv's cache.
 BUILD_TIMEOUT_S = 900.0
-LOCK_TIMEOUT_S = 1800.0
 ERROR_TAIL_CHARS = 1500
 # Where the uv binary appears inside the sandbox.
 UV_IN_SANDBOX = "/run/uv/uv"
 CACHE_DIR = ".uv-cache"
-
-
-class EnvError(Exception):
-    """The environment could not be built; the message says why, for people."""
 
 
 @dataclass
@@ -121,6 +114,14 @@ class PyEnv:
             "VIRTUAL_ENV": str(self.path),
             "PYTHONPATH": os.pathsep.join(roots),
         }
+
+    def mounts(self, root: Path, setup: bool) -> Mounts:
+        """Writable for the setup command (it installs there), read-only for
+        the tests; the base interpreter's prefix read-only for both."""
+        base = [self.base_prefix] if self.base_prefix is not None else []
+        if setup:
+            return Mounts(writable=[self.path], readable=base)
+        return Mounts(readable=[*base, self.path])
 
     def describe(self) -> str:
         what = ", ".join(self.installed)
@@ -393,37 +394,15 @@ def ensure_env(
     started = time.monotonic()
     key = env_key(root, setup_command, scope)
     args, words = install_plan(root)
-    envs_dir.mkdir(parents=True, exist_ok=True)
-    final = envs_dir / key
-    if (final / INFO_FILE).is_file():
-        return PyEnv(final, key, words, time.monotonic() - started, reused=True)
     cache = scope_cache(envs_dir, scope)
-    try:
+
+    def build(target: Path) -> None:
         cache.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(envs_dir / f"{key}.lock"), timeout=LOCK_TIMEOUT_S):
-            if (final / INFO_FILE).is_file():  # another job built it while we waited
-                return PyEnv(final, key, words, time.monotonic() - started, reused=True)
-            building = Path(tempfile.mkdtemp(prefix=f".build-{key}-", dir=envs_dir))
-            try:
-                builder = _Builder(
-                    root,
-                    building / "env",
-                    cache,
-                    sandbox or Sandbox(),
-                    network in ("setup", "all"),
-                    started + timeout_s,
-                )
-                builder.build(args)
-                (building / "env" / INFO_FILE).write_text(" ".join(words) + "\n")
-                shutil.rmtree(final, ignore_errors=True)  # a leftover without its info file
-                (building / "env").rename(final)
-            finally:
-                shutil.rmtree(building, ignore_errors=True)
-    except Timeout:
-        raise EnvError("another job is still building this test environment") from None
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise EnvError(f"could not build the test environment: {exc}") from None
-    return PyEnv(final, key, words, time.monotonic() - started, reused=False)
+        net = network in ("setup", "all")
+        _Builder(root, target, cache, sandbox or Sandbox(), net, started + timeout_s).build(args)
+
+    built = build_once(envs_dir, key, INFO_FILE, build, "the test environment")
+    return PyEnv(built.path, key, words, built.seconds, reused=built.reused)
 
 
 def default_envs_dir() -> Path:

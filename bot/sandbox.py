@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -210,11 +210,13 @@ def bwrap_argv(
     writable: Sequence[Path] = (),
     readable: Sequence[Path] = (),
     binds: Sequence[tuple[Path, str]] = (),
+    writable_binds: Sequence[tuple[Path, str]] = (),
     network: bool = False,
 ) -> list[str]:
     """The bwrap command line that runs `argv` in `cwd`, seeing the system
     read-only, `readable` read-only, `writable` read-write (each at its own
-    path) and each (source, destination) of `binds` read-only."""
+    path), each (source, destination) of `binds` read-only and of
+    `writable_binds` read-write, mounted last so they cover what lies there."""
     system = [p for p in (Path("/") / n for n in SYSTEM_DIRS) if p.is_dir() and not p.is_symlink()]
     readable = [Path(os.path.realpath(p)) for p in readable]
     writable = [Path(os.path.realpath(p)) for p in writable]
@@ -228,12 +230,33 @@ def bwrap_argv(
     args += _hide([*sandbox.hidden, *patchling_paths()], [*system, *readable])
     for path in writable:
         args += ["--bind", str(path), str(path)]
+    for source, dest in writable_binds:
+        args += ["--bind", str(source), dest]
     for source, dest in binds:
         args += ["--ro-bind", str(source), dest]
     args += ["--setenv", "HOME", SANDBOX_HOME, "--setenv", "USER", "sandbox"]
     for name in ("TMPDIR", "TMP", "TEMP"):
         args += ["--setenv", name, "/tmp"]
     return [*args, "--chdir", str(Path(os.path.realpath(cwd))), "--", *argv]
+
+
+@contextlib.contextmanager
+def _mount_points(dests: Sequence[Path]) -> Iterator[None]:
+    """Empty directories for the bind destinations that do not exist yet (bwrap
+    cannot make one under a read-only mount), removed afterwards while still
+    empty, so a run leaves the directories it was mounted into as it found them.
+    A destination that exists as anything, a link included, is left alone."""
+    made: list[Path] = []
+    try:
+        for dest in dests:
+            if not os.path.lexists(dest) and dest.parent.is_dir() and not dest.parent.is_symlink():
+                dest.mkdir()
+                made.append(dest)
+        yield
+    finally:
+        for dest in reversed(made):
+            with contextlib.suppress(OSError):  # no longer empty: the run's own doing, kept
+                dest.rmdir()
 
 
 # -- limits -----------------------------------------------------------------------
@@ -409,6 +432,7 @@ def run(
     writable: Sequence[Path] = (),
     readable: Sequence[Path] = (),
     binds: Sequence[tuple[Path, str]] = (),
+    writable_binds: Sequence[tuple[Path, str]] = (),
     network: bool = False,
 ) -> Outcome:
     """Run `argv` in `sandbox` (see bwrap_argv) with its limits, at most
@@ -418,7 +442,10 @@ def run(
         reason = f"{PRLIMIT} (util-linux) is not installed, so the limits cannot be set"
     if reason is not None:
         raise SandboxUnavailable(reason)
-    with tempfile.TemporaryDirectory(prefix="patchling-sandbox-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="patchling-sandbox-") as tmp,
+        _mount_points([Path(d) for _, d in [*writable_binds, *binds]]),
+    ):
         full = list(argv)
         if sandbox.enabled:
             full = bwrap_argv(
@@ -429,6 +456,7 @@ def run(
                 writable=writable,
                 readable=readable,
                 binds=binds,
+                writable_binds=writable_binds,
                 network=network,
             )
         cap = _ProcessCap(sandbox.limits.processes)

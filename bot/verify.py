@@ -20,16 +20,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bot import grammars, runners
 from bot.files import list_files
 from bot.index import language_of
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
 from bot.sandbox import run as sandboxed
-
-if TYPE_CHECKING:
-    from bot.pyenv import PyEnv
 
 # Only these variables reach the command; everything else is dropped.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "PYTHONHASHSEED", "SYSTEMROOT")
@@ -100,6 +97,35 @@ class TestRun:
     def not_run(cls, command: str, reason: str) -> TestRun:
         """A run that never started (its environment could not be built, say)."""
         return cls(command, 0, 0, 0, 0, could_not_run=reason)
+
+
+@dataclass
+class Mounts:
+    """What a test environment adds to the sandbox (see bot.sandbox.run)."""
+
+    writable: list[Path] = field(default_factory=list)
+    readable: list[Path] = field(default_factory=list)
+    binds: list[tuple[Path, str]] = field(default_factory=list)
+    writable_binds: list[tuple[Path, str]] = field(default_factory=list)
+
+
+class Environment(Protocol):
+    """What the tests run in besides the checkout: the repository's Python
+    environment (bot.pyenv) or its installed dependencies (bot.deps)."""
+
+    reused: bool  # found ready rather than built for this run
+
+    def apply(self, env: dict[str, str], root: Path) -> dict[str, str]:
+        """The command's variables with this environment's added."""
+        ...
+
+    def mounts(self, root: Path, setup: bool) -> Mounts:
+        """What the sandbox shows of it, for the setup command or the tests."""
+        ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def describe(self) -> str: ...
 
 
 # -- syntax -----------------------------------------------------------------
@@ -218,26 +244,27 @@ def _step(
     root: Path,
     env: dict[str, str],
     timeout_s: float,
-    pyenv: PyEnv | None,
+    test_env: Environment | None,
     *,
     setup: bool,
     network: Network,
     toolchain: list[Path] | None = None,
 ) -> tuple[int | None, bool, str]:
-    """One command in the sandbox: the work tree writable; the environment
-    writable for setup only (it installs there), read-only for the tests, as
-    is the runner's toolchain where it lives outside the system directories."""
-    env_dirs = [pyenv.path] if pyenv is not None else []
-    base = [pyenv.base_prefix] if pyenv is not None and pyenv.base_prefix is not None else []
-    base += toolchain or []
+    """One command in the sandbox: the work tree writable, plus what the
+    environment shows (bot.pyenv's is writable for setup only, as it installs
+    there), and the runner's toolchain read-only where it lives outside the
+    system directories."""
+    mounts = test_env.mounts(root, setup) if test_env is not None else Mounts()
     outcome = sandboxed(
         sandbox,
         command_argv(command),
         cwd=root,
         env=env,
         timeout_s=timeout_s,
-        writable=[root, *(env_dirs if setup else [])],
-        readable=[*base, *([] if setup else env_dirs)],
+        writable=[root, *mounts.writable],
+        readable=[*mounts.readable, *(toolchain or [])],
+        binds=mounts.binds,
+        writable_binds=mounts.writable_binds,
         network=network == "all" or (setup and network == "setup"),
     )
     output = outcome.output + (f"\n[patchling: {outcome.note}]\n" if outcome.note else "")
@@ -249,20 +276,23 @@ def run_tests(
     command: str,
     timeout_s: float,
     setup_command: str | None = None,
-    pyenv: PyEnv | None = None,
+    pyenv: Environment | None = None,
     *,
     sandbox: Sandbox | None = None,
     network: Network = "setup",
 ) -> TestRun:
     """Run `setup_command` (if any) then `command` in `root`, in `sandbox`
     (bubblewrap by default), inside the repository's environment `pyenv` when
-    given; both share `timeout_s`. A failing setup counts as one error of the
-    run. Where the sandbox cannot run, the tests do not run either."""
+    given (its Python environment or its installed dependencies); both share
+    `timeout_s`. A failing setup counts as one error of the run. Where the
+    sandbox cannot run, the tests do not run either."""
     root = Path(root)
     sandbox = sandbox or Sandbox()
     started, since = time.monotonic(), time.time()
     runner = runners.runner_for(command)
-    reason = runner.precheck(root) if runner is not None and not setup_command else None
+    # Dependencies a setup command or the environment installs are not in the checkout yet.
+    checks = runner is not None and not setup_command and pyenv is None
+    reason = runner.precheck(root) if runner is not None and checks else None
     if reason is not None:
         return TestRun.not_run(command, reason)
     toolchain = runner.toolchain() if runner is not None else []

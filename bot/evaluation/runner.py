@@ -23,13 +23,12 @@ from pathlib import Path
 
 from bot import models
 from bot.config import ChangeCaps, Tier
-from bot.engine import EditRequest, EditResult, run_edit
+from bot.engine import EditRequest, EditResult, TestPlace, run_edit, tests_in_env
 from bot.evaluation.scores import EvalRun, TaskResult, TierInfo
 from bot.evaluation.suites import Task, write_tree
-from bot.pyenv import EnvError, ensure_env, needs_env
 from bot.sandbox import Sandbox
 from bot.tokens import truncate_to_tokens
-from bot.verify import TestRun, default_test_command, run_tests
+from bot.verify import TestRun, default_test_command
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +56,13 @@ class EvalOptions:
 
 
 def run_check(root: Path, command: str | None, options: EvalOptions) -> TestRun:
-    """The tests at `root`, in the sandbox, in an environment of their own when they need one."""
+    """The tests at `root`, in the sandbox, in an environment of their own when they
+    need one: the engine's way (bot.engine.tests_in_env), so a task is judged as a job is."""
     command = command or default_test_command(root)
     if command is None:
         return TestRun.not_run("", "the task has no tests to run")
-    env = None
-    if needs_env(root, [command]):
-        try:
-            env = ensure_env(root, options.data_dir / "envs", scope=ENV_SCOPE, sandbox=options.sandbox)
-        except EnvError as exc:
-            return TestRun.not_run(command, str(exc))
-    return run_tests(root, command, options.test_timeout_s, pyenv=env, sandbox=options.sandbox)
+    place = TestPlace(options.data_dir / "envs", options.sandbox, scope=ENV_SCOPE)
+    return tests_in_env(root, command, None, options.test_timeout_s, place)[0]
 
 
 def check_hidden(work: Path, task: Task, options: EvalOptions) -> TestRun:

@@ -1,0 +1,324 @@
+"""A repository's dependencies for the test runners beyond Python: node_modules
+installed from its lockfile, Go modules downloaded from its go.sum.
+
+Like bot/pyenv.py, each is installed once per key (the repository, the files
+that pin the dependencies, the install command) under `<envs_dir>/node/<key>/`
+or `<envs_dir>/go/<key>/` (bot.buildcache: built beside its place, renamed
+under a lock, nothing left of a failed install) and reused by every job whose
+files hash the same.
+
+Installing runs the package manager, never the repository's code: npm, pnpm
+and yarn with `--ignore-scripts` (no lifecycle script of any package runs),
+`go mod download` (Go runs nothing while downloading). It still runs in the
+sandbox, with the network when the repository's `network` setting allows it
+in setup, the checkout read-only and only the place being built writable
+(plus the package manager's download cache for this repository).
+
+The tests then see the result read-only: node_modules mounted at
+`<checkout>/node_modules` inside the sandbox (nothing is written to the
+checkout: the empty directory bwrap mounts onto is removed after the run),
+the module cache as GOMODCACHE with GOPROXY=off, so the tests need no network.
+
+Only pinned dependencies are installed: without a lockfile (or go.sum) two
+runs of the same tests could install different versions, and a before/after
+comparison would mean nothing, so the tests do not run and the reason says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from bot import runners
+from bot.buildcache import EnvError, build_once
+from bot.files import PathRefused, read_bytes
+from bot.pyenv import ensure_env, needs_env
+from bot.sandbox import Network, Sandbox, SandboxUnavailable
+from bot.sandbox import run as sandboxed
+from bot.verify import Environment, Mounts, scrubbed_env
+
+# Bump when the way dependencies are installed changes: old installs are then not reused.
+SCHEME = "1"
+MARKER = "patchling-deps.txt"
+NODE_MODULES = "node_modules"
+BUILD_TIMEOUT_S = 900.0
+ERROR_TAIL_CHARS = 1500
+# Lockfile, and the install that follows it exactly without running any package's scripts.
+NODE_INSTALLS = (
+    ("npm-shrinkwrap.json", ("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")),
+    ("package-lock.json", ("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")),
+    ("pnpm-lock.yaml", ("pnpm", "install", "--frozen-lockfile", "--ignore-scripts")),
+    ("yarn.lock", ("yarn", "install", "--frozen-lockfile", "--ignore-scripts", "--non-interactive")),
+)
+GO_DOWNLOAD = ("go", "mod", "download")
+# What a package manager may see of the server's settings: where the registry
+# or module proxy is and how to reach it. Never a token: a repository's .npmrc
+# could send it to a host of its choosing.
+ALLOW = (
+    "npm_config_registry",
+    "NPM_CONFIG_REGISTRY",
+    "YARN_REGISTRY",
+    "NODE_EXTRA_CA_CERTS",
+    "GOPROXY",
+    "GOPRIVATE",
+    "GONOPROXY",
+    "GONOSUMDB",
+    "GOSUMDB",
+    "GOINSECURE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+# Each package manager's download cache, per repository (never the server user's own).
+CACHE_DIR = ".downloads"
+
+Kind = Literal["node", "go"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: Kind
+    pins: tuple[str, ...]  # the files whose bytes decide what is installed
+    argv: tuple[str, ...]
+
+    def words(self) -> list[str]:
+        how = " ".join(a for a in self.argv if not a.startswith("-"))
+        return [f"{self.kind} dependencies from {self.pins[-1]} ({how})"]
+
+
+@dataclass
+class Deps:
+    plan: Plan
+    path: Path
+    key: str
+    seconds: float
+    reused: bool
+
+    @property
+    def installed(self) -> list[str]:
+        return self.plan.words()
+
+    def apply(self, env: dict[str, str], root: Path) -> dict[str, str]:
+        if self.plan.kind == "go":
+            return {**env, "GOMODCACHE": str(self.path / "mod"), "GOPROXY": "off", "GOSUMDB": "off"}
+        return env
+
+    def mounts(self, root: Path, setup: bool) -> Mounts:
+        if self.plan.kind == "go":
+            return Mounts(readable=[self.path])
+        return Mounts(binds=[(self.path / NODE_MODULES, str(root / NODE_MODULES))])
+
+    def describe(self) -> str:
+        what = ", ".join(self.installed)
+        return f"{what} reused" if self.reused else f"{what} installed in {self.seconds:.1f}s"
+
+    def to_json(self) -> dict[str, Any]:
+        # The same keys as bot.pyenv's, and no path of the server's.
+        return {
+            "key": self.key,
+            "installed": self.installed,
+            "seconds": round(self.seconds, 3),
+            "reused": self.reused,
+        }
+
+
+# -- what ---------------------------------------------------------------------------
+
+
+def _file(root: Path, name: str) -> bool:
+    """A regular file at the checkout's root, not a link (bot.files never reads one)."""
+    path = root / name
+    return path.is_file() and not path.is_symlink()
+
+
+def _node_plan(root: Path) -> Plan | None:
+    data = runners.package_json(root)
+    declared = sorted({**(data.get("dependencies") or {}), **(data.get("devDependencies") or {})})
+    if not declared or os.path.lexists(root / NODE_MODULES):
+        return None  # nothing to install, or the checkout brings its own
+    for lockfile, argv in NODE_INSTALLS:
+        if _file(root, lockfile):
+            if shutil.which(argv[0]) is None:
+                raise EnvError(f"{argv[0]} is not installed on this server; {lockfile} needs it")
+            return Plan("node", ("package.json", lockfile), argv)
+    shown = ", ".join(declared[:3]) + (" …" if len(declared) > 3 else "")
+    raise EnvError(
+        f"no lockfile: package.json declares dependencies ({shown}) but pins none of them;"
+        " commit package-lock.json, pnpm-lock.yaml or yarn.lock so every run installs the same versions"
+    )
+
+
+def _go_requires(root: Path) -> bool:
+    try:
+        text = read_bytes(root, "go.mod").decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return re.search(r"^require\b", text, re.MULTILINE) is not None
+
+
+def _go_plan(root: Path) -> Plan | None:
+    if not _go_requires(root) or os.path.lexists(root / "vendor"):
+        return None  # nothing to download, or vendored
+    if not _file(root, "go.sum"):
+        raise EnvError("go.sum is missing: go.mod requires modules but pins none of their hashes")
+    if shutil.which("go") is None:
+        raise EnvError("go is not installed on this server")
+    return Plan("go", ("go.mod", "go.sum"), GO_DOWNLOAD)
+
+
+def plan(root: Path, command: str, setup_command: str | None) -> Plan | None:
+    """What to install before `command` runs, or None. A `setup:` command
+    installs what it wants itself, as it always has. Raises EnvError when
+    dependencies are declared but cannot be installed the same way each time."""
+    runner = runners.runner_for(command)
+    if setup_command or runner is None:
+        return None
+    if runner is runners.NODE:
+        return _node_plan(root)
+    if runner is runners.GO:
+        return _go_plan(root)
+    return None
+
+
+def deps_key(root: Path, chosen: Plan, scope: str) -> str:
+    digest = hashlib.sha256()
+    for part in (SCHEME, chosen.kind, scope, *chosen.argv):
+        digest.update(part.encode() + b"\0")
+    for name in chosen.pins:
+        try:
+            digest.update(name.encode() + b"\0" + read_bytes(root, name) + b"\0")
+        except (OSError, PathRefused) as exc:
+            raise EnvError(f"cannot read {name}: {exc}") from None
+    return digest.hexdigest()[:24]
+
+
+# -- how ----------------------------------------------------------------------------
+
+
+def _pm_env(program: str, home: Path, cache: Path, network: bool) -> dict[str, str]:
+    """The package manager's variables: the scrubbed set, the server's registry
+    settings, its download cache for this repository, and nothing that asks."""
+    env = scrubbed_env(home)
+    env.update({name: os.environ[name] for name in ALLOW if name in os.environ})
+    env.update(PM_SETTINGS[program](cache))
+    if not network:
+        env.update({"npm_config_offline": "true", "GOPROXY": "off"})
+    return env
+
+
+_NPM_QUIET = {"npm_config_update_notifier": "false", "npm_config_fund": "false", "npm_config_audit": "false"}
+PM_SETTINGS: dict[str, Callable[[Path], dict[str, str]]] = {
+    "npm": lambda cache: {"npm_config_cache": str(cache / "npm"), **_NPM_QUIET},
+    "pnpm": lambda cache: {"npm_config_store_dir": str(cache / "pnpm"), **_NPM_QUIET},
+    "yarn": lambda cache: {"YARN_CACHE_FOLDER": str(cache / "yarn"), **_NPM_QUIET},
+    "go": lambda cache: {
+        "GOTOOLCHAIN": "local",
+        "GOTELEMETRY": "off",
+        "GOFLAGS": "-mod=readonly",
+        "CGO_ENABLED": "0",
+    },
+}
+
+
+def _local_proxies(env: dict[str, str]) -> list[Path]:
+    """Directories a file:// GOPROXY names: the sandbox shows them read-only."""
+    found = [Path(p.removeprefix("file://")) for p in re.split(r"[,|]", env.get("GOPROXY", ""))]
+    return [p for p in found if p.is_absolute() and p.is_dir()]
+
+
+def _install(
+    root: Path, chosen: Plan, target: Path, cache: Path, sandbox: Sandbox, network: bool, timeout_s: float
+) -> None:
+    """Run the plan's install in the sandbox: the checkout read-only, only
+    `target` (and the download cache) writable."""
+    target.mkdir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="patchling-deps-") as home:
+        env = _pm_env(chosen.argv[0], Path(home), cache, network)
+        if chosen.kind == "go":
+            env["GOMODCACHE"] = str(target / "mod")
+            mounts = Mounts(writable=[target, cache], readable=[root, *_local_proxies(env)])
+        else:
+            (target / NODE_MODULES).mkdir()
+            mounts = Mounts(
+                writable=[cache],
+                readable=[root],
+                writable_binds=[(target / NODE_MODULES, str(root / NODE_MODULES))],
+            )
+        try:
+            outcome = sandboxed(
+                sandbox,
+                list(chosen.argv),
+                cwd=root,
+                env=env,
+                timeout_s=timeout_s,
+                writable=mounts.writable,
+                readable=mounts.readable,
+                writable_binds=mounts.writable_binds,
+                network=network,
+            )
+        except SandboxUnavailable as exc:
+            raise EnvError(f"sandbox unavailable: {exc}") from None
+    command = " ".join(chosen.argv)
+    if outcome.timed_out:
+        raise EnvError(f"{command} timed out")
+    if outcome.exit_code != 0:
+        tail = outcome.output.strip()[-ERROR_TAIL_CHARS:]
+        raise EnvError(f"{command} failed (exit {outcome.exit_code}): {tail}")
+
+
+def ensure_deps(
+    root: Path,
+    chosen: Plan,
+    envs_dir: Path,
+    *,
+    scope: str = "",
+    sandbox: Sandbox | None = None,
+    network: Network = "setup",
+    timeout_s: float = BUILD_TIMEOUT_S,
+) -> Deps:
+    """The installed dependencies for the checkout at `root`: reused when an
+    install with the same key exists, else installed. Raises EnvError."""
+    key = deps_key(root, chosen, scope)
+    cache = envs_dir / CACHE_DIR / hashlib.sha256(scope.encode()).hexdigest()[:16]
+    net = network in ("setup", "all")
+
+    def build(target: Path) -> None:
+        _install(root, chosen, target, cache, sandbox or Sandbox(), net, timeout_s)
+
+    what = f"the {chosen.kind} dependencies"
+    built = build_once(envs_dir / chosen.kind, key, MARKER, build, what)
+    return Deps(chosen, built.path, key, built.seconds, built.reused)
+
+
+def ensure_test_env(
+    root: Path,
+    command: str,
+    setup_command: str | None,
+    envs_dir: Path,
+    *,
+    scope: str = "",
+    sandbox: Sandbox | None = None,
+    network: Network = "setup",
+) -> Environment | None:
+    """What `command` runs in besides the checkout: the repository's Python
+    environment when it needs one, else its installed dependencies, else
+    nothing. Raises EnvError when what it needs cannot be had."""
+    if needs_env(root, [command, setup_command]):
+        return ensure_env(root, envs_dir, setup_command, scope=scope, sandbox=sandbox, network=network)
+    chosen = plan(root, command, setup_command)
+    if chosen is None:
+        return None
+    return ensure_deps(root, chosen, envs_dir, scope=scope, sandbox=sandbox, network=network)
