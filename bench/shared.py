@@ -4,16 +4,16 @@ $PATCHLING_BENCH_DATA."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-SHARED = Path(os.environ.get("PATCHLING_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+from bot.shared_data import bench_dir, shared_dir
+
+SHARED = shared_dir()
 
 
 def bench_data() -> Path:
-    env = os.environ.get("PATCHLING_BENCH_DATA")
-    return Path(env) if env else SHARED / "bench"
+    return bench_dir()
 
 
 def need(path: Path) -> Path:

@@ -15,7 +15,6 @@ import copy
 import datetime as dt
 import itertools
 import json
-import os
 import re
 import secrets
 from collections.abc import Callable
@@ -28,7 +27,9 @@ import httpx
 import pytest
 import respx
 
-SHARED = Path(os.environ.get("PATCHLING_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+from bot.shared_data import shared_dir
+
+SHARED = shared_dir()
 API_EXAMPLES = SHARED / "github-api-examples"
 PAYLOADS = SHARED / "github-payloads"
 API_URL = "https://api.github.test"

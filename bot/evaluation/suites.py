@@ -17,7 +17,6 @@ of its work afterwards (runner.py).
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,12 +26,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.files import PathRefused, clean_path, list_files
+from bot.shared_data import CHECKOUT, bench_dir
 
 __all__ = ["Edit", "Task", "TaskError", "load_suite", "pick_tasks", "suite_dir", "write_tree"]
 
 # Where the shared benchmark data lies, as bench/shared.py has it: $PATCHLING_BENCH_DATA,
 # else $PATCHLING_SHARED/bench, else shared/bench beside the checkout.
-CHECKOUT = Path(__file__).resolve().parents[2]
 EXERCISM_FOLDER = "exercism-python"
 SUITES = ("examples", "exercism")
 EXERCISM_NOTE = (
@@ -45,19 +44,12 @@ class TaskError(Exception):
     """A suite or task that cannot be read; the message names the file and the problem."""
 
 
-def shared_bench_dir() -> Path:
-    if env := os.environ.get("PATCHLING_BENCH_DATA"):
-        return Path(env)
-    shared = os.environ.get("PATCHLING_SHARED")
-    return (Path(shared) if shared else CHECKOUT.parent / "shared") / "bench"
-
-
 def suite_dir(name: str) -> Path:
     """The folder of a named suite: the shipped examples, or the shared Exercism exercises."""
     if name == "examples":
         return CHECKOUT / "examples" / "tasks"
     if name == "exercism":
-        return shared_bench_dir() / EXERCISM_FOLDER
+        return bench_dir() / EXERCISM_FOLDER
     raise TaskError(f"unknown suite {name!r} (known: {', '.join(SUITES)}; or give --suite-dir)")
 
 
