@@ -3,14 +3,20 @@ starts, which tiers it skips, and when a held-back tier is tried again."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from bot.cli import app
 from bot.config import Routing, Tier
+from bot.engine import EditRequest, run_edit
+from bot.progress import Progress, Routed
 from bot.records import RecordStore
 from bot.routing import Route, Router, coverage
+from tests.modelserver import ScriptedModel
 
 TIERS = [Tier(name=n, model=n) for n in ("small", "mid", "big")]
 SETTINGS = Routing()  # min_rate 0.6, window 50, min_samples 5, max_failures 3, reprobe_every 10
@@ -173,3 +179,101 @@ def test_coverage_per_kind_language_and_tier(store: RecordStore) -> None:
         ("change", "go", "big", "unknown", False),
     ]
     assert rows[0]["rate"] == 1.0 and rows[0]["samples"] == 5 and rows[0]["scope"] == "'add' in python"
+
+
+# -- through the engine: two scripted tiers ------------------------------------------
+
+APP = 'def greet() -> str:\n    return "hi"\n'
+GOOD = APP + '\n\ndef farewell() -> str:\n    return "bye"\n'
+BROKEN = "def farewell(:\n"
+ADD = "add a farewell function to app.py"
+
+
+def scripted(server: ScriptedModel, small_reply: str) -> None:
+    """Both tiers plan the same; `small` answers with `small_reply`, `big` always right."""
+    plan = {"files": [{"path": "app.py", "change": "add farewell"}], "notes": "farewell"}
+    server.script(
+        {"match": "Answer in JSON", "reply": f"```json\n{json.dumps(plan)}\n```\n"},
+        {"model": "small", "match": "What to change in app.py:", "reply": f"```python\n{small_reply}```\n"},
+        {"model": "big", "match": "What to change in app.py:", "reply": f"```python\n{GOOD}```\n"},
+    )
+
+
+async def test_the_engine_follows_the_route_down_and_back_up(
+    model_server: ScriptedModel, tmp_path: Path
+) -> None:
+    repo, store = tmp_path / "repo", RecordStore(tmp_path / "records.sqlite3")
+    tiers = [Tier(name=n, model=n, base_url=model_server.url, timeout_s=30) for n in ("small", "big")]
+    settings = Routing(window=4, min_samples=2, min_rate=0.5, max_failures=2, reprobe_every=2)
+    routes: list[Routed] = []
+
+    async def edit() -> list[str]:
+        repo.mkdir(exist_ok=True)
+        (repo / "app.py").write_text(APP)
+        request = EditRequest(repo, ADD, test_command="true", data_dir=tmp_path / "data")
+        result = await run_edit(request, tiers=tiers, records=store, routing=settings, on_progress=heard)
+        assert result.status == "verified" and result.route == routes[-1].line
+        return [a.tier for a in result.attempts]
+
+    def heard(event: Progress) -> None:
+        if isinstance(event, Routed):
+            routes.append(event)
+
+    scripted(model_server, BROKEN)
+    assert await edit() == ["small", "big"]  # no record: the configured order
+    assert await edit() == ["small", "big"]
+    assert await edit() == ["big"]  # small failed twice in a row on 'add'
+    assert routes[-1].line == (
+        "route: started at tier big (verified 2/2 on 'add' in python); held back: small (failed 2 in a row)"
+    )
+    scripted(model_server, GOOD)  # small gets better at it
+    assert await edit() == ["small"]  # re-probed, once a request passed it over: verified
+    assert await edit() == ["big"]  # weak (1 of 3), passed over once more
+    assert await edit() == ["small"]  # re-probed: 2 of 4, proven
+    assert await edit() == ["small"]
+    assert routes[-1].line == "route: started at tier small (verified 2/4 on 'add' in python)"
+    scripted(model_server, BROKEN)  # and worse again
+    assert await edit() == ["small", "big"]
+    assert await edit() == ["small", "big"]
+    assert await edit() == ["big"]
+    kinds = {(row["kind"], row["language"], row["files"]) for row in store.attempts()}
+    assert kinds == {("add", "python", 1)}
+
+
+# -- what stats and eval --report show -------------------------------------------------
+
+
+def test_stats_and_eval_report_show_the_coverage(tmp_path: Path) -> None:
+    config = tmp_path / "patchling.toml"
+    tiers = '[[tiers]]\nname = "small"\nmodel = "s"\n\n[[tiers]]\nname = "big"\nmodel = "b"\n'
+    config.write_text(tiers + "\n[routing]\nmin_samples = 2\n")
+    store = RecordStore(tmp_path / "records.sqlite3")
+    for _ in range(2):
+        request(store, "change", ("small", "tests_worse"), ("big", "verified"))
+        request(store, "add", ("small", "verified"))
+    common = ["--data-dir", str(tmp_path), "--config", str(config)]
+
+    text = CliRunner().invoke(app, ["stats", *common], env={"COLUMNS": "200"})
+    assert text.exit_code == 0, text.output
+    assert "routing coverage" in text.stdout
+    rows_shown = [line.split() for line in text.stdout.splitlines()]
+    lines = [cells for cells in rows_shown if cells and cells[0] in ("add", "change")]
+    assert lines == [
+        ["add", "python", "small", "2/2", "100%", "'add'", "in", "python", "proven", "◀"],
+        ["add", "python", "big", "2/2", "100%", "all", "proven"],
+        ["change", "python", "small", "0/2", "0%", "'change'", "in", "python", "weak"],
+        ["change", "python", "big", "2/2", "100%", "'change'", "in", "python", "proven", "◀"],
+    ]
+
+    rows = json.loads(CliRunner().invoke(app, ["stats", "--json", "--coverage", *common]).stdout)
+    assert [(r["kind"], r["tier"], r["start"]) for r in rows] == [
+        ("add", "small", True),
+        ("add", "big", False),
+        ("change", "small", False),
+        ("change", "big", True),
+    ]
+    report = CliRunner().invoke(app, ["eval", "--report", "--json", *common])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout) == {"eval": None, "coverage": rows}
+    human = CliRunner().invoke(app, ["eval", "--report", *common], env={"COLUMNS": "200"})
+    assert "no eval run stored yet" in human.stdout and "routing coverage" in human.stdout
