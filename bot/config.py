@@ -26,7 +26,8 @@ PRIVATE_KEY_CREDENTIAL = "github-private-key"
 
 
 class Tier(BaseModel):
-    """One model tier. Tiers are tried in order, smallest first."""
+    """One model tier. The tiers form a ladder in the configured order, cheapest
+    first; the router (bot.routing) decides where on it a request starts."""
 
     name: str
     provider: str = "openai-generic"

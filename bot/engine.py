@@ -1,5 +1,6 @@
 """The edit engine: tiers smallest first until one produces a change that
-applies, parses, and leaves the tests no worse than before.
+applies, parses, and leaves the tests no worse than before. With routing on,
+the records decide where on the ladder a request starts (bot.routing).
 
     context -> plan -> generate (concurrently per file) -> apply in memory
     -> syntax -> write -> tests -> accept, or restore and escalate
