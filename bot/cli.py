@@ -23,13 +23,16 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import pygit2
 import typer
 from rich.console import Console
 
 from bot.config import DataDirs, Settings, Tier, cli_data_dirs, load_settings
+
+if TYPE_CHECKING:
+    from bot.records import RecordStore
 
 app = typer.Typer(
     name="patchling",
@@ -240,7 +243,9 @@ def edit(
     err = _err()
 
     async def go(on_progress: ProgressFn | None) -> EditResult:
-        return await run_edit(request, tiers=tiers, records=records, on_progress=on_progress)
+        # Tiers named with --tier are tried as given; otherwise the router orders them.
+        routing = settings.routing if not tier else None
+        return await run_edit(request, tiers=tiers, records=records, on_progress=on_progress, routing=routing)
 
     try:
         with report_only_stdout():
@@ -351,17 +356,33 @@ def stats(
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
+    coverage: Annotated[
+        bool, typer.Option("--coverage", help="With --json: print the routing coverage instead.")
+    ] = False,
 ) -> None:
-    """Attempts per tier: how often each solved the task, at what cost."""
+    """Attempts per tier: how often each solved the task, at what cost; and
+    the routing coverage (where each kind of request starts)."""
     from bot.records import RecordStore
-    from bot.report import render_stats
+    from bot.report import render_coverage, render_stats
 
-    path = _data_dirs(_settings(config), data_dir).records
-    rows = RecordStore(path).summary() if path.exists() else []
+    settings = _settings(config)
+    path = _data_dirs(settings, data_dir).records
+    store = RecordStore(path) if path.exists() else None
+    rows = store.summary() if store is not None else []
     if json_output:
-        sys.stdout.write(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
-    else:
-        render_stats(rows, Console())
+        data = _coverage(settings, store) if coverage else [r.to_json() for r in rows]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    console = Console()
+    render_stats(rows, console)
+    if store is not None:
+        render_coverage(_coverage(settings, store), settings.routing, console)
+
+
+def _coverage(settings: Settings, store: RecordStore | None) -> list[dict[str, Any]]:
+    from bot.routing import coverage
+
+    return coverage(settings.tiers, settings.routing, store) if store is not None else []
 
 
 @app.command("eval")
@@ -391,6 +412,10 @@ def evaluate(
         float, typer.Option("--test-timeout", metavar="SECONDS", min=1, help="Per hidden-test run.")
     ] = 60.0,
     no_retry: Annotated[bool, typer.Option("--no-retry", help="One try per task, no retry.")] = False,
+    report: Annotated[
+        bool,
+        typer.Option("--report", help="Run nothing: show the latest stored run and the routing coverage."),
+    ] = False,
     json_output: JsonOption = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
@@ -407,6 +432,8 @@ def evaluate(
     settings = _settings(config)
     chosen = _pick_tiers(settings, [n.strip() for n in tiers.split(",") if n.strip()] if tiers else None)
     dirs = _data_dirs(settings, data_dir)
+    if report:
+        _eval_report(settings, dirs, json_output)
     try:
         folder = suite_dir or named_suite_dir(suite)
         tasks = pick_tasks(load_suite(folder), task or [])
@@ -433,6 +460,29 @@ def evaluate(
     else:
         render_eval(run, Console())
     raise typer.Exit(EXIT_OK if run.ladder().tiers else EXIT_FAILED)
+
+
+def _eval_report(settings: Settings, dirs: DataDirs, json_output: bool) -> NoReturn:
+    """The latest stored eval run and the coverage the router reads."""
+    from bot.evaluation.render import render_eval
+    from bot.evaluation.scores import EvalRun
+    from bot.records import RecordStore
+    from bot.report import render_coverage
+
+    store = RecordStore(dirs.records) if dirs.records.exists() else None
+    run = EvalRun.from_rows(store.eval_results()) if store is not None else None
+    coverage = _coverage(settings, store)
+    if json_output:
+        data = {"eval": run.to_json() if run is not None else None, "coverage": coverage}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        raise typer.Exit(EXIT_OK)
+    console = Console()
+    if run is None:
+        console.print("no eval run stored yet: run `patchling eval`")
+    else:
+        render_eval(run, console)
+    render_coverage(coverage, settings.routing, console)
+    raise typer.Exit(EXIT_OK)
 
 
 @app.command()

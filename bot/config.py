@@ -26,7 +26,8 @@ PRIVATE_KEY_CREDENTIAL = "github-private-key"
 
 
 class Tier(BaseModel):
-    """One model tier. Tiers are tried in order, smallest first."""
+    """One model tier. The tiers form a ladder in the configured order, cheapest
+    first; the router (bot.routing) decides where on it a request starts."""
 
     name: str
     provider: str = "openai-generic"
@@ -105,6 +106,26 @@ class ChangeCaps(BaseModel):
     max_changed_lines: PositiveInt = 2_000
 
 
+class Routing(BaseModel):
+    """Where each request starts on the tier ladder (bot.routing). The ladder is
+    the configured tier order, cheapest first; records of past attempts decide
+    where on it a request starts and which tiers it skips. Set under `[routing]`
+    in patchling.toml or as PATCHLING_ROUTING__MIN_RATE etc."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    # A tier is trusted with a kind of request when it verified at least this share...
+    min_rate: float = Field(default=0.6, ge=0.0, le=1.0)
+    # ... of its last `window` attempts on similar requests, and made at least `min_samples`.
+    window: PositiveInt = 50
+    min_samples: PositiveInt = 5
+    # A tier that failed this many times in a row on a kind of request is left out of it...
+    max_failures: PositiveInt = 3
+    # ... except on one request of that kind in this many, so its record can recover.
+    reprobe_every: PositiveInt = 10
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PATCHLING_",
@@ -122,6 +143,7 @@ class Settings(BaseSettings):
     test_command: str | None = None
     test_timeout_s: float = 600.0
     caps: ChangeCaps = Field(default_factory=ChangeCaps)
+    routing: Routing = Field(default_factory=Routing)
 
     # GitHub App settings keep GitHub's usual variable names.
     github_app_id: str | None = Field(default=None, validation_alias=AliasChoices("GITHUB_APP_ID"))

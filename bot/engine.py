@@ -1,5 +1,6 @@
 """The edit engine: tiers smallest first until one produces a change that
-applies, parses, and leaves the tests no worse than before.
+applies, parses, and leaves the tests no worse than before. With routing on,
+the records decide where on the ladder a request starts (bot.routing).
 
     context -> plan -> generate (concurrently per file) -> apply in memory
     -> syntax -> write -> tests -> accept, or restore and escalate
@@ -17,14 +18,15 @@ import asyncio
 import difflib
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from bot import models
+from bot import features, models
 from bot.apply import write_changes
-from bot.config import ChangeCaps, Tier
+from bot.config import ChangeCaps, Routing, Tier
 from bot.context import Context, ContextMemo, Focus, select_context
 from bot.conventions import fit_conventions, read_conventions
 from bot.deps import ensure_test_env
@@ -40,6 +42,7 @@ from bot.progress import (
     Progress,
     ProgressFn,
     Refused,
+    Routed,
     TestsRan,
     Verified,
 )
@@ -48,6 +51,7 @@ from bot.query import Query, parse_query
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
 from bot.rollback import rollback_on_error
+from bot.routing import Router
 from bot.sandbox import Network, Sandbox
 from bot.tokens import truncate_to_tokens
 from bot.verify import Environment, TestRun, check_syntax, default_test_command, run_tests, worse_than
@@ -119,6 +123,7 @@ class EditResult:
     context: dict[str, Any] = field(default_factory=dict)
     # The repository's test environment: what was installed, how long it took, whether reused.
     environment: dict[str, Any] | None = None
+    route: str = ""  # where the router started the request (bot.routing), when it routed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +142,7 @@ class EditResult:
             "last_output": self.last_output,
             "context": self.context,
             "environment": self.environment,
+            "route": self.route,
         }
 
 
@@ -252,8 +258,10 @@ async def run_edit(
     tiers: Sequence[Tier],
     records: RecordStore | None = None,
     on_progress: ProgressFn | None = None,
+    routing: Routing | None = None,
 ) -> EditResult:
-    """Carry out `request`, trying `tiers` in order. Raises ValueError for bad
+    """Carry out `request`, trying `tiers` in order, or in the order `routing`
+    learns from `records` (bot.routing). Raises ValueError for bad
     input; every model or test problem ends in an EditResult instead. A failed
     run leaves the work tree as it found it. Each attempt is added to `records`;
     `on_progress` hears of each finished stage (bot.progress)."""
@@ -264,7 +272,7 @@ async def run_edit(
         return _result(tally, _Ending("failed", roster.why_none(tiers)))
     run = await _start(request, tally, _safe(on_progress))
     try:
-        for tier in roster.live:
+        for tier in _route(run, roster.live, routing):
             result = await _attempt(run, tier)
             if result is not None:
                 return result
@@ -281,6 +289,8 @@ class _Tally:
         self.request = request
         self.records = records
         self.attempts: list[Attempt] = []
+        self.request_id = uuid.uuid4().hex  # groups this run's attempts in the records
+        self.features: features.Features | None = None  # once the repository is indexed
 
     def add(self, clock: _TierRun, outcome: str, detail: str) -> None:
         tier, usage = clock.tier, clock.usage
@@ -298,8 +308,14 @@ class _Tally:
         if self.records is not None:
             fields = {k: v for k, v in asdict(attempt).items() if k != "detail"}
             request = self.request
+            known = clock.features or self.features
             self.records.add(
-                job_id=request.job_id, repo=request.label, instruction=request.instruction, **fields
+                job_id=request.job_id,
+                repo=request.label,
+                instruction=request.instruction,
+                request_id=self.request_id,
+                features=known.to_json() if known is not None else None,
+                **fields,
             )
 
     def tokens(self) -> tuple[int, int]:
@@ -377,6 +393,7 @@ class _RunState:
     notes: str = ""
     environment: dict[str, Any] | None = None  # of the latest "after" run
     failures: list[str] = field(default_factory=list)
+    route: str = ""
 
 
 @dataclass
@@ -395,6 +412,7 @@ class _Run:
     # and what ranking derives from the index, kept for every tier of this run.
     query: Query
     memo: ContextMemo
+    features: features.Features  # what the request is like, before any plan (bot.features)
     state: _RunState = field(default_factory=_RunState)
 
 
@@ -410,6 +428,9 @@ async def _start(request: EditRequest, tally: _Tally, emit: ProgressFn) -> _Run:
     conventions = read_conventions(request.root)
     focus = request.focus
     query = parse_query(request.instruction, (focus.hunk or "") if focus else "")
+    memo = ContextMemo(index)
+    language = features.likely_language(index, query, focus, memo)
+    tally.features = features.of_request(request.instruction, language)
     return _Run(
         request,
         tally,
@@ -420,8 +441,20 @@ async def _start(request: EditRequest, tally: _Tally, emit: ProgressFn) -> _Run:
         index,
         conventions,
         query,
-        ContextMemo(index),
+        memo,
+        tally.features,
     )
+
+
+def _route(run: _Run, live: list[Tier], routing: Routing | None) -> list[Tier]:
+    """The order to try the tiers in: the router's, when routing is on."""
+    records = run.tally.records
+    if routing is None or not routing.enabled or records is None or not live:
+        return live
+    tiers, route = Router(routing, records).order(live, run.features.kind, run.features.language)
+    run.state.route = route.line()
+    run.emit(Routed(tiers[0].name, [t.name for t in tiers], run.state.route))
+    return tiers
 
 
 async def _all_failed(run: _Run, roster: _Roster) -> EditResult:
@@ -477,6 +510,7 @@ def _result(
         last_output=state.last_output,
         context=state.context,
         environment=environment,
+        route=state.route,
     )
 
 
@@ -565,6 +599,7 @@ class _TierRun:
     started: float
     usage: models.Usage = field(default_factory=models.Usage)
     model_s: float | None = None  # wall time of the model calls, once done
+    features: features.Features | None = None  # the request's, with what the plan and change showed
 
     def latency(self) -> float:
         return self.model_s if self.model_s is not None else time.perf_counter() - self.started
@@ -594,6 +629,8 @@ async def _propose(run: _Run, clock: _TierRun) -> _Change:
     try:
         plan = await _plan(run, tier)
         clock.usage += plan.usage
+        asked = _asked(request.instruction, plan)
+        clock.features = features.with_plan(run.features, run.index, plan.paths(), asked)
         generated = await generate(
             tier,
             request.root,
@@ -613,6 +650,9 @@ async def _propose(run: _Run, clock: _TierRun) -> _Change:
         raise _TierFailed(exc.outcome, exc.message) from None
     clock.usage += generated.usage
     clock.model_s = time.perf_counter() - clock.started
+    clock.features = features.with_change(
+        clock.features or run.features, request.instruction, generated.originals, generated.changes
+    )
     run.state.last_output = "\n\n".join(f.reply for f in generated.files if f.reply)
     run.emit(Generated(tier.name, [f.path for f in generated.files]))
     return _Change(tier, plan, generated.changes, generated.originals)
@@ -688,12 +728,15 @@ def _check_syntax(changes: Mapping[str, str]) -> None:
         raise _TierFailed("syntax_error", "syntax errors: " + "; ".join(problems[:5]))
 
 
+def _asked(instruction: str, plan: Plan) -> str:
+    """What the request and its plan ask for, in words."""
+    return " ".join([instruction, plan.notes, *(f.change for f in plan.files)])
+
+
 def _check_shrink(instruction: str, change: _Change) -> None:
     """A whole file that lost parts (truncated, elided) is refused: the tests
     may not cover what went missing."""
-    plan = change.plan
-    asked = " ".join([instruction, plan.notes, *(f.change for f in plan.files)])
-    lost = shrink_problems(change.originals, change.changes, asked)
+    lost = shrink_problems(change.originals, change.changes, _asked(instruction, change.plan))
     if lost:
         why = "; ".join(lost[:5])
         advice = "Keep every part of the file the request does not ask to change."

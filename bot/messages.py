@@ -14,6 +14,7 @@ from bot.progress import (
     Planned,
     Progress,
     Refused,
+    Routed,
     TestsRan,
     Verified,
 )
@@ -81,6 +82,8 @@ def progress_line(event: Progress) -> str:
     """An engine event as a line of the status comment."""
     tier = f" (tier `{event.tier}`)" if event.tier else ""
     match event:
+        case Routed():
+            return f"🧭 {event.line}"
         case ContextChosen():
             return f"✅ context chosen: {len(event.files)} files, {event.tokens:,} tokens{tier}"
         case Planned():

@@ -21,10 +21,21 @@ __all__ = [
     "Progress",
     "ProgressFn",
     "Refused",
+    "Routed",
     "TestsRan",
     "Verified",
     "log_fields",
 ]
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where on the tier ladder the request starts, and why (bot.routing)."""
+
+    stage: ClassVar[str] = "route"
+    tier: str  # the tier it starts at
+    order: list[str]  # every tier it may try, in order
+    line: str  # "route: started at tier X (verified 8/10 on 'change' in python)"
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,7 @@ class TestsRan:
         return f"tests_{self.when}"
 
 
-Progress = ContextChosen | Planned | Generated | Verified | Refused | EnvironmentReady | TestsRan
+Progress = Routed | ContextChosen | Planned | Generated | Verified | Refused | EnvironmentReady | TestsRan
 ProgressFn = Callable[[Progress], None]
 
 
@@ -108,6 +119,8 @@ def log_fields(event: Progress) -> dict[str, Any]:
         fields["files"] = len(event.files)
     if isinstance(event, Refused):
         fields["outcome"] = event.outcome
+    if isinstance(event, Routed):
+        fields["order"] = ",".join(event.order)
     if isinstance(event, TestsRan):
         run = event.run
         fields |= {"passed": run.passed, "failed": run.failed, "errors": run.errors}

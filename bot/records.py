@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bot import metrics
 
@@ -37,9 +37,16 @@ CREATE TABLE IF NOT EXISTS attempts (
     latency_s REAL NOT NULL,
     outcome TEXT NOT NULL,
     created_at REAL NOT NULL,
-    dry_run INTEGER NOT NULL DEFAULT 0
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    request_id TEXT,
+    kind TEXT,
+    language TEXT,
+    words INTEGER,
+    files INTEGER,
+    symbols INTEGER
 );
 CREATE INDEX IF NOT EXISTS attempts_tier ON attempts (tier);
+CREATE INDEX IF NOT EXISTS attempts_tier_kind ON attempts (tier, kind);
 CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_id);
 CREATE TABLE IF NOT EXISTS eval_results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -82,6 +89,32 @@ MIGRATIONS = {
     1: "ALTER TABLE attempts ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+# The request's features (bot.features) and the run it belongs to, added to a
+# database that lacks them whatever its version says: rows written before
+# have none (NULL), and the router (bot.routing) leaves those out of a kind.
+FEATURE_COLUMNS = {
+    "request_id": "TEXT",
+    "kind": "TEXT",
+    "language": "TEXT",
+    "words": "INTEGER",
+    "files": "INTEGER",
+    "symbols": "INTEGER",
+}
+ATTEMPT_COLUMNS = (
+    "job_id",
+    "repo",
+    "instruction",
+    "tier",
+    "model",
+    "edit_format",
+    "tokens_in",
+    "tokens_out",
+    "latency_s",
+    "outcome",
+    "created_at",
+    "dry_run",
+    *FEATURE_COLUMNS,
+)
 # Outcomes where no model answered (bot.models.NO_ANSWER_KINDS, kept here so
 # reading records never loads the model runtime; a test keeps them equal).
 NO_ANSWER_OUTCOMES = (
@@ -92,6 +125,8 @@ NO_ANSWER_OUTCOMES = (
     "timeout",
     "unreachable",
 )
+# The attempts that say what a model can do: one answered, in a real run.
+COUNTED = "outcome NOT IN ({}) AND dry_run = 0".format(", ".join(f"'{o}'" for o in NO_ANSWER_OUTCOMES))
 
 
 @dataclass(frozen=True)
@@ -144,6 +179,10 @@ class RecordStore:
         if exists:
             for target in sorted(v for v in MIGRATIONS if v > version):
                 db.execute(MIGRATIONS[target])
+            have = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
+            for column, kind in FEATURE_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {kind}")
         for statement in SCHEMA.split(";"):  # a new database gets the current schema whole
             if statement.strip():
                 db.execute(statement)
@@ -173,31 +212,80 @@ class RecordStore:
         job_id: str | None = None,
         created_at: float | None = None,
         dry_run: bool | None = None,
+        request_id: str | None = None,
+        features: Mapping[str, Any] | None = None,
     ) -> int:
-        """Store one attempt; returns its row id."""
+        """Store one attempt; returns its row id. `features` are the request's
+        (bot.features.Features.to_json); `request_id` groups one run's attempts."""
+        dry = self.dry_run if dry_run is None else dry_run
+        values: dict[str, Any] = {
+            "job_id": job_id,
+            "repo": repo,
+            "instruction": instruction,
+            "tier": tier,
+            "model": model,
+            "edit_format": edit_format,
+            "tokens_in": int(tokens_in),
+            "tokens_out": int(tokens_out),
+            "latency_s": float(latency_s),
+            "outcome": outcome,
+            "created_at": time.time() if created_at is None else created_at,
+            "dry_run": int(dry),
+            "request_id": request_id,
+        }
+        values |= {c: (features or {}).get(c) for c in FEATURE_COLUMNS if c != "request_id"}
+        marks = ", ".join("?" * len(ATTEMPT_COLUMNS))
         with self._connect() as db:
             cursor = db.execute(
-                "INSERT INTO attempts (job_id, repo, instruction, tier, model, edit_format,"
-                " tokens_in, tokens_out, latency_s, outcome, created_at, dry_run)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job_id,
-                    repo,
-                    instruction,
-                    tier,
-                    model,
-                    edit_format,
-                    int(tokens_in),
-                    int(tokens_out),
-                    float(latency_s),
-                    outcome,
-                    time.time() if created_at is None else created_at,
-                    int(self.dry_run if dry_run is None else dry_run),
-                ),
+                f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({marks})",
+                tuple(values[c] for c in ATTEMPT_COLUMNS),
             )
-        if not (self.dry_run if dry_run is None else dry_run):
+        if not dry:
             metrics.attempt(tier, outcome, int(tokens_in), int(tokens_out))
         return int(cursor.lastrowid or 0)
+
+    def recent_outcomes(
+        self, tier: str, limit: int, *, kind: str | None = None, language: str | None = None
+    ) -> list[str]:
+        """The outcomes of `tier`'s last `limit` counted attempts, newest first:
+        on requests of `kind` (and `language`) when given, else on any."""
+        where, args = self._similar(kind, language)
+        query = f"SELECT outcome FROM attempts WHERE tier = ? AND {COUNTED}{where} ORDER BY id DESC LIMIT ?"
+        with self._connect() as db:
+            return [row[0] for row in db.execute(query, (tier, *args, limit))]
+
+    def requests_since(self, tier: str, kind: str) -> int:
+        """How many requests of `kind` had counted attempts after the one
+        `tier` last made an attempt in (since the first record, when none)."""
+        request = "COALESCE(request_id, 'row' || id)"
+        of_kind = f"{COUNTED} AND kind = ?"
+        query = (
+            f"WITH last AS (SELECT id, {request} AS request FROM attempts"
+            f" WHERE tier = ? AND {of_kind} ORDER BY id DESC LIMIT 1)"
+            f" SELECT COUNT(DISTINCT {request}) FROM attempts WHERE {of_kind}"
+            " AND id > COALESCE((SELECT id FROM last), 0)"
+            f" AND {request} != COALESCE((SELECT request FROM last), '')"
+        )
+        with self._connect() as db:
+            return int(db.execute(query, (tier, kind, kind)).fetchone()[0])
+
+    def request_kinds(self) -> list[tuple[str, str]]:
+        """Every (kind, language) counted attempts were recorded with, sorted."""
+        query = (
+            "SELECT DISTINCT kind, COALESCE(language, '') FROM attempts"
+            f" WHERE {COUNTED} AND kind IS NOT NULL ORDER BY 1, 2"
+        )
+        with self._connect() as db:
+            return [(kind, language) for kind, language in db.execute(query)]
+
+    @staticmethod
+    def _similar(kind: str | None, language: str | None) -> tuple[str, tuple[str, ...]]:
+        where, args = "", cast(tuple[str, ...], ())
+        if kind is not None:
+            where, args = " AND kind = ?", (kind,)
+        if language is not None:
+            where, args = where + " AND language = ?", (*args, language)
+        return where, args
 
     def attempts(self, job_id: str | None = None, *, since: float | None = None) -> list[dict[str, Any]]:
         """Stored attempts, oldest first; only one job's when `job_id` is given,

@@ -4,16 +4,17 @@ summaries of results, context selections and records afterwards."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import assert_never
+from typing import Any, assert_never
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.panel import Panel
 from rich.status import Status
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from bot.config import Routing
 from bot.context import Context
 from bot.engine import EditResult
 from bot.messages import summarize_tests
@@ -24,6 +25,7 @@ from bot.progress import (
     Planned,
     Progress,
     Refused,
+    Routed,
     TestsRan,
     Verified,
 )
@@ -54,7 +56,7 @@ class ProgressReporter:
             self._status = None
 
     def __call__(self, event: Progress) -> None:
-        tier = f"{event.tier}: " if event.tier else ""
+        tier = f"{event.tier}: " if event.tier and not isinstance(event, Routed) else ""
         self.console.print(
             Text.assemble(("• ", "dim"), (tier, "cyan"), progress_line(event)), highlight=False
         )
@@ -76,6 +78,8 @@ _NEXT = {
 def progress_line(event: Progress) -> str:
     """An engine event as a line of the CLI's progress."""
     match event:
+        case Routed():
+            return event.line
         case ContextChosen():
             return f"context: {len(event.files)} files, {event.tokens} tokens"
         case Planned():
@@ -128,6 +132,8 @@ def render_result(result: EditResult, console: Console) -> None:
     console.print(Text.assemble((result.status.upper(), style), "  ", result.message), soft_wrap=True)
     facts = Table.grid(padding=(0, 2))
     facts.add_row("tier", result.tier or "—")
+    if result.route:
+        facts.add_row("route", result.route.removeprefix("route: "))
     facts.add_row("files", ", ".join(result.files_changed) or "—")
     facts.add_row("tests before", _tests_cell(result.tests_before))
     facts.add_row("tests after", _tests_cell(result.tests_after))
@@ -196,3 +202,52 @@ def render_stats(rows: Sequence[TierSummary], console: Console) -> None:
             f"{row.dry_runs} dry run(s)" if row.dry_runs else "",
         ]
         console.print(f"  {row.tier}: " + "; ".join(c for c in counts if c), highlight=False, soft_wrap=True)
+
+
+STANDING_STYLES = {"proven": "green", "weak": "yellow", "failing": "red", "unknown": "dim"}
+
+
+def render_coverage(rows: Sequence[dict[str, Any]], settings: Routing, console: Console) -> None:
+    """What the router reads (bot.routing.coverage): per kind, language and tier."""
+    if not rows:
+        console.print("routing: no attempt with a kind and language recorded yet")
+        return
+    table = Table(
+        title="routing coverage (per kind and language, tiers cheapest first)",
+        title_justify="left",
+        caption=_coverage_caption(settings),
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for column in ("kind", "language", "tier", "verified", "rate", "over", "standing", "start"):
+        justify: JustifyMethod = "right" if column in ("verified", "rate") else "left"
+        table.add_column(column, justify=justify, overflow="fold")
+    for row in rows:
+        table.add_row(*_coverage_cells(row))
+    console.print(table)
+
+
+def _coverage_caption(settings: Routing) -> str:
+    if not settings.enabled:
+        return "routing is off (routing.enabled = false): every request climbs the configured order"
+    return (
+        f"verified: of the tier's last {settings.window} attempts on similar requests (over: which);"
+        f" proven: at least {settings.min_rate:.0%} of at least {settings.min_samples};"
+        f" failing: {settings.max_failures} failures in a row on the kind;"
+        f" start: where the next such request starts"
+    )
+
+
+def _coverage_cells(row: dict[str, Any]) -> list[str | Text]:
+    rate = row["rate"]
+    return [
+        row["kind"],
+        row["language"],
+        row["tier"],
+        f"{row['verified']}/{row['samples']}",
+        "—" if rate is None else f"{rate:.0%}",
+        row["scope"],
+        Text(row["standing"], style=STANDING_STYLES[row["standing"]]),
+        "◀" if row["start"] else "",
+    ]

@@ -409,7 +409,10 @@ def _edit_and_deliver(
             data_dir=data_dir,
         )
         records = RecordStore(data_dir / "records.sqlite3")
-        result = asyncio.run(run_edit(request, tiers=plan.tiers, records=records, on_progress=board.progress))
+        edit = run_edit(
+            request, tiers=plan.tiers, records=records, on_progress=board.progress, routing=settings.routing
+        )
+        result = asyncio.run(edit)
         if result.status == "failed" or not result.files_changed:
             board.finish(f"no change made: {result.message}", ok=False)
             _reply(api, job, messages.no_change_report(job, result))

@@ -121,6 +121,7 @@ def test_issue_comment_opens_a_pull_request(
     for stage in (
         "queued",
         "cloned",
+        "route: started at tier tiny",
         "context chosen",
         "edits generated",
         "applied",

@@ -11,6 +11,7 @@ from bot.progress import (
     Planned,
     Progress,
     Refused,
+    Routed,
     TestsRan,
     Verified,
     log_fields,
@@ -63,3 +64,12 @@ def test_log_fields_are_counts_never_contents() -> None:
     assert log_fields(EVENTS[6]) == {
         "passed": 17, "failed": 1, "errors": 0, "timed_out": False, "duration_s": 3.25,
     }  # fmt: skip
+
+
+def test_the_route_is_one_line_on_every_surface() -> None:
+    line = "route: started at tier small (verified 8/10 on 'change' in python)"
+    event = Routed("small", ["small", "big"], line)
+    assert messages.progress_line(event) == f"🧭 {line}"
+    assert report.progress_line(event) == line
+    assert event.stage == "route"
+    assert log_fields(event) == {"tier": "small", "order": "small,big"}

@@ -95,3 +95,52 @@ def test_stats_count_only_answered_real_attempts(tmp_path: Path) -> None:
     down = by_tier["only-down"]
     assert (down.attempts, down.success_rate, down.no_answer) == (0, 0.0, 1)
     assert [row.tier for row in RecordStore(path).summary()] == ["tiny", "only-down"]
+
+
+VERSION_1 = """
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT, repo TEXT NOT NULL, instruction TEXT NOT NULL,
+    tier TEXT NOT NULL, model TEXT NOT NULL, edit_format TEXT NOT NULL, tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL, latency_s REAL NOT NULL, outcome TEXT NOT NULL, created_at REAL NOT NULL,
+    dry_run INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO attempts VALUES (1, 'j', 'r', 'add x', 'tiny', 'm', 'whole', 10, 5, 1.0, 'verified', 0, 0);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_database_without_features_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(VERSION_1)
+    store = RecordStore(path)
+    store.add(
+        repo="r",
+        instruction="rename x",
+        tier="tiny",
+        model="m",
+        edit_format="whole",
+        tokens_in=1,
+        tokens_out=1,
+        latency_s=0.1,
+        outcome="verified",
+        request_id="req-1",
+        features={"kind": "rename", "language": "python", "words": 2, "files": 1, "symbols": 1},
+    )
+    old, new = RecordStore(path).attempts()  # opening again changes nothing
+    assert (old["outcome"], old["kind"], old["language"], old["request_id"]) == ("verified", None, None, None)
+    assert (new["kind"], new["language"], new["words"], new["files"], new["symbols"]) == (
+        "rename",
+        "python",
+        2,
+        1,
+        1,
+    )
+    assert new["request_id"] == "req-1"
+    # The old row counts for every kind, never for one.
+    assert store.recent_outcomes("tiny", 10) == ["verified", "verified"]
+    assert store.recent_outcomes("tiny", 10, kind="rename") == ["verified"]
+    assert store.request_kinds() == [("rename", "python")]
+    with sqlite3.connect(path) as db:
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(attempts)")}
+    assert "attempts_tier_kind" in indexes
