@@ -200,7 +200,7 @@ def flattened(edit: Edit, rnd: random.Random) -> str | None:
     """Indentation lost: the whole file's, or one unchanged definition's."""
     lines = split_lines(edit.after)
     defs = [d for d in kept_definitions(edit.before, edit.after) if _indent(lines[d[2]])]
-    if defs and rnd.choice((True, False)):
+    if defs and rnd.random() < 0.5:
         first, end, _ = rnd.choice(defs)
     else:
         first, end = 0, len(lines)

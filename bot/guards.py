@@ -19,7 +19,7 @@ import ast
 import difflib
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 from bot.config import ChangeCaps
@@ -140,7 +140,7 @@ MIN_KEPT_LINES = 8
 MIN_KEPT_SHARE = 0.25
 
 
-def _ops(old: list[str], new: list[str]) -> list[tuple[str, int, int, int, int]]:
+def _ops(old: list[str], new: list[str]) -> Sequence[tuple[str, int, int, int, int]]:
     return difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
 
 
