@@ -59,7 +59,7 @@ TEST_COMMAND = f"python -m pytest -q -p no:cacheprovider -rfE {CHECKS}"
 NEVER_WRITTEN = ("elided_comment", "elided_bare", "truncated", "snippet")
 OUTCOMES = ("right", "recovered", "refused", "WRONG")
 
-TEST_MODULE = '''"""Checks the edit of one file: what it leaves alone stays, and the file ends as the edit says."""
+TEST_MODULE = '''"""Checks an edit: what it leaves alone stays, and the file ends as the edit says."""
 
 import ast
 import json
@@ -77,7 +77,8 @@ def units(source):
     for node in ast.parse(source).body:
         name = getattr(node, "name", type(node).__name__)
         if isinstance(node, ast.ClassDef):
-            found += [(f"{name}.{getattr(item, 'name', type(item).__name__)}", ast.dump(item)) for item in node.body]
+            for item in node.body:
+                found.append((f"{name}.{getattr(item, 'name', type(item).__name__)}", ast.dump(item)))
         else:
             found.append((name, ast.dump(node)))
     return found
