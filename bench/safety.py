@@ -185,7 +185,7 @@ async def run_mode(
             name=name,
             model=f"{name}-{answer.mode}",
             base_url=server.url,
-            edit_format=fmt,  # type: ignore[arg-type]
+            edit_format=fmt,
             context_window=65_536,
             max_output_tokens=16_384,
             timeout_s=60,
