@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cases", type=int, default=40, help="how many edits (spread over the corpus)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated failure modes")
-    parser.add_argument("--jobs", type=int, default=2, help="modes of one case run at once")
+    parser.add_argument("--jobs", type=int, default=1, help="modes of one case run at once")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
     parser.add_argument("--failures", type=int, default=3, help="show up to K WRONG or refused runs per mode")
     args = parser.parse_args(argv)
