@@ -37,6 +37,7 @@ from bot.config import ChangeCaps, EditFormat
 from bot.files import PathRefused, clean_path, is_protected, list_files, open_file, read_bytes, resolve
 from bot.files import symlink_on_path as symlink_on_path
 from bot.guards import binary_problem, size_problem
+from bot.guards import is_elision as _is_elision
 from bot.rollback import Snapshot
 
 __all__ = [
@@ -132,35 +133,6 @@ DEV_NULL = "/dev/null"
 
 # Fences open at column 0 only: " ```" in a diff is a context line.
 _FENCE_OPEN = re.compile(r"^(`{3,}|~{3,})\s*([^`\s]*)[^`]*$")
-# Words a model writes around "..." to say "lines skipped here"; any other word makes the line code.
-# A "strong" word alone is enough: "# ... existing __init__ code ...".
-_STRONG_TEXT = (
-    "existing unchanged rest omitted remains remaining same elided truncated snip unmodified untouched"
-)
-_WEAK_TEXT = """code of the file remain as before other others here more lines line methods method functions
-function imports keep kept previous etc and body implementation original content contents class
-stays is are no changes above below in between left as-is this all so on"""
-_ELISION_STRONG = frozenset(_STRONG_TEXT.split())
-_ELISION_WORDS = _ELISION_STRONG | frozenset(_WEAK_TEXT.split())
-_COMMENT_LEAD = re.compile(r"^(?:#+|//+|/\*+|<!--|--|;+|\*)\s*")
-_COMMENT_TAIL = re.compile(r"\s*(?:\*/|-->)$")
-_ELISION_BODY = re.compile(r"(?:\.{3,}|…)?([\w\s,'’()/-]*?)(?:\.{3,}|…)?")
-
-
-def _is_elision(line: str) -> bool:
-    """A line like `...` or `# ... existing code ...`: the model skipped unchanged lines."""
-    s = line.strip()
-    if "..." not in s and "…" not in s:
-        return False
-    body = _COMMENT_TAIL.sub("", _COMMENT_LEAD.sub("", s))
-    m = _ELISION_BODY.fullmatch(body)
-    if m is None or ("..." not in body and "…" not in body):
-        return False
-    words = [w.strip("'’()/-,").lower() for w in m.group(1).split()]
-    words = [w for w in words if w]
-    if any(w in _ELISION_STRONG for w in words):
-        return True
-    return all(w in _ELISION_WORDS for w in words)
 
 
 def _is_lazy_comment(line: str) -> bool:
@@ -1375,9 +1347,14 @@ def compute_changes(
     reply = text.replace("\r\n", "\n")
     ws = _Workspace(root, files)
     if fmt == "whole":
-        _whole_change(ws, reply, path_hint, guard=False)
-        return ws.changes()
-    sections = _parse(reply, fmt)
+        # Asked for a whole file, a model sometimes answers with a diff or SEARCH/REPLACE
+        # blocks: taken as the file, their markers would become its content.
+        sections = _parse(reply, None) if detect_format(reply) else []
+        if not sections:
+            _whole_change(ws, reply, path_hint, guard=False)
+            return ws.changes()
+    else:
+        sections = _parse(reply, fmt)
     if not sections:
         if fmt is None and path_hint is not None and _looks_like_whole_file(reply):
             _whole_change(ws, reply, path_hint, guard=True)

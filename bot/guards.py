@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import ast
 import difflib
+import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 from bot.config import ChangeCaps
@@ -31,7 +32,8 @@ MAX_SHRINK = 0.30
 MIN_LINES = 40
 # Words asking for removal: then losing code is the point, and the tests judge.
 REMOVAL_RE = re.compile(
-    r"\b(remove[sd]?|delete[sd]?|drop(s|ped)?|strip|trim|rewrite|get rid)\b", re.IGNORECASE
+    r"\b(remove[sd]?|delete[sd]?|drop(s|ped)?|strip|trim|rewrite|get rid|move[sd]?|clean ?up|cleanup)\b",
+    re.IGNORECASE,
 )
 
 
@@ -83,9 +85,175 @@ def shrink_problem(path: str, before: str | None, after: str, request: str) -> s
 def shrink_problems(
     originals: Mapping[str, str | None], changes: Mapping[str, str], request: str
 ) -> list[str]:
-    """shrink_problem for every changed file."""
-    found = (shrink_problem(path, originals.get(path), new, request) for path, new in sorted(changes.items()))
+    """What each changed file loses (shrink_problem) or how it is damaged
+    (damage_problem) that the request does not ask for."""
+    found = (
+        shrink_problem(path, originals.get(path), new, request)
+        or damage_problem(path, originals.get(path), new, request)
+        for path, new in sorted(changes.items())
+    )
     return [problem for problem in found if problem]
+
+
+# -- damage: how a whole-file answer goes wrong without losing a definition ----------------
+
+# Words a model writes around "..." to say "lines skipped here"; any other word makes the line code.
+# A "strong" word alone is enough: "# ... existing __init__ code ...".
+_STRONG_TEXT = (
+    "existing unchanged rest omitted remains remaining same elided truncated snip unmodified untouched"
+)
+_WEAK_TEXT = """code of the file remain as before other others here more lines line methods method functions
+function imports keep kept previous etc and body implementation original content contents class
+stays is are no changes above below in between left as-is this all so on"""
+_ELISION_STRONG = frozenset(_STRONG_TEXT.split())
+_ELISION_WORDS = _ELISION_STRONG | frozenset(_WEAK_TEXT.split())
+_COMMENT_LEAD = re.compile(r"^(?:#+|//+|/\*+|<!--|--|;+|\*)\s*")
+_COMMENT_TAIL = re.compile(r"\s*(?:\*/|-->)$")
+_ELISION_BODY = re.compile(r"(?:\.{3,}|…)?([\w\s,'’()/-]*?)(?:\.{3,}|…)?")
+
+
+def is_elision(line: str) -> bool:
+    """A line like `...` or `# ... existing code ...`: the model skipped unchanged lines."""
+    s = line.strip()
+    if "..." not in s and "…" not in s:
+        return False
+    body = _COMMENT_TAIL.sub("", _COMMENT_LEAD.sub("", s))
+    m = _ELISION_BODY.fullmatch(body)
+    if m is None or ("..." not in body and "…" not in body):
+        return False
+    words = [w.strip("'’()/-,").lower() for w in m.group(1).split()]
+    words = [w for w in words if w]
+    if any(w in _ELISION_STRONG for w in words):
+        return True
+    return all(w in _ELISION_WORDS for w in words)
+
+
+# Asking for these makes re-indenting the file the point.
+REINDENT_RE = re.compile(r"\b(indent\w*|dedent\w*|tabs?|re-?format\w*|format(ting)?)\b", re.IGNORECASE)
+# Places where consecutive kept lines changed their indentation relative to each other.
+# Wrapping code in a block shifts it evenly (two such places per block); a lost or
+# tabs-for-spaces indentation breaks it at every change of level.
+MAX_INDENT_BREAKS = 3
+# A file of this many non-blank lines that keeps under this share of them was replaced, not
+# edited (another file's content, a different program).
+MIN_KEPT_LINES = 8
+MIN_KEPT_SHARE = 0.25
+
+
+def _ops(old: list[str], new: list[str]) -> Sequence[tuple[str, int, int, int, int]]:
+    return difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+
+
+def _lead(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def elision_problem(path: str, old: list[str], new: list[str]) -> str | None:
+    """A marker such as `# ... rest unchanged` or a bare `...` standing where the file
+    had code: written as it is, it deletes that code."""
+    for tag, i1, i2, j1, j2 in _ops(old, new):
+        removed = sum(1 for line in old[i1:i2] if line.strip())
+        if tag != "replace" or not removed:
+            continue
+        for j in range(j1, j2):
+            if is_elision(new[j]):
+                return (
+                    f"{path}: line {j + 1} ({new[j].strip()!r}) stands where {removed} lines of the"
+                    " file were; the answer elides code instead of keeping it"
+                )
+    return None
+
+
+def truncation_problem(path: str, old: list[str], new: list[str]) -> str | None:
+    """The answer stops before the file's end: its last lines are the old ones, the last
+    perhaps cut mid-way, and nothing follows."""
+    ops = _ops(old, new)
+    tag, i1, i2, j1, j2 = ops[-1] if ops else ("equal", 0, 0, 0, 0)
+    if tag not in ("delete", "replace") or i2 != len(old) or j2 != len(new):
+        return None
+    removed, added = old[i1:i2], new[j1:j2]
+    if added:  # the last line may be cut short: then it begins the old one
+        last = len(added) - 1
+        if len(added) > len(removed) or added[:last] != removed[:last]:
+            return None
+        if not (added[last].strip() and removed[last].startswith(added[last])):
+            return None
+        removed = removed[last:]
+    lost = sum(1 for line in removed if line.strip())
+    if not lost:
+        return None
+    return f"{path}: the answer stops at line {len(new)}, {lost} lines before the end of the file (truncated)"
+
+
+def duplication_problem(path: str, old: list[str], new: list[str]) -> str | None:
+    """Lines added as an exact copy of the lines just before or after them."""
+    for tag, _i1, _i2, j1, j2 in _ops(old, new):
+        block = new[j1:j2]
+        if tag != "insert" or sum(1 for line in block if line.strip()) < 2:
+            continue
+        size = j2 - j1
+        if new[j1 - size : j1] == block or new[j2 : j2 + size] == block:
+            return f"{path}: lines {j1 + 1}-{j2} repeat the {size} lines next to them (duplicated)"
+    return None
+
+
+def _kept_pairs(old: list[str], new: list[str]) -> list[list[tuple[str, str]]]:
+    """Runs of non-blank lines the answer kept (compared without their indentation), as
+    (old line, new line) pairs, one list per run."""
+    runs = []
+    for tag, i1, i2, j1, _j2 in _ops([line.strip() for line in old], [line.strip() for line in new]):
+        if tag == "equal":
+            runs.append([(old[i1 + k], new[j1 + k]) for k in range(i2 - i1) if old[i1 + k].strip()])
+    return runs
+
+
+def _shift(pair: tuple[str, str]) -> int:
+    return len(_lead(pair[1])) - len(_lead(pair[0]))
+
+
+def indentation_problem(path: str, old: list[str], new: list[str]) -> str | None:
+    """Kept lines whose indentation changed kind (tabs for spaces) or lost its shape."""
+    runs = _kept_pairs(old, new)
+    swapped = sum(
+        1
+        for run in runs
+        for a, b in run
+        if _lead(a) and _lead(b) and ("\t" in _lead(a)) != ("\t" in _lead(b))
+    )
+    if swapped >= 3:
+        return (
+            f"{path}: the answer changes the indentation of {swapped} unchanged lines between tabs and spaces"
+        )
+    breaks = sum(1 for run in runs for p, q in itertools.pairwise(run) if _shift(p) != _shift(q))
+    if breaks > MAX_INDENT_BREAKS:
+        return f"{path}: the answer loses the indentation of unchanged lines ({breaks} places)"
+    return None
+
+
+def replaced_problem(path: str, old: list[str], new: list[str]) -> str | None:
+    """So little of the file kept that the answer is some other content."""
+    total = sum(1 for line in old if line.strip())
+    kept = sum(
+        1 for tag, i1, i2, _j1, _j2 in _ops(old, new) if tag == "equal" for line in old[i1:i2] if line.strip()
+    )
+    if total >= MIN_KEPT_LINES and kept < MIN_KEPT_SHARE * total:
+        return f"{path}: the answer keeps {kept} of the file's {total} lines; it is not an edit of this file"
+    return None
+
+
+def damage_problem(path: str, before: str | None, after: str, request: str) -> str | None:
+    """How `after` damages `before` in a way the request does not ask for: code elided
+    behind a marker, the file cut short, lines doubled, indentation lost, or the file
+    replaced by other content. Any language: these read lines, not syntax."""
+    if before is None:
+        return None
+    old, new = before.splitlines(), after.splitlines()
+    problem = elision_problem(path, old, new) or duplication_problem(path, old, new)
+    if problem is None and not REMOVAL_RE.search(request):
+        problem = truncation_problem(path, old, new) or replaced_problem(path, old, new)
+    if problem is None and not REINDENT_RE.search(request):
+        problem = indentation_problem(path, old, new)
+    return problem
 
 
 # -- content and caps -----------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bot.config import ChangeCaps
 from bot.guards import (
     MAX_SHRINK,
@@ -10,6 +13,7 @@ from bot.guards import (
     binary_problems,
     cap_problems,
     changed_lines,
+    damage_problem,
     shrink_problem,
     shrink_problems,
     size_problem,
@@ -129,3 +133,116 @@ def test_caps() -> None:
     assert cap_problems({"a": "a\n" * 40}, {"a": "a\n" * 40 + "b\n" * 5}, CAPS) == []
     (too_big,) = cap_problems({}, {"big.txt": "x" * 101}, CAPS)
     assert too_big.startswith("big.txt: the new content is 101 bytes")
+
+
+# -- damage: elided, truncated, duplicated, re-indented or replaced answers ------------------
+
+LONG_MODULE = "".join(
+    f"def step_{n}(value):\n    if value > {n}:\n        return value - {n}\n    return value\n\n\n"
+    for n in range(8)
+)
+
+
+def test_an_elision_marker_standing_for_code_is_refused() -> None:
+    for marker in ("# ... rest unchanged", "...", "// ..."):
+        elided = LONG_MODULE.replace(
+            "    if value > 3:\n        return value - 3\n    return value\n", f"    {marker}\n"
+        )
+        problem = damage_problem("steps.py", LONG_MODULE, elided, "add a docstring to step_1")
+        assert problem is not None and "elides code" in problem, marker
+
+
+def test_a_new_stub_with_a_bare_ellipsis_is_not_an_elision() -> None:
+    added = LONG_MODULE + "def stub(value):\n    ...\n"
+    assert damage_problem("steps.py", LONG_MODULE, added, "add a stub") is None
+
+
+def test_a_file_cut_short_is_refused_even_mid_line() -> None:
+    lines = LONG_MODULE.splitlines(keepends=True)
+    for cut in (lines[:-3], [*lines[:-4], lines[-4][:12]]):
+        problem = damage_problem("steps.py", LONG_MODULE, "".join(cut), "tweak step_7")
+        assert problem is not None and "truncated" in problem
+    # Asked for, removing the end of a file is the point.
+    assert damage_problem("steps.py", LONG_MODULE, "".join(lines[:-3]), "remove the last return") is None
+
+
+def test_lines_repeated_next_to_themselves_are_refused() -> None:
+    doubled = LONG_MODULE.replace("    if value > 2:\n", "    if value > 2:\n" * 2, 1)
+    repeated = LONG_MODULE.replace(
+        "        return value - 5\n    return value\n", "        return value - 5\n    return value\n" * 2
+    )
+    problem = damage_problem("steps.py", LONG_MODULE, repeated, "change step_5")
+    assert problem is not None and "duplicated" in problem
+    # A single repeated line is not enough to judge: the tests (or the syntax check) decide.
+    assert damage_problem("steps.py", LONG_MODULE, doubled, "change step_2") is None
+
+
+def test_tabs_for_spaces_and_flattened_blocks_are_refused() -> None:
+    tabbed = "\n".join(
+        "\t" * ((len(line) - len(line.lstrip())) // 4) + line.lstrip() for line in LONG_MODULE.split("\n")
+    )
+    problem = damage_problem("steps.py", LONG_MODULE, tabbed, "add type hints")
+    assert problem is not None and "tabs and spaces" in problem
+    flat = "\n".join(line.lstrip() for line in LONG_MODULE.split("\n"))
+    problem = damage_problem("steps.py", LONG_MODULE, flat, "add type hints")
+    assert problem is not None and "indentation" in problem
+    assert damage_problem("steps.py", LONG_MODULE, tabbed, "indent with tabs") is None
+
+
+def test_wrapping_code_in_a_block_is_a_normal_edit() -> None:
+    wrapped = LONG_MODULE.replace(
+        "    if value > 4:\n        return value - 4\n",
+        "    try:\n        if value > 4:\n            return value - 4\n"
+        "    except TypeError:\n        pass\n",
+    )
+    assert damage_problem("steps.py", LONG_MODULE, wrapped, "guard step_4 against TypeError") is None
+
+
+def test_another_file_instead_of_this_one_is_refused() -> None:
+    other = "".join(f"CONSTANT_{n} = {n}\n" for n in range(30))
+    problem = damage_problem("steps.py", LONG_MODULE, other, "add a constant")
+    assert problem is not None and "not an edit of this file" in problem
+    assert damage_problem("steps.py", LONG_MODULE, other, "rewrite steps.py as constants") is None
+
+
+def test_the_engine_guard_reports_damage_too() -> None:
+    elided = LONG_MODULE.replace(
+        "    if value > 6:\n        return value - 6\n    return value\n", "    ...\n"
+    )
+    assert shrink_problems({"steps.py": LONG_MODULE}, {"steps.py": elided}, "edit step_1") != []
+    assert shrink_problems({"steps.py": LONG_MODULE}, {"steps.py": LONG_MODULE + "X = 1\n"}, "add X") == []
+
+
+def test_move_and_clean_up_ask_for_removal() -> None:
+    moved = MODULE.split("class Session")[0]
+    assert shrink_problem("s.py", MODULE, moved, "Move Session to its own module") is None
+    assert shrink_problem("s.py", MODULE, moved, "clean up sessions") is None
+
+
+@st.composite
+def modules_with_an_elision(draw: st.DrawFn) -> tuple[str, str]:
+    """A module of functions, and the same module with one or more whole functions, or a
+    function's body, replaced by an elision marker."""
+    count = draw(st.integers(2, 8))
+    bodies = [
+        draw(
+            st.lists(st.sampled_from(["x = 1", "y = x + 2", "return y", "print(y)"]), min_size=1, max_size=4)
+        )
+        for _ in range(count)
+    ]
+    funcs = [f"def f{n}(x):\n" + "".join(f"    {line}\n" for line in body) for n, body in enumerate(bodies)]
+    first = draw(st.integers(0, count - 1))
+    last = draw(st.integers(first, count - 1))
+    marker = draw(st.sampled_from(["...", "# ... rest unchanged", "# ... existing code ...", "// ..."]))
+    if draw(st.booleans()):
+        kept = [*funcs[:first], f"{marker}\n", *funcs[last + 1 :]]
+    else:
+        kept = [*funcs[:first], f"def f{first}(x):\n    {marker}\n", *funcs[first + 1 :]]
+    return "\n\n".join(funcs), "\n\n".join(kept)
+
+
+@settings(max_examples=150, deadline=None)
+@given(modules_with_an_elision())
+def test_any_elision_of_a_definition_is_refused(pair: tuple[str, str]) -> None:
+    before, after = pair
+    assert shrink_problems({"m.py": before}, {"m.py": after}, "add a docstring") != []
