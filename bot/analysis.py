@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -309,6 +310,18 @@ class Analysis:
     terms: dict[str, int]
 
 
+# CPython 3.11 before 3.11.8 can fail "AST constructor recursion depth mismatch"
+# when two threads build Python ASTs at once (seen here indexing in two threads);
+# the GIL serialises parsing anyway, so one lock costs nothing.
+_AST_LOCK = threading.Lock()
+
+
+def parse_python(text: str) -> ast.Module:
+    """`ast.parse`, one thread at a time (SyntaxError/ValueError as it raises them)."""
+    with _AST_LOCK:
+        return ast.parse(text)
+
+
 def analyse(text: str, language: str, path: str = "") -> Analysis:
     """Symbols, imports and terms of one file (`path` tells TSX from TypeScript)."""
     symbols: list[Symbol] = []
@@ -317,7 +330,7 @@ def analyse(text: str, language: str, path: str = "") -> Analysis:
     parsed = False
     if language == "python":
         try:
-            tree = ast.parse(text.removeprefix("\ufeff"))
+            tree = parse_python(text.removeprefix("\ufeff"))
             symbols = _PythonAnalyser(text).run(tree)
             imports = _python_imports(tree)
             import_lines = _ast_import_lines(tree)

@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
+from bot.analysis import parse_python
 from bot.config import ChangeCaps
 
 # Over this share of its lines lost, a file was truncated rather than edited:
@@ -46,7 +47,7 @@ def top_level_names(source: str) -> list[str] | None:
     because a whole-file answer loses them as easily as classes (a dropped
     `Session.request` is as destructive as a dropped `Session`)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except (SyntaxError, ValueError):
         return None
     names: list[str] = []
