@@ -163,7 +163,7 @@ async def test_add_memory_clear_is_verified(
     assert result.notes == PLAN["notes"]
     assert stages == ["context", "plan", "generated", "applied", "environment", "tests_before", "tests_after"]
     assert result.environment is not None
-    assert result.environment["installed"] == ["pyproject.toml", "pytest"]
+    assert result.environment["installed"] == ["pyproject.toml", "pytest", "coverage"]
     stored = records.attempts(job_id="job-1")
     assert [(r["tier"], r["outcome"], r["instruction"]) for r in stored] == [
         ("tiny", "verified", INSTRUCTION)
@@ -173,7 +173,7 @@ async def test_add_memory_clear_is_verified(
     data = result.to_json()
     assert data["tests"]["after"]["passed"] == 17 and data["tokens"]["in"] == result.tokens_in
     assert data["tests"]["after"]["could_not_run"] is None
-    assert data["environment"]["installed"] == ["pyproject.toml", "pytest"]
+    assert data["environment"]["installed"] == ["pyproject.toml", "pytest", "coverage"]
     json.dumps(data)  # serialisable as is
 
 
