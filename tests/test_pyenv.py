@@ -178,7 +178,7 @@ def test_what_is_installed(tmp_path: Path) -> None:
     )
     assert install_plan(extras)[0] == [
         *("-r", "pyproject.toml", "--extra", "test", "--extra", "dev"),
-        *("-r", "requirements.txt", "pytest"),
+        *("-r", "requirements.txt", "pytest", "coverage"),
     ]
     # A pyproject.toml holding only tool settings is no project to install.
     tools_only = write(tmp_path / "tools", {"pyproject.toml": "[tool.ruff]\nline-length = 100\n"})
