@@ -210,6 +210,13 @@ def edit(
     ] = None,
     protected: ProtectedOption = None,
     allow_workflows: AllowWorkflowsOption = False,
+    write_test: Annotated[
+        bool,
+        typer.Option(
+            "--write-test",
+            help="Each tier first writes a test that must fail before its change and pass after.",
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -236,6 +243,7 @@ def edit(
         test_timeout_s=settings.test_timeout_s,
         sandbox=settings.make_sandbox(),
         dry_run=dry_run,
+        write_test=write_test,
         data_dir=dirs.cache,
     )
     # A dry run is recorded apart: it never ran the tests, so it proves less.

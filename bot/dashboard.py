@@ -37,7 +37,7 @@ COOKIE_MAX_AGE_S = 7 * 24 * 3600
 RECENT_JOBS = 50
 CHART_DAYS = 30
 # Attempts that produced the change a job delivered: the tier that did the work.
-CHANGED = ("verified", "unverified")
+CHANGED = ("verified", "unexercised", "unverified")
 # Still in the queue or at work: no duration yet.
 UNFINISHED = (JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.RUNNING)
 # A login form is a few dozen bytes; anything much larger is not one.

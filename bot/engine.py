@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,16 @@ from bot.context import Context, ContextMemo, Focus, select_context
 from bot.conventions import fit_conventions, read_conventions
 from bot.deps import ensure_test_env
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
+from bot.evidence import (
+    Evidence,
+    FileLines,
+    Proof,
+    changed_lines,
+    not_exercised,
+    read_report,
+    unexercised,
+    unmeasured_languages,
+)
 from bot.files import is_protected
 from bot.guards import binary_problems, cap_problems, shrink_problems
 from bot.index import RepoIndex, build_index
@@ -44,26 +55,39 @@ from bot.progress import (
     Refused,
     Routed,
     TestsRan,
+    TestWritten,
     Verified,
 )
-from bot.pyenv import EnvError, default_envs_dir
+from bot.pyenv import EnvError, PyEnv, default_envs_dir
 from bot.query import Query, parse_query
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
 from bot.rollback import rollback_on_error
 from bot.routing import Router
 from bot.sandbox import Network, Sandbox
+from bot.testfirst import DraftTest, alone_command, fails_before, passes_after
+from bot.testfirst import draft as draft_test
 from bot.tokens import truncate_to_tokens
-from bot.verify import Environment, TestRun, check_syntax, default_test_command, run_tests, worse_than
+from bot.verify import (
+    Environment,
+    TestRun,
+    check_syntax,
+    default_test_command,
+    pytest_args,
+    run_tests,
+    worse_than,
+)
 
 __all__ = ["Attempt", "EditRequest", "EditResult", "Focus", "TestRun", "run_edit", "unified_diff"]
 
 log = logging.getLogger(__name__)
 
-Status = Literal["verified", "unverified", "failed"]
+# "unexercised": the tests pass and none got worse, but some changed lines ran in no test.
+Status = Literal["verified", "unexercised", "unverified", "failed"]
 # How an attempt ended: an EditResult status, or why the tier failed.
 Outcome = Literal[
     "verified",
+    "unexercised",
     "unverified",
     "apply_failed",
     "syntax_error",
@@ -124,6 +148,8 @@ class EditResult:
     # The repository's test environment: what was installed, how long it took, whether reused.
     environment: dict[str, Any] | None = None
     route: str = ""  # where the router started the request (bot.routing), when it routed
+    # What the verdict rests on (bot.evidence); None when no change was made.
+    evidence: Proof | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +169,7 @@ class EditResult:
             "context": self.context,
             "environment": self.environment,
             "route": self.route,
+            "evidence": self.evidence.to_json() if self.evidence is not None else None,
         }
 
 
@@ -203,6 +230,8 @@ class EditRequest:
     sandbox: Sandbox = field(default_factory=Sandbox)
     network: Network = "setup"
     dry_run: bool = False  # produce and check the change; write nothing, run no tests
+    # Test-first (bot.testfirst): each tier writes a test that must fail before its change.
+    write_test: bool = False
     # The records' labels ("owner/name"; by default the root's name), and where
     # caches and test environments live (None: the defaults).
     repo: str | None = None
@@ -479,6 +508,14 @@ class _Change:
     def files(self) -> list[str]:
         return sorted(self.changes)
 
+    def with_test(self, test: DraftTest) -> _Change:
+        """This change and the new test written first, committed together."""
+        return replace(
+            self,
+            changes={**self.changes, test.path: test.text},
+            originals={**self.originals, test.path: None},
+        )
+
 
 @dataclass(frozen=True)
 class _Ending:
@@ -487,6 +524,7 @@ class _Ending:
     tests_before: TestRun | None = None
     tests_after: TestRun | None = None
     change: _Change | None = None
+    proof: Proof | None = None
 
 
 def _result(
@@ -511,6 +549,7 @@ def _result(
         context=state.context,
         environment=environment,
         route=state.route,
+        evidence=ending.proof,
     )
 
 
@@ -531,11 +570,17 @@ def _environment(baseline: _Baseline, state: _RunState) -> dict[str, Any] | None
 
 
 def tests_in_env(
-    root: Path, command: str, setup_command: str | None, timeout_s: float, place: TestPlace
+    root: Path,
+    command: str,
+    setup_command: str | None,
+    timeout_s: float,
+    place: TestPlace,
+    coverage_to: Path | None = None,
 ) -> tuple[TestRun, Environment | None]:
     """Run the tests, in the repository's environment when they need one
     (built or reused first: its key follows the dependency files, so a change
-    to them gets an environment of its own)."""
+    to them gets an environment of its own). With `coverage_to`, pytest in a
+    Python environment (which has coverage.py) writes its coverage report there."""
     sandbox, network = place.sandbox, place.network
     try:
         env = ensure_test_env(
@@ -543,7 +588,11 @@ def tests_in_env(
         )
     except EnvError as exc:
         return TestRun.not_run(command, str(exc)), None
-    return run_tests(root, command, timeout_s, setup_command, env, sandbox=sandbox, network=network), env
+    measure = coverage_to if isinstance(env, PyEnv) else None
+    run = run_tests(
+        root, command, timeout_s, setup_command, env, sandbox=sandbox, network=network, coverage_to=measure
+    )
+    return run, env
 
 
 class _Baseline:
@@ -612,7 +661,8 @@ async def _attempt(run: _Run, tier: Tier) -> EditResult | None:
     try:
         change = await _propose(run, clock)
         _check(run, change)
-        ending = await _try(run, change)
+        test = await _draft_test(run, clock) if run.request.write_test and not run.request.dry_run else None
+        ending = await _try(run, change, test)
     except _TierFailed as exc:
         run.tally.add(clock, exc.outcome, exc.detail)
         run.state.failures.append(f"{tier.name}: {exc.detail}")
@@ -743,23 +793,97 @@ def _check_shrink(instruction: str, change: _Change) -> None:
         raise _TierFailed("shrunk", f"refused: {why}", f"refused before testing: {why}. {advice}")
 
 
-async def _try(run: _Run, change: _Change) -> _Ending:
+@dataclass(frozen=True)
+class _FirstTest:
+    """The test a tier wrote before its change, or a note on why there is none."""
+
+    draft: DraftTest | None
+    note: str = ""
+
+
+async def _draft_test(run: _Run, clock: _TierRun) -> _FirstTest:
+    """The tier's test for the instruction (bot.testfirst), from code chosen
+    for it within half the tier's budget. No test is no failure: the change
+    is then judged on the repository's own tests."""
+    tier, request = clock.tier, run.request
+    started = time.perf_counter()
+    context = await asyncio.to_thread(
+        select_context, request.root, run.query, tier.input_budget // 2, index=run.index, memo=run.memo
+    )
+    conventions = fit_conventions(run.conventions, tier.input_budget)
+    try:
+        test, usage, note = await draft_test(
+            tier, request.root, request.instruction, context.render(), conventions
+        )
+    except models.ModelError as exc:
+        clock.usage += exc.usage
+        return _FirstTest(None, f"no test written first: {exc.message}")
+    clock.usage += usage
+    clock.model_s = (clock.model_s or 0.0) + time.perf_counter() - started
+    return _FirstTest(test, note)
+
+
+async def _try(run: _Run, change: _Change, first: _FirstTest | None = None) -> _Ending:
     """Write the change and run the tests; the work tree is restored unless
-    the change is accepted."""
+    the change is accepted. A test written first runs alone before the change
+    (it must fail) and after it (it must pass)."""
     tier = change.tier.name
     before = await run.baseline.result()
     if run.request.dry_run:
         why = f"dry run: tier {tier} produced a change that applies and parses"
         why += "; nothing was written and no tests ran"
-        return _Ending("unverified", why, before, change=change)
-    with rollback_on_error(run.request.root, change.files):
-        _write(run.request.root, change.changes)
+        return _Ending("unverified", why, before, change=change, proof=Proof(Evidence.NOT_RUN))
+    proof = Proof(notes=[first.note] if first is not None and first.note else [])
+    test = first.draft if first is not None else None
+    with rollback_on_error(run.request.root, change.files + ([test.path] if test else [])):
         if not run.command:
             why = f"unverified: tier {tier} made the change; the repository has no tests to run"
-            return _Ending("unverified", why, before, change=change)
-        after = await _tests_after(run, change.tier, run.command)
+            _write(run.request.root, change.changes)
+            return _Ending("unverified", why, before, change=change, proof=Proof(Evidence.NOT_RUN))
+        test = await _test_fails_before(run, tier, test, proof) if test is not None else None
+        _write(run.request.root, change.changes)
+        after, report = await _tests_after(run, change.tier, run.command)
         status, message = _judge(tier, before, after, run.rules.secrets)
-    return _Ending(status, message, before, after, change)
+        if test is not None:
+            await _test_passes_after(run, test, proof)
+            change = change.with_test(test)
+        status, message = _weigh(change, after, report, (status, message), proof)
+    return _Ending(status, message, before, after, change, proof)
+
+
+async def _run_alone(run: _Run, path: str) -> TestRun:
+    request = run.request
+    args = (
+        request.root,
+        alone_command(path),
+        request.setup_command,
+        request.test_timeout_s,
+        run.baseline.place,
+    )
+    alone, _env = await asyncio.to_thread(tests_in_env, *args)
+    return alone
+
+
+async def _test_fails_before(run: _Run, tier: str, test: DraftTest, proof: Proof) -> DraftTest | None:
+    """Write the test and run it alone on the unchanged code: kept when it
+    fails there; otherwise removed, and the note says why."""
+    _write(run.request.root, {test.path: test.text})
+    why = fails_before(test.path, await _run_alone(run, test.path))
+    run.emit(TestWritten(tier, test.path, why is None, why or ""))
+    if why is None:
+        return test
+    proof.notes.append(why)
+    (run.request.root / test.path).unlink(missing_ok=True)
+    return None
+
+
+async def _test_passes_after(run: _Run, test: DraftTest, proof: Proof) -> None:
+    """The tier's own test must pass with its change, or the change is refused."""
+    alone = await _run_alone(run, test.path)
+    if not passes_after(alone):
+        reason = f"the test written first ({test.path}) still fails after the change: {alone.summary()}"
+        raise _TierFailed("tests_worse", reason, _test_feedback(reason, alone, run.rules.secrets))
+    proof.new_test = test.path
 
 
 def _write(root: Path, changes: Mapping[str, str]) -> None:
@@ -769,15 +893,27 @@ def _write(root: Path, changes: Mapping[str, str]) -> None:
         raise _TierFailed("apply_failed", f"could not write the change: {exc}") from None
 
 
-async def _tests_after(run: _Run, tier: Tier, command: str) -> TestRun:
+async def _tests_after(run: _Run, tier: Tier, command: str) -> tuple[TestRun, dict[str, FileLines] | None]:
+    """The tests after the change, and what coverage.py saw them run (None
+    when not measured). Its data stay in a directory of their own, never the checkout."""
     request = run.request
-    args = (request.root, command, request.setup_command, request.test_timeout_s, run.baseline.place)
-    after, env = await asyncio.to_thread(tests_in_env, *args)
+    with tempfile.TemporaryDirectory(prefix="patchling-coverage-") as scratch:
+        target = Path(scratch) / "coverage.json"
+        args = (
+            request.root,
+            command,
+            request.setup_command,
+            request.test_timeout_s,
+            run.baseline.place,
+            target,
+        )
+        after, env = await asyncio.to_thread(tests_in_env, *args)
+        report = read_report(target, request.root)
     run.state.environment = env.to_json() if env is not None else None
     if env is not None and not env.reused:  # the change touched the dependency files
         run.emit(EnvironmentReady(env.describe(), tier.name))
     run.emit(TestsRan("after", after, tier.name))
-    return after
+    return after, report
 
 
 def _judge(tier: str, before: TestRun | None, after: TestRun, secrets: Sequence[str]) -> tuple[Status, str]:
@@ -797,3 +933,46 @@ def _judge(tier: str, before: TestRun | None, after: TestRun, secrets: Sequence[
         return "unverified", f"{made}, but no test passed ({after.summary()})"
     message = f"verified: tier {tier}; {after.summary()}"
     return "verified", message + (f" (before: {before.summary()})" if before is not None else "")
+
+
+def _weigh(
+    change: _Change,
+    after: TestRun,
+    report: Mapping[str, FileLines] | None,
+    verdict: tuple[Status, str],
+    proof: Proof,
+) -> tuple[Status, str]:
+    """The verdict once coverage is known: "verified" also needs every changed
+    line (of the files coverage.py measures) to have run in some test."""
+    status, message = verdict
+    if status != "verified":
+        proof.level = Evidence.NOT_RUN if after.could_not_run is not None else Evidence.NO_WORSE
+        return verdict
+    changed = changed_lines(change.originals, change.changes)
+    others = unmeasured_languages(change.files)
+    if others:
+        proof.notes.append(f"coverage not measured for {', '.join(others)}")
+    measured = report is not None and bool(changed)
+    if changed and report is None:
+        proof.coverage = "not measured: " + _why_unmeasured(after.command)
+    elif measured:
+        proof.coverage = "measured"
+        proof.unexercised = unexercised(changed, report or {})
+    proof.level = _level(proof, measured and not others)
+    if proof.unexercised:
+        return "unexercised", f"unexercised: tier {change.tier.name}; {not_exercised(proof.unexercised)}"
+    return status, f"{message}; evidence: {proof.level.label}"
+
+
+def _why_unmeasured(command: str) -> str:
+    if pytest_args(command) is None:
+        return "the test command is not plain pytest"
+    return "coverage.py wrote no report"
+
+
+def _level(proof: Proof, all_measured: bool) -> Evidence:
+    if proof.new_test is not None:
+        return Evidence.NEW_TEST
+    if all_measured and not proof.unexercised:
+        return Evidence.COVERED
+    return Evidence.NO_WORSE

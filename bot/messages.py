@@ -1,12 +1,14 @@
 """What is posted: Markdown for status comments, reports, PR bodies and
 commit messages. Pure functions of their arguments; they import nothing of
-the bot's at run time but the plain progress events, so any module may use them."""
+the bot's at run time but the plain progress events and evidence levels, so
+any module may use them."""
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
+from bot.evidence import Proof, not_exercised
 from bot.progress import (
     ContextChosen,
     EnvironmentReady,
@@ -16,6 +18,7 @@ from bot.progress import (
     Refused,
     Routed,
     TestsRan,
+    TestWritten,
     Verified,
 )
 
@@ -98,6 +101,10 @@ def progress_line(event: Progress) -> str:
             return f"↪️ tier `{event.tier}` failed ({event.outcome}): {why}"
         case EnvironmentReady():
             return f"✅ {event.summary}{tier}"
+        case TestWritten() if event.kept:
+            return f"✅ new test `{event.path}` fails before the change, as it must{tier}"
+        case TestWritten():
+            return f"↪️ new test `{event.path}` discarded: {event.detail}{tier}"
         case TestsRan():
             return f"✅ tests {event.when}: {summarize_tests(event.run)}{tier}"
         case _:
@@ -172,6 +179,9 @@ def _unsandboxed(result: EditResult) -> bool:
 def verdict(result: EditResult) -> str:
     if result.status == "verified":
         return "✅ **Verified**: the tests pass with this change and none got worse."
+    if result.status == "unexercised" and result.evidence is not None:
+        why = not_exercised(result.evidence.unexercised)
+        return f"⚠️ **Not verified**: {why}. Review it with care."
     if result.tests_after is None:
         return (
             "⚠️ **Not verified: no tests ran** (no test command was found or configured). Review it with care."
@@ -179,10 +189,28 @@ def verdict(result: EditResult) -> str:
     return f"⚠️ **Not verified**: {result.message}. Review it with care."
 
 
+def evidence_section(proof: Proof) -> str:
+    """The evidence level in words, and what qualifies it."""
+    lines = [f"**Evidence: {proof.level.label}**"]
+    if proof.new_test:
+        lines.append(
+            f"- `{proof.new_test}` was written first: it failed before this change and passes with it;"
+            " it is committed with the change."
+        )
+    if proof.unexercised:
+        why = not_exercised(proof.unexercised)
+        lines.append(f"- {why[0].upper()}{why[1:]}.")
+    if proof.coverage and proof.coverage != "measured":
+        lines.append(f"- Changed-line coverage {proof.coverage}.")
+    lines += [f"- {note[0].upper()}{note[1:]}." for note in proof.notes if note]
+    return "\n".join(lines)
+
+
 def change_report(job: Request, result: EditResult, sha: str) -> str:
     tried = ", ".join(f"`{a.tier}` ({a.outcome})" for a in result.attempts) or "none"
     parts = [
         verdict(result),
+        *([evidence_section(result.evidence)] if result.evidence is not None else []),
         *([UNSANDBOXED_NOTE] if _unsandboxed(result) else []),
         f"### Notes\n{result.notes.strip() or '(none)'}",
         "### Files changed\n" + "\n".join(f"- `{p}`" for p in result.files_changed),

@@ -261,6 +261,24 @@ async def write_file_edit(
     return str(reply), usage
 
 
+async def write_test(
+    tier: Tier, instruction: str, path: str, context: str, example: tuple[str, str], conventions: str = ""
+) -> tuple[str, Usage]:
+    """A new test file for `instruction`, at `path`, in the style of `example`
+    (path, text); returns the raw reply text (BAML function WriteTest)."""
+    reply, usage = await _call(
+        tier,
+        "WriteTest",
+        instruction=instruction,
+        path=path,
+        context=context,
+        example_path=example[0],
+        example=example[1],
+        conventions=conventions,
+    )
+    return str(reply), usage
+
+
 async def reachable(tier: Tier, timeout_s: float = 3.0) -> str | None:
     """None when the tier's server answers HTTP at all (any status: a 401 still
     proves it is there), else a short reason such as "connection refused"."""

@@ -22,6 +22,7 @@ __all__ = [
     "ProgressFn",
     "Refused",
     "Routed",
+    "TestWritten",
     "TestsRan",
     "Verified",
     "log_fields",
@@ -108,7 +109,31 @@ class TestsRan:
         return f"tests_{self.when}"
 
 
-Progress = Routed | ContextChosen | Planned | Generated | Verified | Refused | EnvironmentReady | TestsRan
+@dataclass(frozen=True)
+class TestWritten:
+    """The test a tier wrote first (bot.testfirst) ran alone on the unchanged
+    code: `kept` when it failed there, as it must; else `detail` says why it
+    was discarded."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+    stage: ClassVar[str] = "test_first"
+    tier: str
+    path: str
+    kept: bool
+    detail: str = ""
+
+
+Progress = (
+    Routed
+    | ContextChosen
+    | Planned
+    | Generated
+    | Verified
+    | Refused
+    | EnvironmentReady
+    | TestWritten
+    | TestsRan
+)
 ProgressFn = Callable[[Progress], None]
 
 
@@ -121,6 +146,8 @@ def log_fields(event: Progress) -> dict[str, Any]:
         fields["outcome"] = event.outcome
     if isinstance(event, Routed):
         fields["order"] = ",".join(event.order)
+    if isinstance(event, TestWritten):
+        fields["kept"] = event.kept
     if isinstance(event, TestsRan):
         run = event.run
         fields |= {"passed": run.passed, "failed": run.failed, "errors": run.errors}

@@ -3,7 +3,7 @@ and its dependencies, never Patchling's.
 
 One virtual environment per set of dependency files, built with uv under
 `<envs_dir>/<key>/` and reused by every job whose files hash the same. It holds
-the project's *dependencies* (plus pytest), not the project: each job has its
+the project's *dependencies* (plus pytest and coverage.py), not the project: each job has its
 own scratch checkout, so the checkout reaches the tests through PYTHONPATH
 (root, and src/ when there is one), which Python searches before site-packages.
 
@@ -51,7 +51,7 @@ from bot.sandbox import run as sandboxed
 from bot.verify import Mounts, has_python_tests, scrubbed_env
 
 # Bump when the way an environment is built changes: old ones are then not reused.
-SCHEME = "2"
+SCHEME = "3"
 # Extras that carry a project's test dependencies, most specific first.
 TEST_EXTRAS = ("test", "tests", "testing", "dev")
 # A requirements file's "kind" (its name minus "requirements" and separators), most specific first.
@@ -249,7 +249,7 @@ def _requirement_files(files: list[str]) -> list[str]:
 
 
 def install_plan(root: Path) -> tuple[list[str], list[str]]:
-    """uv pip install arguments for the project's dependencies and pytest, and
+    """uv pip install arguments for the project's dependencies, pytest and coverage, and
     the same in words for reports."""
     files = dependency_files(root)
     args: list[str] = []
@@ -262,8 +262,9 @@ def install_plan(root: Path) -> tuple[list[str], list[str]]:
     for name in _requirement_files(files):
         args += ["-r", name]
         words.append(name)
-    args.append("pytest")
-    words.append("pytest")
+    # coverage.py: the tests after a change run under it (bot.evidence).
+    args += ["pytest", "coverage"]
+    words += ["pytest", "coverage"]
     return args, words
 
 

@@ -134,7 +134,7 @@ class TierSummary:
     tier: str
     attempts: int  # a model answered, in a real run
     verified: int
-    unverified: int
+    unverified: int  # changes made without full evidence: "unverified" and "unexercised"
     success_rate: float  # verified / attempts
     mean_tokens_in: float
     mean_tokens_out: float
@@ -313,7 +313,7 @@ class RecordStore:
                 "WITH answered AS (SELECT *, outcome NOT IN (" + marks + ") AS answered FROM attempts),"
                 " flagged AS (SELECT *, answered AND dry_run = 0 AS counted FROM answered)"
                 " SELECT tier, SUM(counted),"
-                " SUM(counted AND outcome = 'verified'), SUM(counted AND outcome = 'unverified'),"
+                " SUM(counted AND outcome = 'verified'), SUM(counted AND outcome IN ('unverified', 'unexercised')),"
                 " AVG(CASE WHEN counted THEN tokens_in END),"
                 " AVG(CASE WHEN counted THEN tokens_out END),"
                 " AVG(CASE WHEN counted THEN latency_s END),"

@@ -11,6 +11,7 @@ configures a job is exactly the commit the job starts from.
     tiers: [qwen-7b, gpt-4o-mini]      # names of configured tiers, in order
     allow_workflows: true              # may change .github/workflows/ (default: never)
     caps: {max_files: 5}               # lower the server's caps per job (never raise them)
+    tests: write                       # test-first: write (default for issue requests) or existing
 
 Only the default branch configures a job, also one on a pull request: a pull
 request cannot grant itself `allow_workflows` or higher caps by editing this file.
@@ -23,6 +24,7 @@ edit what the maintainers meant to fence off.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import pygit2
 import yaml
@@ -65,6 +67,9 @@ class RepoSettings(BaseModel):
     tiers: tuple[str, ...] | None = Field(default=None, min_length=1)
     allow_workflows: bool = False
     caps: CapsSetting = CapsSetting()
+    # "write": each tier first writes a test that must fail before its change (bot.testfirst);
+    # "existing": the repository's own tests only. Unset: write for requests from issues.
+    tests: Literal["write", "existing"] | None = None
 
     @field_validator("test", "setup")
     @classmethod
@@ -86,6 +91,10 @@ class RepoSettings(BaseModel):
         unless `allow_workflows`, the workflows), so those are left out here: listed
         again, `.github/**` would fence off the workflows `allow_workflows` opens."""
         return [p for p in self.protected if p not in ALWAYS_PROTECTED]
+
+    def write_test(self, target: str) -> bool:
+        """Whether a request made on `target` ("issue", "pull", "review") writes its test first."""
+        return self.tests == "write" if self.tests is not None else target == "issue"
 
     def caps_within(self, server: ChangeCaps) -> ChangeCaps:
         """The caps for a job: the repository's where lower than the server's. A

@@ -17,6 +17,7 @@ from rich.text import Text
 from bot.config import Routing
 from bot.context import Context
 from bot.engine import EditResult
+from bot.evidence import Proof, describe_unexercised
 from bot.messages import summarize_tests
 from bot.progress import (
     ContextChosen,
@@ -27,13 +28,19 @@ from bot.progress import (
     Refused,
     Routed,
     TestsRan,
+    TestWritten,
     Verified,
 )
 from bot.records import NO_ANSWER_OUTCOMES, TierSummary
 from bot.verify import TestRun
 
-STATUS_STYLES = {"verified": "bold green", "unverified": "bold yellow", "failed": "bold red"}
-OUTCOME_STYLES = {"verified": "green", "unverified": "yellow"} | {
+STATUS_STYLES = {
+    "verified": "bold green",
+    "unexercised": "bold yellow",
+    "unverified": "bold yellow",
+    "failed": "bold red",
+}
+OUTCOME_STYLES = {"verified": "green", "unexercised": "yellow", "unverified": "yellow"} | {
     outcome: "dim" for outcome in NO_ANSWER_OUTCOMES
 }
 
@@ -92,10 +99,23 @@ def progress_line(event: Progress) -> str:
             return f"failed ({event.outcome}): {event.detail[:300]}"
         case EnvironmentReady():
             return event.summary
+        case TestWritten() if event.kept:
+            return f"new test {event.path} fails before the change, as it must"
+        case TestWritten():
+            return f"new test {event.path} discarded: {event.detail}"
         case TestsRan():
             return f"tests {event.when}: {summarize_tests(event.run)}"
         case _:
             assert_never(event)
+
+
+def evidence_line(proof: Proof) -> str:
+    """The evidence level and what qualifies it, on one line."""
+    extra = [f"new test {proof.new_test}"] if proof.new_test else []
+    if proof.unexercised:
+        extra.append("not run by any test: " + describe_unexercised(proof.unexercised))
+    extra += [f"coverage {proof.coverage}" if proof.coverage != "measured" else "", *proof.notes]
+    return "; ".join([proof.level.label, *(e for e in extra if e)])
 
 
 def _tests_cell(run: TestRun | None) -> str:
@@ -138,6 +158,8 @@ def render_result(result: EditResult, console: Console) -> None:
     facts.add_row("tests before", _tests_cell(result.tests_before))
     facts.add_row("tests after", _tests_cell(result.tests_after))
     facts.add_row("tokens", f"{result.tokens_in} in, {result.tokens_out} out")
+    if result.evidence is not None:
+        facts.add_row("evidence", evidence_line(result.evidence))
     if result.notes:
         facts.add_row("notes", result.notes)
     console.print(Panel(facts, title="patchling edit", title_align="left", border_style=style))

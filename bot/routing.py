@@ -32,7 +32,7 @@ from bot.records import RecordStore
 Standing = Literal["proven", "weak", "failing", "unknown"]
 HELD: tuple[Standing, ...] = ("weak", "failing")
 # An attempt that made an acceptable change; any other outcome a model answered with is a failure.
-ACCEPTED = ("verified", "unverified")
+ACCEPTED = ("verified", "unexercised", "unverified")  # a change made; only "verified" counts toward the rate
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ allow-list, never a token or key) and closed stdin.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -54,6 +55,10 @@ _PYTEST_OUTPUT_RE = re.compile(
     re.MULTILINE,
 )
 _NO_MODULE_RE = re.compile(r"No module named '?([A-Za-z_][\w.]*)'?")
+# How a plain pytest command starts: such a command can run under coverage.py instead.
+PYTEST_STARTS = (("python", "-m", "pytest"), ("python3", "-m", "pytest"), ("pytest",), ("py.test",))
+# The report's export needs no more than this, whatever the tests left of the timeout.
+COVERAGE_EXPORT_S = 60.0
 
 
 @dataclass
@@ -201,6 +206,31 @@ def default_test_command(root: Path) -> str | None:
 # -- running ----------------------------------------------------------------
 
 
+def pytest_args(command: str) -> list[str] | None:
+    """The arguments of a plain pytest command (no shell syntax), or None when
+    `command` is something else."""
+    if any(ch in SHELL_CHARS for ch in command):
+        return None
+    words = shlex.split(command)
+    for start in PYTEST_STARTS:
+        if tuple(words[: len(start)]) == start:
+            return words[len(start) :]
+    return None
+
+
+def coverage_commands(command: str, report: Path) -> tuple[str, str] | None:
+    """`command` run under coverage.py, its data file beside `report`, and the
+    command that exports `report` (coverage.py's JSON); None when `command` is
+    not plain pytest. Both run in the repository's environment, which has coverage."""
+    args = pytest_args(command)
+    if args is None:
+        return None
+    data = shlex.quote(f"--data-file={report.with_suffix('.data')}")
+    run = f"python -m coverage run {data} -m pytest {shlex.join(args)}".rstrip()
+    export = f"python -m coverage json {data} -o {shlex.quote(str(report))} -q --ignore-errors"
+    return run, export
+
+
 def _denied(name: str) -> bool:
     upper = name.upper()
     return any(fnmatch(upper, pattern) for pattern in ENV_DENY)
@@ -249,6 +279,7 @@ def _step(
     setup: bool,
     network: Network,
     toolchain: list[Path] | None = None,
+    scratch: list[Path] | None = None,
 ) -> tuple[int | None, bool, str]:
     """One command in the sandbox: the work tree writable, plus what the
     environment shows (bot.pyenv's is writable for setup only, as it installs
@@ -261,7 +292,7 @@ def _step(
         cwd=root,
         env=env,
         timeout_s=timeout_s,
-        writable=[root, *mounts.writable],
+        writable=[root, *mounts.writable, *(scratch or [])],
         readable=[*mounts.readable, *(toolchain or [])],
         binds=mounts.binds,
         writable_binds=mounts.writable_binds,
@@ -280,12 +311,15 @@ def run_tests(
     *,
     sandbox: Sandbox | None = None,
     network: Network = "setup",
+    coverage_to: Path | None = None,
 ) -> TestRun:
     """Run `setup_command` (if any) then `command` in `root`, in `sandbox`
     (bubblewrap by default), inside the repository's environment `pyenv` when
     given (its Python environment or its installed dependencies); both share
     `timeout_s`. A failing setup counts as one error of the run. Where the
-    sandbox cannot run, the tests do not run either."""
+    sandbox cannot run, the tests do not run either. With `coverage_to`, a
+    plain pytest command runs under coverage.py, which writes its JSON report
+    there (the directory must exist and lie outside the checkout)."""
     root = Path(root)
     sandbox = sandbox or Sandbox()
     started, since = time.monotonic(), time.time()
@@ -322,17 +356,21 @@ def run_tests(
                     why = "timed out" if timed_out else f"exited with {code}"
                     setup_note = f"setup command {why}: {setup_command}\n{output[-2000:]}\n"
             remaining = max(1.0, timeout_s - (time.monotonic() - started))
-            code, timed_out, output = _step(
+            measured = coverage_commands(command, coverage_to) if coverage_to is not None else None
+            step = functools.partial(
+                _step,
                 sandbox,
-                command,
-                root,
-                env,
-                remaining,
-                pyenv,
+                root=root,
+                env=env,
+                test_env=pyenv,
                 setup=False,
                 network=network,
                 toolchain=toolchain,
+                scratch=[coverage_to.parent] if measured and coverage_to else [],
             )
+            code, timed_out, output = step(measured[0] if measured else command, timeout_s=remaining)
+            if measured and not timed_out:
+                step(measured[1], timeout_s=COVERAGE_EXPORT_S)  # no report: not measured, said by the caller
         except SandboxUnavailable as exc:
             return TestRun.not_run(command, f"sandbox unavailable: {exc}")
     run = parse_test_output(

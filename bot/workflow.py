@@ -404,6 +404,7 @@ def _edit_and_deliver(
             test_timeout_s=settings.test_timeout_s,
             sandbox=settings.make_sandbox(),
             network=plan.settings.network,
+            write_test=plan.settings.write_test(job.target),
             repo=job.full_name,
             job_id=job.job_id,
             data_dir=data_dir,

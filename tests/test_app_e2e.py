@@ -18,6 +18,7 @@ from tests.fakegithub import (
     Harness,
     issue_comment,
     make_harness,
+    memory_clear_rules,
     open_feature_pull,
     private_key_pem,
     review_comment,
@@ -35,6 +36,20 @@ NEW_SOURCE = CALCULATOR_SOURCE.replace(
     "    def memory_recall(self) -> float:",
     MEMORY_CLEAR.lstrip("\n") + "\n    def memory_recall(self) -> float:",
 )
+# The test an issue request writes first (test-first is on for issues by default).
+FIRST_TEST_PATH = "tests/test_add_memory_clear.py"
+FIRST_TEST = """import pytest
+
+from calculator import Calculator, CalculatorError
+
+
+def test_memory_clear() -> None:
+    calc = Calculator()
+    calc.memory_store(5)
+    calc.memory_clear()
+    with pytest.raises(CalculatorError):
+        calc.memory_recall()
+"""
 
 
 @pytest.fixture
@@ -66,7 +81,10 @@ def assert_no_secret_anywhere(app: Harness) -> None:
 def test_issue_comment_opens_a_pull_request(
     tmp_path: Path, model_server: ScriptedModel, caplog: pytest.LogCaptureFixture
 ) -> None:
-    script_edit(model_server, NEW_SOURCE)
+    model_server.script(
+        {"match": "Write the new test file", "reply": f"```python\n{FIRST_TEST}```"},
+        *memory_clear_rules(NEW_SOURCE),
+    )
     app = make_harness(tmp_path, CALCULATOR, model_server.url, test_command=None)  # the real tests
     caplog.set_level(logging.DEBUG)
     main_before = app.remote.references["refs/heads/main"].target
@@ -96,6 +114,7 @@ def test_issue_comment_opens_a_pull_request(
     # The branch on the remote holds the change, committed by the App's bot.
     branch = "patchling/7-add-a-way-to-clear-the-memory"
     assert "def memory_clear(self)" in file_at(app.remote, branch, "calculator/calculator.py")
+    assert file_at(app.remote, branch, FIRST_TEST_PATH) == FIRST_TEST  # committed with the change
     assert app.remote.references["refs/heads/main"].target == main_before
     commit = app.remote.revparse_single(f"refs/heads/{branch}").peel(pygit2.Commit)
     assert commit.author.name == BOT_LOGIN
@@ -103,14 +122,16 @@ def test_issue_comment_opens_a_pull_request(
     assert "Co-authored-by: maintainer <5150+maintainer@users.noreply.github.com>" in commit.message
     assert commit.parents[0].id == main_before
 
-    # A ready PR (the tests pass) with the test results in its body.
+    # A ready PR (a new test failed before and passes after) with the test results in its body.
     (pr,) = fake.created_pulls
     assert pr["head"] == branch and pr["base"] == "main" and pr["draft"] is False
     assert pr["title"] == "Add memory clear"
     body = pr["body"]
     assert body.startswith("Closes #7")
     assert "| before |" in body and "| after |" in body and "-m pytest" in body
-    assert body.count("| 15 | 0 | 0 | 0 |") == 2  # the calculator's real tests, before and after
+    assert "| 15 | 0 | 0 | 0 |" in body and "| 16 | 0 | 0 | 0 |" in body  # the real tests, and the new one
+    assert "**Evidence: new test failing→passing**" in body
+    assert f"`{FIRST_TEST_PATH}` was written first: it failed before this change and passes with it" in body
     assert "Test environment built in" in body and "`pyproject.toml`, `pytest`" in body
     assert "`calculator/calculator.py`" in body and "tier `tiny`" in body
 
@@ -127,6 +148,7 @@ def test_issue_comment_opens_a_pull_request(
         "applied",
         "test environment built in",
         "tests before",
+        f"new test `{FIRST_TEST_PATH}` fails before the change",
         "tests after",
     ):
         assert stage in final
@@ -136,6 +158,28 @@ def test_issue_comment_opens_a_pull_request(
     webhook_secret = app.settings.github_webhook_secret.get_secret_value()
     for secret in [*fake.tokens, webhook_secret, private_key_pem().splitlines()[1]]:
         assert secret not in caplog.text
+
+
+@pytest.mark.slow
+def test_a_change_no_test_runs_opens_a_draft_that_names_the_lines(
+    tmp_path: Path, model_server: ScriptedModel
+) -> None:
+    script_edit(model_server, NEW_SOURCE)  # no test written first: the model has none to give
+    app = make_harness(tmp_path, CALCULATOR, model_server.url, test_command=None)
+    app.deliver("issue_comment", issue_comment(app.repo, "/edit add memory clear", number=8))
+    assert app.run_jobs() == 1
+
+    (pr,) = app.fake.created_pulls
+    assert pr["draft"] is True
+    # The def and docstring ran when the module was imported; the method's body never did.
+    body_line = NEW_SOURCE.splitlines().index("        self.memory = None") + 1
+    line = f"line {body_line} of calculator/calculator.py"
+    assert pr["body"].startswith("Refs #8")  # not verified: merging it does not close the issue
+    assert f"**Not verified**: tests pass, but {line} is not exercised by any test" in pr["body"]
+    assert "**Evidence: only: no test got worse**" in pr["body"]
+    assert "- No test written first: " in pr["body"]
+    (status,) = app.fake.posted_to(8)
+    assert "draft pull request opened: #" in status["body"]
 
 
 def test_review_comment_commits_on_the_head_branch(app: Harness) -> None:

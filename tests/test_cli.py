@@ -66,7 +66,7 @@ def test_edit_json_verified_and_recorded(
     }
     assert "memory_clear" in data["diff"] and data["notes"]
     # What the tests ran in: the calculator's own environment, built for this data directory.
-    assert data["environment"]["installed"] == ["pyproject.toml", "pytest"]
+    assert data["environment"]["installed"] == ["pyproject.toml", "pytest", "coverage"]
     assert data["environment"]["reused"] is False and data["environment"]["seconds"] > 0
     assert (data_dir / "envs" / data["environment"]["key"]).is_dir()
     assert "def memory_clear" in (calculator_repo / CALC_PY).read_text()

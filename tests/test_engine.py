@@ -163,7 +163,7 @@ async def test_add_memory_clear_is_verified(
     assert result.notes == PLAN["notes"]
     assert stages == ["context", "plan", "generated", "applied", "environment", "tests_before", "tests_after"]
     assert result.environment is not None
-    assert result.environment["installed"] == ["pyproject.toml", "pytest"]
+    assert result.environment["installed"] == ["pyproject.toml", "pytest", "coverage"]
     stored = records.attempts(job_id="job-1")
     assert [(r["tier"], r["outcome"], r["instruction"]) for r in stored] == [
         ("tiny", "verified", INSTRUCTION)
@@ -173,7 +173,7 @@ async def test_add_memory_clear_is_verified(
     data = result.to_json()
     assert data["tests"]["after"]["passed"] == 17 and data["tokens"]["in"] == result.tokens_in
     assert data["tests"]["after"]["could_not_run"] is None
-    assert data["environment"]["installed"] == ["pyproject.toml", "pytest"]
+    assert data["environment"]["installed"] == ["pyproject.toml", "pytest", "coverage"]
     json.dumps(data)  # serialisable as is
 
 
@@ -472,7 +472,7 @@ async def test_a_destructive_whole_file_is_refused_before_anything_runs(
 
 
 @pytest.mark.slow
-async def test_a_refused_or_untestable_change_escalates_until_one_is_verified(
+async def test_a_refused_or_untestable_change_escalates_until_one_is_accepted(
     model_server: ScriptedModel, calculator_repo: Path, shared_data_dir: Path
 ) -> None:
     unimportable = "import no_such_module_xyz\n" + new_calculator()
@@ -486,10 +486,11 @@ async def test_a_refused_or_untestable_change_escalates_until_one_is_verified(
         EditRequest(calculator_repo, INSTRUCTION, data_dir=shared_data_dir),
         tiers=[make_tier(model_server, name) for name in ("tiny", "medium", "bigger")],
     )
-    assert [a.outcome for a in result.attempts] == ["shrunk", "tests_worse", "verified"]
+    # Accepted, yet not verified: no test calls the new method (bot.evidence).
+    assert [a.outcome for a in result.attempts] == ["shrunk", "tests_worse", "unexercised"]
     assert "the tests could not run after the change" in result.attempts[1].detail
     assert "no_such_module_xyz" in result.attempts[1].detail
-    assert result.status == "verified" and (calculator_repo / CALC_PY).read_text() == new_calculator()
+    assert result.status == "unexercised" and (calculator_repo / CALC_PY).read_text() == new_calculator()
     texts = {c["model"]: _message_text(c["messages"]) for c in edit_calls(model_server)}
     assert "refused before testing" in texts["medium"] and "CalculatorError" in texts["medium"]
     assert "could not run" in texts["bigger"]

@@ -64,7 +64,7 @@ def test_an_environment_is_built_once_and_reused(tmp_path: Path, shared_data_dir
     first = ensure_env(root, envs, setup_command="true")
     again = ensure_env(root, envs, setup_command="true")
     assert not first.reused and again.reused and again.path == first.path
-    assert first.installed == ["pyproject.toml", "pytest"]
+    assert first.installed == ["pyproject.toml", "pytest", "coverage"]
     assert first.path.parent == envs and not first.path.is_relative_to(root)
     assert [p.name for p in envs.iterdir() if p.name.startswith(".build-")] == []
     assert (first.bin_dir / "pytest").is_file()
@@ -114,7 +114,7 @@ def test_requirements_files_are_installed(tmp_path: Path, shared_data_dir: Path)
         },
     )
     env = ensure_env(root, shared_data_dir / "envs")
-    assert env.installed == ["setup.py", "requirements-dev.txt", "pytest"]
+    assert env.installed == ["setup.py", "requirements-dev.txt", "pytest", "coverage"]
     run = run_tests(root, "python -m pytest -q tests", 120, pyenv=env)
     assert (run.passed, run.could_not_run) == (1, None), run.output_tail
 
@@ -159,8 +159,8 @@ def test_what_is_installed(tmp_path: Path) -> None:
         },
     )
     assert install_plan(flask_like) == (
-        ["-r", "pyproject.toml", "-r", "requirements/tests.txt", "pytest"],
-        ["pyproject.toml", "requirements/tests.txt", "pytest"],
+        ["-r", "pyproject.toml", "-r", "requirements/tests.txt", "pytest", "coverage"],
+        ["pyproject.toml", "requirements/tests.txt", "pytest", "coverage"],
     )
     extras = write(
         tmp_path / "extras",
@@ -178,11 +178,11 @@ def test_what_is_installed(tmp_path: Path) -> None:
     )
     assert install_plan(extras)[0] == [
         *("-r", "pyproject.toml", "--extra", "test", "--extra", "dev"),
-        *("-r", "requirements.txt", "pytest"),
+        *("-r", "requirements.txt", "pytest", "coverage"),
     ]
     # A pyproject.toml holding only tool settings is no project to install.
     tools_only = write(tmp_path / "tools", {"pyproject.toml": "[tool.ruff]\nline-length = 100\n"})
-    assert install_plan(tools_only)[0] == ["pytest"]
+    assert install_plan(tools_only)[0] == ["pytest", "coverage"]
 
 
 def test_which_commands_need_the_environment(tmp_path: Path) -> None:

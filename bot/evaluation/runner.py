@@ -37,7 +37,7 @@ FEEDBACK_TOKENS = 800
 # The scope (bot.pyenv) of every eval environment: one uv cache for the whole suite.
 ENV_SCOPE = "patchling-eval"
 # Engine outcomes after which the change had been applied (and then tested).
-APPLIED_OUTCOMES = frozenset({"verified", "unverified", "tests_worse"})
+APPLIED_OUTCOMES = frozenset({"verified", "unexercised", "unverified", "tests_worse"})
 
 OnResult = Callable[[TaskResult], None]
 
