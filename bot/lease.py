@@ -43,8 +43,8 @@ class _Consumer(_RedisConsumer):
     """Dramatiq's Redis consumer, minus a wait between jobs. With every thread
     busy it has nothing to ask Redis, yet it slept its idle back-off (up to
     `poll_ms`) all the same, so a thread that finished a job sat idle for up to
-    that long before the next (bench.workers: about 0.3 s a job). Now it looks
-    again shortly; it still asks Redis only once a thread is free."""
+    that long before taking the next. Now it looks again shortly; it still
+    asks Redis only once a thread is free."""
 
     def __next__(self) -> Any:
         if not self.message_cache and self.outstanding_message_count >= self.prefetch:
