@@ -2,23 +2,28 @@
 versus a bare Starlette endpoint that only answers 200, under the same uvicorn
 settings, in the same run, from concurrent keep-alive clients on loopback.
 
-    .venv/bin/python -m bench.webhooks [--requests 3000] [--clients 64]
+    .venv/bin/python -m bench.webhooks [--requests 3000] [--clients 64] [--redis]
 
-Every delivery has its own delivery id and comment id, so none deduplicates:
-afterwards the number of jobs waiting in the queue must equal the number of
-202 answers. Targets: throughput at least 0.65x the bare endpoint's, p99 at
-most 50 ms, nothing lost; a miss is reported, and the run still exits 0.
+With --redis, Patchling in Redis mode (ledger and queue in a real
+redis-server of the benchmark's own, on loopback) is measured too, in the
+same alternating rounds. Every delivery has its own delivery id and comment
+id, so none deduplicates: afterwards the number of jobs waiting in each queue
+must equal the number of 202 answers. Targets (SQLite mode): throughput at
+least 0.65x the bare endpoint's, p99 at most 50 ms, nothing lost; a miss is
+reported, and the run still exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import hashlib
 import hmac
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -57,18 +62,18 @@ def bare_app() -> Any:
     return Starlette(routes=[Route(PATH, ok, methods=["POST"])])
 
 
-def bench_settings(data_dir: Path) -> Any:
+def bench_settings(data_dir: Path, queue_url: str | None = None) -> Any:
     from bot.config import Settings
 
-    return Settings(_env_file=None, data_dir=data_dir, github_webhook_secret=SECRET)
+    return Settings(_env_file=None, data_dir=data_dir, github_webhook_secret=SECRET, queue_url=queue_url)
 
 
-def patchling_app(data_dir: Path) -> Any:
+def patchling_app(data_dir: Path, queue_url: str | None = None) -> Any:
     from bot.queue import JobQueue
     from bot.serve import start_checkpoints
     from bot.web import create_app
 
-    settings = bench_settings(data_dir)
+    settings = bench_settings(data_dir, queue_url)
     queue = JobQueue(settings)
     # As `patchling serve` runs it, minus the consumer: accepted jobs stay
     # queued so they can be counted.
@@ -76,12 +81,12 @@ def patchling_app(data_dir: Path) -> Any:
     return create_app(settings, queue=queue)
 
 
-def serve(kind: str, port: int, data_dir: Path) -> None:
+def serve(kind: str, port: int, data_dir: Path, queue_url: str | None) -> None:
     import uvicorn
 
     from bot.serve import settle_heap
 
-    app = bare_app() if kind == "bare" else patchling_app(data_dir)
+    app = bare_app() if kind == "bare" else patchling_app(data_dir, queue_url)
     settle_heap()  # as `patchling serve` does, for both
     uvicorn.run(app, port=port, **UVICORN)  # type: ignore[arg-type]
 
@@ -92,21 +97,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(kind: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    kind: str, data_dir: Path, queue_url: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.webhooks",
-            "--serve",
-            kind,
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ]
-    )
+    command = [sys.executable, "-m", "bench.webhooks", "--serve", kind, "--port", str(port)]
+    command += ["--data-dir", str(data_dir), *(["--queue-url", queue_url] if queue_url else [])]
+    proc = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -232,11 +229,14 @@ def run_rounds(
     warmup: int,
     clients: int,
     rounds: int,
-) -> dict[str, Result]:
-    """Both endpoints in alternating rounds, so that a busy moment on the
-    machine weighs on both alike; results add up across rounds."""
-    patchling_warm = asyncio.run(load("warm-up", servers["patchling"][1], deliveries(warmup, 0), clients))
-    asyncio.run(load("warm-up", servers["bare"][1], deliveries(warmup, 0), clients))
+) -> tuple[dict[str, Result], dict[str, int]]:
+    """The endpoints in alternating rounds, so that a busy moment on the
+    machine weighs on all alike; results add up across rounds. Also the
+    deliveries each accepted while warming up."""
+    warm = {
+        kind: asyncio.run(load("warm-up", url, deliveries(warmup, 0), clients)).statuses.get(202, 0)
+        for kind, (_, url) in servers.items()
+    }
     work = deliveries(requests, warmup)
     size = -(-requests // rounds)
     totals = {kind: Result(kind, 0, 0.0, [], {}) for kind in servers}
@@ -252,15 +252,34 @@ def run_rounds(
             total.latencies_ms += part.latencies_ms
             for status, count in part.statuses.items():
                 total.statuses[status] = total.statuses.get(status, 0) + count
-    return {**totals, "warm-up": patchling_warm}
+    return totals, warm
 
 
-def queued_jobs(data_dir: Path) -> tuple[int, int]:
+def queued_jobs(data_dir: Path, queue_url: str | None = None) -> tuple[int, int]:
     """(jobs waiting in the queue, jobs in the ledger), read as a restarted server would."""
     from bot.queue import JobQueue
 
-    queue = JobQueue(bench_settings(data_dir))
-    return queue.huey.pending_count(), queue.ledger.count()
+    queue = JobQueue(bench_settings(data_dir, queue_url))
+    return queue.pending_count(), queue.ledger.count()
+
+
+def report(results: dict[str, Result], warm: dict[str, int], counted: dict[str, tuple[int, int]]) -> None:
+    """Each Patchling mode against the bare endpoint; the targets hold for SQLite mode."""
+    bare = results["bare"]
+    print(bare.line())
+    for kind in counted:
+        print(results[kind].line())
+    for kind, (waiting, ledger) in counted.items():
+        ours = results[kind]
+        accepted = ours.statuses.get(202, 0) + warm[kind]
+        ratio = ours.rps / bare.rps
+        print(f"{kind}: throughput ratio {kind}/bare {ratio:.2f}; p99 {ours.percentile(99):.2f} ms", end="")
+        print(f" (bare {bare.percentile(99):.2f} ms); accepted (202, warm-up included) {accepted};", end="")
+        print(f" jobs waiting in the queue {waiting}; ledger rows {ledger}")
+        if kind == "patchling":
+            report_target("throughput >= 0.65x the bare endpoint's", ratio >= 0.65)
+            report_target("p99 <= 50 ms", ours.percentile(99) <= 50)
+        report_target(f"{kind}: nothing lost (queued == accepted == recorded)", waiting == accepted == ledger)
 
 
 def main() -> None:
@@ -271,41 +290,44 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=6, help="alternate the endpoints in this many rounds")
-    parser.add_argument("--serve", choices=["bare", "patchling"], help=argparse.SUPPRESS)
+    parser.add_argument("--redis", action="store_true", help="measure Redis mode too (needs redis-server)")
+    parser.add_argument("--serve", choices=["bare", "patchling", "redis"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--queue-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.data_dir)
+        serve(args.serve, args.port, args.data_dir, args.queue_url)
         return
     need(PAYLOAD)  # before any server starts
+    if args.redis and shutil.which("redis-server") is None:
+        sys.exit("redis-server is not installed (Debian package redis-server; `make system` installs it)")
 
-    with tempfile.TemporaryDirectory(prefix="patchling-bench-") as tmp:
-        data_dir = Path(tmp)
-        servers = {kind: start_server(kind, data_dir) for kind in ("bare", "patchling")}
+    with tempfile.TemporaryDirectory(prefix="patchling-bench-") as tmp, contextlib.ExitStack() as stack:
+        queue_urls = {"patchling": None} | ({"redis": own_redis(Path(tmp), stack)} if args.redis else {})
+        servers = {"bare": start_server("bare", Path(tmp) / "bare")}
+        servers |= {kind: start_server(kind, Path(tmp) / kind, url) for kind, url in queue_urls.items()}
         try:
-            results = run_rounds(servers, args.requests, args.warmup, args.clients, args.rounds)
+            results, warm = run_rounds(servers, args.requests, args.warmup, args.clients, args.rounds)
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=10)
-        waiting, ledger = queued_jobs(data_dir)
-        warm_accepted = results.pop("warm-up").statuses.get(202, 0)
+        counted = {kind: queued_jobs(Path(tmp) / kind, url) for kind, url in queue_urls.items()}
 
-    bare, ours = results["bare"], results["patchling"]
-    accepted = ours.statuses.get(202, 0) + warm_accepted
     print(f"{args.requests} signed deliveries per endpoint, {args.clients} concurrent keep-alive clients,")
     print(f"loopback, {args.rounds} alternating rounds, after {args.warmup} warm-up deliveries each")
-    print(bare.line())
-    print(ours.line())
-    ratio = ours.rps / bare.rps
-    print(f"throughput ratio patchling/bare: {ratio:.2f}")
-    print(f"p99 patchling: {ours.percentile(99):.2f} ms")
-    print(f"accepted deliveries (202, warm-up included): {accepted}")
-    print(f"jobs waiting in the queue: {waiting}; ledger rows: {ledger}")
-    report_target("throughput >= 0.65x the bare endpoint's", ratio >= 0.65)
-    report_target("p99 <= 50 ms", ours.percentile(99) <= 50)
-    report_target("nothing lost (queued == accepted == recorded)", waiting == accepted == ledger)
+    report(results, warm, counted)
+
+
+def own_redis(tmp: Path, stack: contextlib.ExitStack) -> str:
+    """A redis-server of the benchmark's own (loopback, no persistence), stopped on exit."""
+    from tests.redisserver import RedisServer
+
+    (tmp / "redis").mkdir()
+    server = RedisServer(tmp / "redis").start()
+    stack.callback(server.stop)
+    return server.url
 
 
 if __name__ == "__main__":

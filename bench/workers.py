@@ -26,6 +26,7 @@ from bench.targets import report_target
 from bench.webhooks import cpu_seconds
 from bot.ledger import JobStatus
 from bot.queue import JobQueue
+from bot.redis_ledger import RedisLedger
 from tests.conftest import CALCULATOR
 from tests.fakegithub import RemoteRepo, issue_comment, memory_clear_rules, seed_remote
 from tests.githubserver import GitHubProcess
@@ -44,6 +45,15 @@ def outcomes(queue: JobQueue) -> dict[str, int]:
     """How many jobs are in each status (zero counts left out)."""
     counts = {status.value: queue.ledger.count(status.value) for status in JobStatus}
     return {status: n for status, n in counts.items() if n}
+
+
+def jobs_by_worker(queue: JobQueue, procs: list[WorkerProcess]) -> list[int]:
+    """How many of the jobs each worker ran (last), in the workers' order."""
+    assert isinstance(queue.ledger, RedisLedger)
+    owners = [
+        queue.ledger.client.hget(f"patchling:job:{row.job_id}", "owner") for row in queue.ledger.recent()
+    ]
+    return [owners.count(proc.owner) for proc in procs]
 
 
 def unfinished(queue: JobQueue) -> int:
@@ -70,10 +80,11 @@ def run_round(
     workers: int,
     jobs: int,
     timeout_s: float,
-) -> tuple[float, float, dict[str, int]]:
+) -> tuple[float, float, dict[str, int], list[int]]:
     """Seconds from the first delivery until `jobs` jobs have ended through
     `workers` worker processes, the CPU seconds the workers used meanwhile
-    (with their children: git, the sandboxed tests), and the jobs' outcomes."""
+    (with their children: git, the sandboxed tests), the jobs' outcomes, and
+    how many jobs each worker ran."""
     redis.flush()  # each round starts from an empty queue and ledger
     round_dir = tmp / f"round-{workers}"
     round_dir.mkdir()
@@ -95,16 +106,16 @@ def run_round(
             time.sleep(0.1)
         seconds = time.monotonic() - started
         cpu = sum(worker_cpu(proc) for proc in procs) - cpu_before
-        return seconds, cpu, outcomes(queue)
+        return seconds, cpu, outcomes(queue), jobs_by_worker(queue, procs)
     finally:
         for proc in procs:
             proc.stop()
 
 
-def line(workers: int, jobs: int, seconds: float, cpu: float, ended: dict[str, int]) -> str:
+def line(workers: int, jobs: int, seconds: float, cpu: float, ended: dict[str, int], split: list[int]) -> str:
     return (
         f"{workers} worker(s): {jobs} jobs in {seconds:6.1f} s  {60 * jobs / seconds:6.1f} jobs/min  "
-        f"worker CPU {cpu / jobs:5.2f} s a job  outcomes {ended}"
+        f"worker CPU {cpu / jobs:5.2f} s a job  jobs by worker {split}  outcomes {ended}"
     )
 
 
@@ -129,7 +140,7 @@ def main() -> None:
         try:
             # No `times`: every job gets the same two answers, each after `delay`.
             model.script(*({**rule, "delay": args.delay} for rule in memory_clear_rules(NEW_SOURCE)))
-            results: dict[int, tuple[float, float, dict[str, int]]] = {}
+            results: dict[int, tuple[float, float, dict[str, int], list[int]]] = {}
             for workers in (1, 2):
                 results[workers] = run_round(tmp, redis, github, model, workers, args.jobs, args.timeout)
             calls = len(model.calls())
@@ -139,13 +150,13 @@ def main() -> None:
             redis.stop()
 
     print(f"{args.jobs} jobs a round, scripted model answering after {args.delay:g} s, loopback, Redis mode")
-    for workers, (seconds, cpu, ended) in results.items():
-        print(line(workers, args.jobs, seconds, cpu, ended))
+    for workers, result in results.items():
+        print(line(workers, args.jobs, *result))
     print(f"model calls: {calls} ({calls / (2 * args.jobs):.1f} a job)")
     one, two = (60 * args.jobs / results[n][0] for n in (1, 2))
     ratio = two / one
     print(f"jobs/min: one worker {one:.1f}, two workers {two:.1f}, ratio {ratio:.2f}")
-    every_done = all(ended == {JobStatus.DONE.value: args.jobs} for _, _, ended in results.values())
+    every_done = all(ended == {JobStatus.DONE.value: args.jobs} for _, _, ended, _ in results.values())
     report_target("every job done", every_done)
     report_target("two workers >= 1.8x one worker's jobs/min", ratio >= 1.8)
 

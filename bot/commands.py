@@ -62,6 +62,8 @@ def visible_text(text: str) -> str:
     characters (zero-width, bidirectional controls, Unicode tags), which could
     carry words to a model that no reviewer ever saw."""
     text = _HTML_COMMENT.sub("", text)
+    if text.isascii():
+        return text  # every invisible (Cf) character is outside ASCII; most comments are inside it
     return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
 
 

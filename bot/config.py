@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     # Redis mode: a job whose worker process has not been heard from for this
     # long is given to another worker (see bot/lease.py).
     lease_s: float = Field(default=30, gt=0, le=110)
+    # A job that finds its repository branch held by another job goes back to
+    # the queue for this long (then tries again; waiting never counts as a run).
+    busy_retry_s: float = Field(default=15, gt=0, le=600)
     # Repository code (setup, tests, environment builds) runs under bubblewrap.
     # "none" runs it as this server's user, seeing all it sees: reports then say so.
     sandbox: Literal["bwrap", "none"] = "bwrap"

@@ -73,7 +73,15 @@ OUTCOME_BY_STATUS = {
 def delivery(event: str | None, status: int, *, duplicate: bool = False) -> None:
     label = event if event in KNOWN_EVENTS else "other"
     outcome = "duplicate" if duplicate else OUTCOME_BY_STATUS.get(status, str(status))
-    DELIVERIES.labels(label, outcome).inc()
+    _delivery_counter(label, outcome).inc()
+
+
+@functools.cache
+def _delivery_counter(event: str, outcome: str) -> Any:
+    """The labelled child, found once: `labels()` takes a lock and builds a key
+    on every call, once per delivery. The label sets are bounded (known events,
+    statuses the webhook answers), so the cache is too."""
+    return DELIVERIES.labels(event, outcome)
 
 
 # -- jobs --------------------------------------------------------------------------------

@@ -51,8 +51,6 @@ from bot.workflow import BranchBusy, abandon, work
 
 log = logging.getLogger(__name__)
 
-# A job that finds its branch busy tries again this much later.
-BUSY_RETRY_S = 15
 # How a job ended: a second delivery of its message (Redis mode) does nothing.
 FINISHED = frozenset(JobStatus) - {JobStatus.RECEIVED, JobStatus.QUEUED, JobStatus.RUNNING}
 
@@ -119,13 +117,11 @@ class JobQueue:
         huey: Huey | None = None,
         ledger: JobLedger | None = None,
         github: gh.GitHubFactory | None = None,
-        busy_retry_s: float = BUSY_RETRY_S,
     ) -> None:
         self.settings = settings
         self.huey = huey if huey is not None else make_huey(settings)
         self.ledger = ledger if ledger is not None else make_ledger(settings)
         self.github = github if github is not None else lambda: gh.app_client(settings)
-        self.busy_retry_s = busy_retry_s
         self._stuck_locks: set[str] = set()  # branch locks a job could not release
         self._task = self.huey.task(name=self.TASK_NAME)(self._execute)
         url = redis_url(settings)
@@ -325,7 +321,7 @@ class JobQueue:
         except BranchBusy as busy:
             log.info("job %s waits: %s is busy", job.job_id, busy)
             self.ledger.set_status(job.job_id, JobStatus.QUEUED)
-            self._send(payload, delay_s=self.busy_retry_s)
+            self._send(payload, delay_s=self.settings.busy_retry_s)
             return
         except Exception:
             log.exception("job %s failed", job.job_id)

@@ -110,8 +110,10 @@ class RedisLedger:
         *,
         expect: str = "",
         runs: int = 0,
+        client: Any = None,
         **fields: str,
     ) -> None:
+        """`client`: a pipeline to add the change to, rather than sending it now."""
         pairs = [item for name, value in fields.items() for item in (name, value)]
         args: list[str | int] = [
             self.prefix,
@@ -123,7 +125,7 @@ class RedisLedger:
             "updated_at",
             repr(time.time()),
         ]
-        self._update(keys=[self._job(job_id)], args=args)
+        self._update(keys=[self._job(job_id)], args=args, client=client)
 
     def claim_many(self, jobs: list[JobRequest]) -> list[bool]:
         """Record jobs in one round trip; for each, False when its delivery or
@@ -156,8 +158,10 @@ class RedisLedger:
         pipe.execute()
 
     def enqueued(self, job_ids: list[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)  # one round trip for the batch
         for job_id in job_ids:
-            self._change(job_id, JobStatus.QUEUED, expect=JobStatus.RECEIVED)
+            self._change(job_id, JobStatus.QUEUED, expect=JobStatus.RECEIVED, client=pipe)
+        pipe.execute()
 
     def _owned(self, *statuses: JobStatus) -> list[dict[str, str]]:
         """This owner's jobs in these statuses, as their hashes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pygit2
 import pytest
 import redis
 
@@ -38,6 +40,7 @@ from tests.modelserver import ScriptedModel
 from tests.redisserver import RedisServer
 from tests.test_app_e2e import NEW_SOURCE
 from tests.test_faults import BRANCH, wait_for
+from tests.test_operate import parse, value
 
 REPO = RemoteRepo(owner="acme", name="calculator", clone_url="https://github.test/acme/calculator.git")
 
@@ -223,7 +226,13 @@ class WorkerProcess:
     """`patchling worker` as its own process, with a data directory of its own."""
 
     def __init__(
-        self, tmp_path: Path, name: str, redis_url: str, github: GitHubProcess, model: ScriptedModel
+        self,
+        tmp_path: Path,
+        name: str,
+        redis_url: str,
+        github: GitHubProcess,
+        model: ScriptedModel,
+        **settings: str,
     ):
         self.data_dir = tmp_path / name
         self.data_dir.mkdir()
@@ -234,6 +243,8 @@ class WorkerProcess:
             github.url,
             PATCHLING_QUEUE_URL=redis_url,
             PATCHLING_LEASE_S=str(LEASE_S),
+            PATCHLING_BUSY_RETRY_S=str(BUSY_RETRY_S),
+            **settings,
         )
         self.owner = default_owner(self.data_dir)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -257,6 +268,7 @@ class WorkerProcess:
 
 
 LEASE_S = 3
+BUSY_RETRY_S = 1
 
 
 @pytest.fixture
@@ -267,7 +279,12 @@ def cluster(
     remote_path, remote = seed_remote(tmp_path, CALCULATOR)
     github = GitHubProcess(RemoteRepo("acme", "calculator", f"file://{remote_path}")).start()
     app, queue = web_process(tmp_path, "web", redis_url)
-    workers = [WorkerProcess(tmp_path, name, redis_url, github, model_server) for name in ("w1", "w2")]
+    # One metrics directory for the workers, as on one host (prometheus-client's multi-process mode).
+    metrics_dir = str(tmp_path / "metrics")
+    workers = [
+        WorkerProcess(tmp_path, name, redis_url, github, model_server, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        for name in ("w1", "w2")
+    ]
     try:
         yield app, queue, github, workers, remote
     finally:
@@ -276,7 +293,30 @@ def cluster(
         github.stop()
 
 
-def test_two_worker_processes_share_the_jobs_and_do_each_once(cluster: Any) -> None:
+# `/metrics` as a web process on the workers' host serves it: its own process, in multi-process mode.
+SCRAPE = """
+import asyncio, sys, httpx
+from bot.config import Settings
+from bot.queue import JobQueue
+from bot.web import create_app
+settings = Settings(_env_file=None, data_dir=sys.argv[1], queue_url=sys.argv[2], github_webhook_secret="s")
+app = create_app(settings, queue=JobQueue(settings))
+async def get():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://web") as client:
+        return (await client.get("/metrics")).text
+print(asyncio.run(get()))
+"""
+
+
+def scrape(tmp_path: Path, redis_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    args = [sys.executable, "-c", SCRAPE, str(tmp_path / "scrape"), redis_url]
+    return parse(subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout)
+
+
+def test_two_worker_processes_share_the_jobs_and_do_each_once(
+    cluster: Any, tmp_path: Path, redis_url: str
+) -> None:
     app, queue, github, workers, _ = cluster
     for worker in workers:
         worker.start()
@@ -293,6 +333,13 @@ def test_two_worker_processes_share_the_jobs_and_do_each_once(cluster: Any) -> N
     }
     assert owners == {worker.owner for worker in workers}  # both took jobs
     assert queue.pending_count() == 0
+    # Each worker counted its own jobs; /metrics adds them up.
+    found = scrape(tmp_path, redis_url)
+    assert value(found, "patchling_jobs_total", outcome="help") == jobs
+    assert value(found, "patchling_stage_duration_seconds_count", stage="job") == jobs
+    assert value(found, "patchling_queue_depth") == 0
+    pids = {path.name.rsplit("_", 1)[-1] for path in (tmp_path / "metrics").glob("counter_*.db")}
+    assert {f"{worker.proc.pid}.db" for worker in workers if worker.proc} <= pids
 
 
 def test_kill_9_of_a_worker_mid_job_another_worker_finishes_it_once(
@@ -322,4 +369,52 @@ def test_kill_9_of_a_worker_mid_job_another_worker_finishes_it_once(
     tip = remote.references[f"refs/heads/{BRANCH}"].target
     ahead, _ = remote.ahead_behind(tip, remote.references["refs/heads/main"].target)
     assert ahead == 1  # one commit: the dead run's work was not done twice
+    assert queue.pending_count() == 0
+
+
+SECOND_SOURCE = NEW_SOURCE.replace(
+    "    def memory_recall(self) -> float:",
+    "    def memory_is_empty(self) -> bool:\n        return self.memory is None\n\n"
+    "    def memory_recall(self) -> float:",
+)
+
+
+def test_a_branchs_jobs_keep_their_order_across_worker_processes(
+    cluster: Any, model_server: ScriptedModel
+) -> None:
+    """Two edits of one issue share its branch. The second, taken by the other
+    worker while the first holds the branch, goes back to the queue and runs
+    after it, on top of its commit; waiting is not counted as a run."""
+    app, queue, github, workers, remote = cluster
+    edit = "What to change in calculator/calculator.py"
+    plan, _ = memory_clear_rules(NEW_SOURCE)
+    first = {"match": edit, "reply": f"```python\n{NEW_SOURCE}```", "delay": 4, "times": 1}
+    second = {"match": edit, "reply": f"```python\n{SECOND_SOURCE}```"}
+    model_server.script(plan, first, second)
+    for worker in workers:
+        worker.start()
+    assert post_to(app, issue_comment(github.repo, "/edit add memory clear"), "guid-1").status_code == 202
+    wait_for(lambda: any(edit in str(c["messages"]) for c in model_server.calls()), "the first edit to start")
+    (job_a,) = [row.job_id for row in queue.ledger.recent()]
+    later = issue_comment(github.repo, "/edit add memory_is_empty too")
+    assert post_to(app, later, "guid-2").status_code == 202
+
+    wait_for(lambda: queue.ledger.count("done") == 2, "both jobs to be done")
+    (job_b,) = [row.job_id for row in queue.ledger.recent() if row.job_id != job_a]
+    # The worker that did not run the first job took the second and found the branch busy.
+    owner_a = queue.ledger.client.hget(f"patchling:job:{job_a}", "owner")
+    (other,) = [worker for worker in workers if worker.owner != owner_a]
+    assert f"job {job_b} waits" in other.log.read_text(errors="replace")
+    assert queue.ledger.runs(job_a) == queue.ledger.runs(job_b) == 1
+    # In order: the second edit's model call began after the first's ended ...
+    edits = [c for c in model_server.calls() if edit in str(c["messages"])]
+    assert len(edits) == 2 and edits[1]["started"] >= edits[0]["ended"]
+    # ... and its commit sits on top of the first's, on the one branch and pull request.
+    tip = remote.references[f"refs/heads/{BRANCH}"].peel(pygit2.Commit)
+    (parent,) = tip.parents
+    (base,) = parent.parents
+    assert base.id == remote.references["refs/heads/main"].target
+    assert remote[tip.tree["calculator/calculator.py"].id].data.decode() == SECOND_SOURCE
+    assert remote[parent.tree["calculator/calculator.py"].id].data.decode() == NEW_SOURCE
+    assert len(github.state()["created_pulls"]) == 1
     assert queue.pending_count() == 0

@@ -160,7 +160,7 @@ def test_issue_comment_becomes_a_job(app: Any, queue: RecordingQueue) -> None:
     response = deliver(app, "issue_comment", data, **{"x-github-delivery": "d-1"})
     assert response.status_code == 202
     (job,) = queue.jobs
-    assert response.json() == {"job": job.job_id}
+    assert response.headers["x-patchling-job"] == job.job_id and response.content == b""
     assert job.target == "issue" and job.command == "edit"
     assert job.instruction == "add memory clear\nand say so in the help"
     assert (job.owner, job.repo, job.number, job.default_branch) == ("acme", "calculator", 7, "main")
