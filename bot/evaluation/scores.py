@@ -211,16 +211,16 @@ class EvalRun:
         return data
 
     def to_rows(self) -> list[dict[str, Any]]:
-        """Rows for RecordStore.add_eval_results: tiers in order, tasks sorted."""
-        order = {info.name: i for i, info in enumerate(self.tiers)}
+        """Rows for RecordStore.add_eval_results: tiers in order (so from_rows
+        keeps it), a tier that did not run as one row, tasks sorted."""
         base = {"run_id": self.run_id, "suite": self.suite, "created_at": self.created_at}
         rows: list[dict[str, Any]] = []
         for info in self.tiers:
             if info.not_run is not None:
                 empty = TaskResult(task="", tier=info.name, model=info.model, detail=info.not_run)
                 rows.append({**base, **empty.fields(), "task": None, "outcome": NOT_RUN})
-        for result in sorted(self.results, key=lambda r: (order[r.tier], r.task)):
-            rows.append({**base, **result.fields()})
+            mine = sorted((r for r in self.results if r.tier == info.name), key=lambda r: r.task)
+            rows += [{**base, **result.fields()} for result in mine]
         return rows
 
     @classmethod
