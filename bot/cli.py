@@ -247,7 +247,7 @@ def edit(
         data_dir=dirs.cache,
     )
     # A dry run is recorded apart: it never ran the tests, so it proves less.
-    records = RecordStore(dirs.records, dry_run=dry_run)
+    records = RecordStore(dirs.records, dry_run=dry_run, source="cli")
     err = _err()
 
     async def go(on_progress: ProgressFn | None) -> EditResult:
@@ -420,6 +420,12 @@ def evaluate(
         float, typer.Option("--test-timeout", metavar="SECONDS", min=1, help="Per hidden-test run.")
     ] = 60.0,
     no_retry: Annotated[bool, typer.Option("--no-retry", help="One try per task, no retry.")] = False,
+    no_record: Annotated[
+        bool,
+        typer.Option(
+            "--no-record", help="Store the results only: record no attempts for the router to learn from."
+        ),
+    ] = False,
     report: Annotated[
         bool,
         typer.Option("--report", help="Run nothing: show the latest stored run and the routing coverage."),
@@ -429,7 +435,9 @@ def evaluate(
     data_dir: DataDirOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Score each tier on a task suite: solved by its hidden tests, failing, refused."""
+    """Score each tier on a task suite: solved by its hidden tests, failing, refused.
+    Each try is recorded as an attempt the router learns from (unless --no-record)."""
+    from bot.evaluation.feed import attempt_records
     from bot.evaluation.render import EvalProgress, render_eval
     from bot.evaluation.runner import EvalOptions, run_eval
     from bot.evaluation.suites import TaskError, load_suite, pick_tasks
@@ -462,7 +470,8 @@ def evaluate(
         else:
             with EvalProgress(_err(), len(tasks) * len(chosen)) as progress:
                 run = asyncio.run(run_eval(name, tasks, chosen, options, progress))
-    RecordStore(dirs.records).add_eval_results(run.to_rows())
+    tried = [] if no_record else attempt_records(run, tasks)
+    RecordStore(dirs.records).add_eval_results(run.to_rows(), tried)
     if json_output:
         sys.stdout.write(json.dumps(run.to_json(), indent=2) + "\n")
     else:

@@ -1,5 +1,7 @@
 """`GET /dashboard`: the latest jobs, and how much of the work each model tier
-carries, day by day: the record of small models taking over.
+carries, day by day: the record of small models taking over; the latest
+`patchling eval` runs, and the coverage the router reads (the rows `patchling
+stats` prints, from bot.routing.coverage).
 
 Server-rendered (Jinja2 templates in bot/templates); the charts are drawn in
 the browser by Chart.js, served from bot/static like everything the page
@@ -28,14 +30,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.config import Settings
+from bot.evaluation.scores import EvalRun, LadderScore, TierScore
 from bot.ledger import JobLedger, JobRow, JobStatus
 from bot.records import NO_ANSWER_OUTCOMES, RecordStore
+from bot.routing import coverage, coverage_caption
 
 PATH = "/dashboard"
 COOKIE = "patchling_dashboard"
 COOKIE_MAX_AGE_S = 7 * 24 * 3600
 RECENT_JOBS = 50
 CHART_DAYS = 30
+EVAL_RUNS = 3  # the latest eval runs shown
 # Attempts that produced the change a job delivered: the tier that did the work.
 CHANGED = ("verified", "unexercised", "unverified")
 # Still in the queue or at work: no duration yet.
@@ -217,6 +222,30 @@ def daily(attempts: Sequence[dict[str, Any]], tier_order: Sequence[str] = ()) ->
     return Daily(days=days, tiers=tiers, jobs=jobs, solved_share=share, tokens=tokens)
 
 
+@dataclass(frozen=True)
+class EvalView:
+    """One stored eval run, scored: a table per run."""
+
+    run: EvalRun
+    scores: list[TierScore]
+    ladder: LadderScore
+
+
+def eval_views(records: RecordStore, limit: int = EVAL_RUNS) -> list[EvalView]:
+    """The latest `limit` eval runs, newest first, rebuilt from their rows."""
+    views = []
+    for run_id in records.eval_run_ids(limit):
+        run = EvalRun.from_rows(records.eval_results(run_id))
+        if run is not None:
+            views.append(EvalView(run, run.scores(), run.ladder()))
+    return views
+
+
+def share(part: int, whole: int) -> str:
+    """`part/whole` and its percentage, as the eval table shows a count."""
+    return f"{part}/{whole} ({part / whole:.0%})" if whole else f"{part}/0"
+
+
 # -- access ---------------------------------------------------------------------------
 
 
@@ -287,8 +316,12 @@ def dashboard_routes(settings: Settings, ledger: JobLedger) -> list[BaseRoute]:
             "dashboard.html",
             jobs=job_views(rows, attempts),
             chart=chart.to_json(),
+            evals=eval_views(records),
+            coverage=coverage(settings.tiers, settings.routing, records),
+            coverage_caption=coverage_caption(settings.routing),
             when=_when,
             duration=_duration,
+            share=share,
             chart_days=CHART_DAYS,
         )
 

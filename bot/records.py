@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     language TEXT,
     words INTEGER,
     files INTEGER,
-    symbols INTEGER
+    symbols INTEGER,
+    source TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_tier ON attempts (tier);
 CREATE INDEX IF NOT EXISTS attempts_tier_kind ON attempts (tier, kind);
@@ -100,6 +101,11 @@ FEATURE_COLUMNS = {
     "files": "INTEGER",
     "symbols": "INTEGER",
 }
+# Where an attempt came from: a job of the App, `patchling edit`, or a task of
+# `patchling eval` (NULL: recorded before sources were). The router counts them
+# all alike: an eval task solved is as much evidence as a job verified.
+SOURCES = ("job", "cli", "eval")
+ADDED_COLUMNS = {**FEATURE_COLUMNS, "source": "TEXT"}
 ATTEMPT_COLUMNS = (
     "job_id",
     "repo",
@@ -113,7 +119,7 @@ ATTEMPT_COLUMNS = (
     "outcome",
     "created_at",
     "dry_run",
-    *FEATURE_COLUMNS,
+    *ADDED_COLUMNS,
 )
 # Outcomes where no model answered (bot.models.NO_ANSWER_KINDS, kept here so
 # reading records never loads the model runtime; a test keeps them equal).
@@ -124,6 +130,11 @@ NO_ANSWER_OUTCOMES = (
     "server_error",
     "timeout",
     "unreachable",
+)
+# What an eval try's attempt record has unless it says otherwise: no job, a real run.
+EVAL_ATTEMPT: dict[str, Any] = {"job_id": None, "dry_run": 0, "request_id": None, "features": None}
+INSERT_ATTEMPT = "INSERT INTO attempts ({}) VALUES ({})".format(
+    ", ".join(ATTEMPT_COLUMNS), ", ".join("?" * len(ATTEMPT_COLUMNS))
 )
 # The attempts that say what a model can do: one answered, in a real run.
 COUNTED = "outcome NOT IN ({}) AND dry_run = 0".format(", ".join(f"'{o}'" for o in NO_ANSWER_OUTCOMES))
@@ -159,11 +170,15 @@ class TierSummary:
 
 class RecordStore:
     """`dry_run` marks every attempt this store adds (unless `add` says
-    otherwise): the CLI opens its store for a dry run that way."""
+    otherwise): the CLI opens its store for a dry run that way; `source`
+    (one of SOURCES) says where those attempts came from."""
 
-    def __init__(self, path: Path, *, dry_run: bool = False) -> None:
+    def __init__(self, path: Path, *, dry_run: bool = False, source: str = "job") -> None:
+        if source not in SOURCES:
+            raise ValueError(f"unknown attempt source {source!r} (known: {', '.join(SOURCES)})")
         self.path = Path(path)
         self.dry_run = dry_run
+        self.source = source
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -180,7 +195,7 @@ class RecordStore:
             for target in sorted(v for v in MIGRATIONS if v > version):
                 db.execute(MIGRATIONS[target])
             have = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
-            for column, kind in FEATURE_COLUMNS.items():
+            for column, kind in ADDED_COLUMNS.items():
                 if column not in have:
                     db.execute(f"ALTER TABLE attempts ADD COLUMN {column} {kind}")
         for statement in SCHEMA.split(";"):  # a new database gets the current schema whole
@@ -218,31 +233,37 @@ class RecordStore:
         """Store one attempt; returns its row id. `features` are the request's
         (bot.features.Features.to_json); `request_id` groups one run's attempts."""
         dry = self.dry_run if dry_run is None else dry_run
-        values: dict[str, Any] = {
-            "job_id": job_id,
-            "repo": repo,
-            "instruction": instruction,
-            "tier": tier,
-            "model": model,
-            "edit_format": edit_format,
-            "tokens_in": int(tokens_in),
-            "tokens_out": int(tokens_out),
-            "latency_s": float(latency_s),
-            "outcome": outcome,
-            "created_at": time.time() if created_at is None else created_at,
-            "dry_run": int(dry),
-            "request_id": request_id,
-        }
-        values |= {c: (features or {}).get(c) for c in FEATURE_COLUMNS if c != "request_id"}
-        marks = ", ".join("?" * len(ATTEMPT_COLUMNS))
+        values = self._attempt_row(
+            job_id=job_id,
+            repo=repo,
+            instruction=instruction,
+            tier=tier,
+            model=model,
+            edit_format=edit_format,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency_s=latency_s,
+            outcome=outcome,
+            created_at=time.time() if created_at is None else created_at,
+            dry_run=int(dry),
+            request_id=request_id,
+            source=self.source,
+            features=features,
+        )
         with self._connect() as db:
-            cursor = db.execute(
-                f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({marks})",
-                tuple(values[c] for c in ATTEMPT_COLUMNS),
-            )
+            cursor = db.execute(INSERT_ATTEMPT, values)
         if not dry:
             metrics.attempt(tier, outcome, int(tokens_in), int(tokens_out))
         return int(cursor.lastrowid or 0)
+
+    @staticmethod
+    def _attempt_row(features: Mapping[str, Any] | None, **values: Any) -> tuple[Any, ...]:
+        """One attempt's values in ATTEMPT_COLUMNS' order, the counts as numbers."""
+        for column in ("tokens_in", "tokens_out"):
+            values[column] = int(values[column])
+        values["latency_s"] = float(values["latency_s"])
+        values |= {c: (features or {}).get(c) for c in FEATURE_COLUMNS if c != "request_id"}
+        return tuple(values[c] for c in ATTEMPT_COLUMNS)
 
     def recent_outcomes(
         self, tier: str, limit: int, *, kind: str | None = None, language: str | None = None
@@ -338,14 +359,26 @@ class RecordStore:
             for tier, count, verified, unverified, tokens_in, tokens_out, latency, unanswered, dry in rows
         ]
 
-    def add_eval_results(self, rows: list[dict[str, Any]]) -> None:
-        """Store one eval run's rows (EVAL_COLUMNS each) in one transaction."""
+    def add_eval_results(
+        self, rows: list[dict[str, Any]], attempts: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
+        """Store one eval run's rows (EVAL_COLUMNS each) and the attempts its
+        tries make for the router (`add`'s arguments each, source "eval"), in
+        one transaction: a run is stored whole or not at all."""
         marks = ", ".join("?" * len(EVAL_COLUMNS))
+        tried = [self._attempt_row(**{**EVAL_ATTEMPT, **a, "source": "eval"}) for a in attempts]
         with self._connect() as db:
             db.executemany(
                 f"INSERT INTO eval_results ({', '.join(EVAL_COLUMNS)}) VALUES ({marks})",
                 [tuple(row[c] for c in EVAL_COLUMNS) for row in rows],
             )
+            db.executemany(INSERT_ATTEMPT, tried)
+
+    def eval_run_ids(self, limit: int) -> list[str]:
+        """The latest `limit` stored eval runs, newest first."""
+        query = "SELECT run_id FROM eval_results GROUP BY run_id ORDER BY MAX(id) DESC LIMIT ?"
+        with self._connect() as db:
+            return [str(row[0]) for row in db.execute(query, (limit,))]
 
     def eval_results(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Stored eval rows, oldest first: one run's when `run_id` is given, else the

@@ -32,6 +32,7 @@ from bot.progress import (
     Verified,
 )
 from bot.records import NO_ANSWER_OUTCOMES, TierSummary
+from bot.routing import coverage_caption
 from bot.verify import TestRun
 
 STATUS_STYLES = {
@@ -237,7 +238,7 @@ def render_coverage(rows: Sequence[dict[str, Any]], settings: Routing, console: 
     table = Table(
         title="routing coverage (per kind and language, tiers cheapest first)",
         title_justify="left",
-        caption=_coverage_caption(settings),
+        caption=coverage_caption(settings),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -248,17 +249,6 @@ def render_coverage(rows: Sequence[dict[str, Any]], settings: Routing, console: 
     for row in rows:
         table.add_row(*_coverage_cells(row))
     console.print(table)
-
-
-def _coverage_caption(settings: Routing) -> str:
-    if not settings.enabled:
-        return "routing is off (routing.enabled = false): every request climbs the configured order"
-    return (
-        f"verified: of the tier's last {settings.window} attempts on similar requests (over: which);"
-        f" proven: at least {settings.min_rate:.0%} of at least {settings.min_samples};"
-        f" failing: {settings.max_failures} failures in a row on the kind;"
-        f" start: where the next such request starts"
-    )
 
 
 def _coverage_cells(row: dict[str, Any]) -> list[str | Text]:

@@ -187,3 +187,15 @@ def coverage(tiers: Sequence[Tier], settings: Routing, records: RecordStore) -> 
             {"kind": kind, "language": language, **r.to_json(), "start": r.tier == start} for r in ladder
         )
     return rows
+
+
+def coverage_caption(settings: Routing) -> str:
+    """What the coverage table's columns mean, under these settings."""
+    if not settings.enabled:
+        return "routing is off (routing.enabled = false): every request climbs the configured order"
+    return (
+        f"verified: of the tier's last {settings.window} attempts on similar requests (over: which);"
+        f" proven: at least {settings.min_rate:.0%} of at least {settings.min_samples};"
+        f" failing: {settings.max_failures} failures in a row on the kind;"
+        f" start: where the next such request starts"
+    )

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.records import RecordStore
 from bot.tokens import count_tokens
 from tests.conftest import ROOT
 from tests.modelserver import ScriptedModel, free_port
@@ -346,7 +347,8 @@ def test_edit_leaves_no_files_in_the_repository(
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert not (calculator_repo / ".patchling").exists()
     assert git_clean(calculator_repo)
-    assert (tmp_path / "xdg-data" / "patchling" / "records.sqlite3").is_file()
+    records = tmp_path / "xdg-data" / "patchling" / "records.sqlite3"
+    assert {a["source"] for a in RecordStore(records).attempts()} == {"cli"}
     assert any((tmp_path / "xdg-cache" / "patchling" / "index").iterdir())
 
     # `stats` reads the same place from anywhere: the 404 was no attempt, the dry run is apart.

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,11 @@ import uvicorn
 
 from bot.config import Settings
 from bot.dashboard import COOKIE, daily, job_views, session_value
+from bot.evaluation.scores import EvalRun, TaskResult, TierInfo
+from bot.features import kind_from_words
 from bot.ledger import JobRequest, Ledger
 from bot.records import RecordStore
+from bot.routing import coverage
 from bot.web import create_app
 from tests.conftest import CALCULATOR
 from tests.fakegithub import WEBHOOK_SECRET, issue_comment, job_request, make_harness, script_memory_clear
@@ -295,6 +299,145 @@ def test_the_chart_library_is_served_with_its_licence(tmp_path: Path) -> None:
     assert get(app, "/dashboard/static/../dashboard.py").status_code == 404
 
 
+# -- eval runs and routing coverage ----------------------------------------------------
+
+
+def eval_run(suite: str, at: float, outcomes: dict[str, list[str]], not_run: dict[str, str]) -> EvalRun:
+    """A stored-shape eval run: per tier, each task's outcome ("solved2": on the retry)."""
+    tasks = [f"task-{n}" for n in range(len(next(iter(outcomes.values()))))]
+    results = [
+        TaskResult(
+            task=task,
+            tier=tier,
+            model=f"model-{tier}",
+            outcome=outcome.removesuffix("2"),  # type: ignore[arg-type]
+            tries=1 if outcome == "solved" else 2,
+            solved_on={"solved": 1, "solved2": 2}.get(outcome),
+            tokens_in=1000 * (1 + TIERS.index(tier)),
+            tokens_out=100,
+            latency_s=2.0,
+        )
+        for tier, per_task in outcomes.items()
+        for task, outcome in zip(tasks, per_task, strict=True)
+    ]
+    tiers = [TierInfo(t, f"model-{t}") for t in outcomes] + [
+        TierInfo(t, f"model-{t}", r) for t, r in not_run.items()
+    ]
+    return EvalRun(f"{suite}-{at:.0f}", suite, tasks, tiers, results, at)
+
+
+def seed_evals(records: RecordStore, now: float) -> EvalRun:
+    """Two eval runs; returns the newer."""
+    older = eval_run("exercism", now - 3 * DAY, {"qwen-1.5b": ["solved", "failing"]}, {})
+    newer = eval_run(
+        "examples",
+        now - DAY,
+        {
+            "qwen-1.5b": ["solved", "failing", "refused", "solved2"],
+            "qwen-7b": ["solved", "solved", "failing", "solved"],
+        },
+        {"gpt-4o-mini": "OPENAI_API_KEY is not set"},
+    )
+    for run in (older, newer):
+        records.add_eval_results(run.to_rows())
+    return newer
+
+
+class Tables(HTMLParser):
+    """Every table's rows as lists of cell texts, by the table's id (or data-run)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._rows: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "table":
+            self._rows = self.tables.setdefault(str(named.get("id") or named.get("data-run")), [])
+        elif tag == "tr" and self._rows is not None:
+            self._rows.append([])
+        elif tag in ("td", "th") and self._rows is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._rows is not None and self._cell is not None:
+            self._rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table":
+            self._rows = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_eval_runs_and_routing_coverage_render(tmp_path: Path) -> None:
+    records = RecordStore(tmp_path / "records.sqlite3")
+    app = make_app(tmp_path)
+    empty = get(app, "/dashboard", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert "No eval run stored yet" in empty and "No attempt with a kind and language" in empty
+
+    newer = seed_evals(records, T0)
+    for n in range(5):  # qwen-1.5b proven on 'add' in python; qwen-7b failing on it
+        features = {"kind": "add", "language": "python", "words": 3, "files": 1, "symbols": 1}
+        attempt(records, f"job{n}", "qwen-1.5b", "verified", T0 + n, request_id=f"r{n}", features=features)
+    for n in range(3):
+        features = {"kind": "add", "language": "python", "words": 3, "files": 1, "symbols": 1}
+        attempt(records, f"j7{n}", "qwen-7b", "apply_failed", T0 + n, request_id=f"s{n}", features=features)
+
+    page = get(app, "/dashboard", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    tables = Tables(page).tables
+
+    # The newest run first, then the older; per tier its counts, costs and the ladder.
+    assert [k for k in tables if k not in ("coverage", "jobs")] == [
+        newer.run_id,
+        "exercism-" + f"{T0 - 3 * DAY:.0f}",
+    ]
+    head, small, mid, mini, ladder = tables[newer.run_id]
+    assert head[:4] == ["Tier", "Model", "Solved", "1st try"]
+    assert small == [
+        "qwen-1.5b",
+        "model-qwen-1.5b",
+        "2/4 (50%)",
+        "1",
+        "1",
+        "1",
+        "0",
+        "0",
+        "1,000",
+        "100",
+        "2.0s",
+    ]
+    assert mid[:6] == ["qwen-7b", "model-qwen-7b", "3/4 (75%)", "3", "1", "0"]
+    assert mini == ["gpt-4o-mini", "model-gpt-4o-mini", "not run: OPENAI_API_KEY is not set"]
+    # The ladder: 1.5b solves tasks 0 and 3, the 7b task 1; task 2 is solved by neither.
+    assert ladder[:3] == ["ladder", "qwen-1.5b → qwen-7b", "3/4 (75%)"]
+    assert "Suite <strong>examples</strong>, 4 tasks, 2025-03-09 12:00 UTC" in page
+
+    # The coverage table holds the rows `patchling stats --coverage` prints, in their order.
+    settings = Settings(_env_file=None)
+    rows = coverage(settings.tiers, settings.routing, records)
+    shown = tables["coverage"][1:]
+    assert [(r[0], r[1], r[2], r[6]) for r in shown] == [
+        (r["kind"], r["language"], r["tier"], r["standing"]) for r in rows
+    ]
+    assert shown[0] == [
+        "add",
+        "python",
+        "qwen-1.5b",
+        "5/5",
+        "100%",
+        "'add' in python",
+        "proven",
+        "◀ starts here",
+    ]
+    assert shown[1][2:] == ["qwen-7b", "0/3", "0%", "all", "failing", ""]  # too few on 'add' alone
+    assert "proven: at least 60% of at least 5" in page
+
+
 # -- in a browser ---------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -330,7 +473,11 @@ def seed_history(tmp_path: Path, now: float) -> tuple[Ledger, int]:
                 at += rng.uniform(20, 90)
                 tokens = {"qwen-1.5b": 6_000, "qwen-7b": 9_000, "gpt-4o-mini": 14_000}[tier]
                 win = rng.random() < (skill if tier == "qwen-1.5b" else 0.6)
-                attempt(records, job.job_id, tier, "verified" if win else "apply_failed", at, tokens)
+                outcome = "verified" if win else "apply_failed"
+                features = {"kind": kind_from_words(job.instruction), "language": "python", "words": 4}
+                attempt(
+                    records, job.job_id, tier, outcome, at, tokens, request_id=job.job_id, features=features
+                )
                 if win:
                     solved_by = tier
                     break
@@ -340,6 +487,7 @@ def seed_history(tmp_path: Path, now: float) -> tuple[Ledger, int]:
             if solved_by:
                 progress |= {"tests_after": after, "pull": 100 + n}
             seed_job(ledger, job, "done" if solved_by else "failed", start, at + 30, **progress)
+    seed_evals(records, now)
     return ledger, n
 
 
@@ -372,7 +520,8 @@ def test_the_page_renders_and_the_charts_draw_in_chromium(served: tuple[str, int
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # Tall enough for the charts, the eval run, the routing coverage and the first jobs.
+            page = browser.new_page(viewport={"width": 1280, "height": 1700})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"{base}/dashboard")
@@ -410,8 +559,16 @@ def test_the_page_renders_and_the_charts_draw_in_chromium(served: tuple[str, int
                 assert painted > 1000, canvas
             datasets = page.evaluate("Chart.getChart('solved-chart').data.datasets.map(d => d.label)")
             assert datasets == TIERS
+            # The eval runs, newest first, and the coverage the router reads, server-rendered.
+            assert page.locator("table.eval").count() == 2
+            newest = page.locator("table.eval").first
+            assert "Suite examples, 4 tasks" in newest.locator("caption").inner_text()
+            ladder = newest.locator("tfoot tr td").all_inner_texts()
+            assert ladder[:3] == ["ladder", "qwen-1.5b → qwen-7b", "3/4 (75%)"]
+            starts = page.locator("#coverage tbody tr", has_text="starts here")
+            assert starts.count() == 3  # one tier per kind: add, change, rename
             assert errors == []
-            page.screenshot(path=str(screenshot))  # the charts and the first rows
+            page.screenshot(path=str(screenshot))  # the charts, eval, coverage and the first rows
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000

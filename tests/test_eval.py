@@ -14,9 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.evaluation.scores import EvalRun
+from bot.config import Routing, Tier
+from bot.evaluation.scores import HIDDEN_FAILED, EvalRun
 from bot.evaluation.suites import TaskError, load_suite, suite_dir
 from bot.records import RecordStore
+from bot.routing import Router
 from tests.modelserver import ScriptedModel, _message_text, free_port
 from tests.test_cli import write_config
 from tests.test_engine import fenced
@@ -34,7 +36,9 @@ def right(name: str) -> str:
 WRONG = fenced(STUB.replace("return 0", "return 2"))
 
 
-def write_suite(root: Path, names: tuple[str, ...] = ("a", "b", "c")) -> Path:
+def write_suite(
+    root: Path, names: tuple[str, ...] = ("a", "b", "c"), instruction: str = "Make `f` in {name}.py return 1."
+) -> Path:
     """A project with one module per task and a task file for each: make f() return 1."""
     project = root / "project"
     project.mkdir(parents=True)
@@ -45,7 +49,7 @@ def write_suite(root: Path, names: tuple[str, ...] = ("a", "b", "c")) -> Path:
         hidden = f"# {MARKER}\nfrom {name} import f\n\n\ndef test_{name}() -> None:\n    assert f() == 1\n"
         (tasks / f"task-{name}.toml").write_text(
             'project = "../project"\n'
-            f'instruction = "Make `f` in {name}.py return 1."\n'
+            f'instruction = "{instruction.format(name=name)}"\n'
             f'[[reference]]\npath = "{name}.py"\nsearch = "return 0"\nreplace = "return 1"\n'
             f"[hidden]\n\"test_hidden_{name}.py\" = '''\n{hidden}'''\n"
         )
@@ -166,6 +170,58 @@ def test_a_start_edit_that_does_not_apply_names_the_task(tmp_path: Path) -> None
     (task,) = load_suite(tasks)
     with pytest.raises(TaskError, match=r"task-a, start: the search text occurs 0 times in a\.py"):
         task.files()
+
+
+# -- what eval teaches the router ------------------------------------------------------
+
+ADDS = ("p", "q", "r", "s", "t")
+
+
+def test_eval_tries_feed_the_router(
+    model_server: ScriptedModel, tmp_path: Path, shared_data_dir: Path
+) -> None:
+    """A tier that failed three 'add' jobs is held back; an eval in which it
+    solves every 'add' task gives it a record that starts the next one there."""
+    ladder = [Tier(name="learner", model="learner"), Tier(name="big", model="big")]
+    store = RecordStore(shared_data_dir / "records.sqlite3")
+    before = len(store.attempts())
+    for n in range(3):
+        store.add(
+            repo="acme/app",
+            instruction="add a flag",
+            tier="learner",
+            model="learner",
+            edit_format="whole",
+            tokens_in=10,
+            tokens_out=5,
+            latency_s=0.1,
+            outcome="tests_worse",
+            request_id=f"job-{n}",
+            features={"kind": "add", "language": "python", "words": 3, "files": 1, "symbols": 0},
+        )
+    router = Router(Routing(), store)
+    assert router.route(ladder, "add", "python").start == "big"
+
+    model_server.script(*(rule(name, right(name)) for name in ADDS), rule("u", WRONG))
+    config = write_config(tmp_path / "p.toml", model_server.url, shared_data_dir, ("learner",))
+    adds = write_suite(tmp_path / "adds", ADDS, "Add a return of 1 to `f` in {name}.py.")
+    assert run_cli(config, adds, "--no-retry")["tiers"][0]["solved"] == 5
+    change = write_suite(tmp_path / "change", ("u",))
+    assert run_cli(config, change, "--no-retry")["tiers"][0]["failing"] == 1
+
+    route = router.route(ladder, "add", "python")
+    assert route.start == "learner"
+    assert route.reason == "verified 5/8 on 'add' in python"
+    recorded = store.attempts()[before + 3 :]
+    assert [(a["source"], a["kind"], a["language"], a["outcome"]) for a in recorded] == [
+        *[("eval", "add", "python", "verified")] * 5,
+        ("eval", "change", "python", HIDDEN_FAILED),
+    ]
+    assert len({a["request_id"] for a in recorded}) == 6 and all(a["tokens_in"] > 0 for a in recorded)
+
+    # --no-record: the run is stored, the router learns nothing from it.
+    data = run_cli(config, change, "--no-retry", "--no-record")
+    assert store.eval_results(data["run_id"]) and len(store.attempts()) == before + 9
 
 
 # -- the shipped suite ---------------------------------------------------------------

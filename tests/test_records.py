@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.records import RecordStore
 
 
@@ -137,6 +139,8 @@ def test_a_database_without_features_gains_the_columns(tmp_path: Path) -> None:
         1,
     )
     assert new["request_id"] == "req-1"
+    # Where each came from: unknown before sources were recorded; a job's by default.
+    assert (old["source"], new["source"]) == (None, "job")
     # The old row counts for every kind, never for one.
     assert store.recent_outcomes("tiny", 10) == ["verified", "verified"]
     assert store.recent_outcomes("tiny", 10, kind="rename") == ["verified"]
@@ -144,3 +148,25 @@ def test_a_database_without_features_gains_the_columns(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         indexes = {row[1] for row in db.execute("PRAGMA index_list(attempts)")}
     assert "attempts_tier_kind" in indexes
+
+
+def test_attempts_say_where_they_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite3"
+    common: dict[str, Any] = {
+        "repo": "r",
+        "instruction": "add x",
+        "tier": "tiny",
+        "model": "m",
+        "edit_format": "whole",
+        "tokens_in": 1,
+        "tokens_out": 1,
+        "latency_s": 0.1,
+        "outcome": "verified",
+    }
+    RecordStore(path).add(**common)
+    RecordStore(path, source="cli").add(**common)
+    # An eval run's tries are stored with its results, always as "eval".
+    RecordStore(path, source="cli").add_eval_results([], [{**common, "created_at": 5.0, "source": "job"}])
+    assert [a["source"] for a in RecordStore(path).attempts()] == ["job", "cli", "eval"]
+    with pytest.raises(ValueError, match="unknown attempt source 'bench'"):
+        RecordStore(path, source="bench")

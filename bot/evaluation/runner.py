@@ -24,7 +24,7 @@ from pathlib import Path
 from bot import models
 from bot.config import ChangeCaps, Tier
 from bot.engine import EditRequest, EditResult, TestPlace, run_edit, tests_in_env
-from bot.evaluation.scores import EvalRun, TaskResult, TierInfo
+from bot.evaluation.scores import HIDDEN_FAILED, EvalRun, TaskResult, TierInfo, Try
 from bot.evaluation.suites import Task, write_tree
 from bot.sandbox import Sandbox
 from bot.tokens import truncate_to_tokens
@@ -101,6 +101,13 @@ def _count(result: TaskResult, edit: EditResult) -> None:
     result.latency_s += sum(a.latency_s for a in edit.attempts)
 
 
+def _tried(result: TaskResult, edit: EditResult, outcome: str) -> None:
+    """Note one try for the attempt records, ended as `outcome`."""
+    edit_format = edit.attempts[-1].edit_format if edit.attempts else ""
+    latency = sum(a.latency_s for a in edit.attempts)
+    result.attempts.append(Try(outcome, edit_format, edit.tokens_in, edit.tokens_out, latency, time.time()))
+
+
 async def _attempts(task: Task, tier: Tier, options: EvalOptions, work: Path, result: TaskResult) -> None:
     applied = False
     feedback = ""
@@ -118,13 +125,16 @@ async def _attempts(task: Task, tier: Tier, options: EvalOptions, work: Path, re
         _count(result, edit)
         outcome = _last_outcome(edit)
         if outcome in models.NO_ANSWER_KINDS:
+            _tried(result, edit, outcome)
             result.outcome, result.detail = "no_answer", edit.message
             return
         applied = applied or outcome in APPLIED_OUTCOMES
         if edit.status == "failed":
+            _tried(result, edit, outcome)
             feedback, result.detail = f"The answer was refused: {edit.message}", edit.message
             continue
         run = await asyncio.to_thread(check_hidden, work, task, options)
+        _tried(result, edit, "verified" if passed(run) else HIDDEN_FAILED)
         if passed(run):
             result.outcome, result.solved_on, result.detail = "solved", attempt, run.summary()
             return

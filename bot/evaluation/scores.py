@@ -18,6 +18,21 @@ from typing import Any, Literal
 Outcome = Literal["solved", "failing", "refused", "no_answer", "error"]
 OUTCOMES: tuple[Outcome, ...] = ("solved", "failing", "refused", "no_answer", "error")
 NOT_RUN = "not_run"
+# A try whose change applied but whose hidden tests fail: a failure to the router.
+HIDDEN_FAILED = "hidden_tests_failed"
+
+
+@dataclass(frozen=True)
+class Try:
+    """One try of a task on a tier, as the router's attempt records take it
+    (bot.evaluation.feed): the hidden tests' verdict is its outcome."""
+
+    outcome: str  # "verified" (the hidden tests pass), HIDDEN_FAILED, or the engine's refusal
+    edit_format: str
+    tokens_in: int
+    tokens_out: int
+    latency_s: float
+    created_at: float
 
 
 @dataclass
@@ -32,9 +47,17 @@ class TaskResult:
     tokens_out: int = 0
     latency_s: float = 0.0  # the model calls' time, both tries together
     detail: str = ""
+    # Each try, for the attempt records; kept out of the JSON and the stored rows.
+    attempts: list[Try] = field(default_factory=list, compare=False)
+
+    def fields(self) -> dict[str, Any]:
+        """What is stored of it (an eval_results row's own columns)."""
+        data = asdict(self)
+        del data["attempts"]
+        return data
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "latency_s": round(self.latency_s, 3)}
+        return {**self.fields(), "latency_s": round(self.latency_s, 3)}
 
 
 @dataclass(frozen=True)
@@ -188,16 +211,16 @@ class EvalRun:
         return data
 
     def to_rows(self) -> list[dict[str, Any]]:
-        """Rows for RecordStore.add_eval_results: tiers in order, tasks sorted."""
-        order = {info.name: i for i, info in enumerate(self.tiers)}
+        """Rows for RecordStore.add_eval_results: tiers in order (so from_rows
+        keeps it), a tier that did not run as one row, tasks sorted."""
         base = {"run_id": self.run_id, "suite": self.suite, "created_at": self.created_at}
         rows: list[dict[str, Any]] = []
         for info in self.tiers:
             if info.not_run is not None:
                 empty = TaskResult(task="", tier=info.name, model=info.model, detail=info.not_run)
-                rows.append({**base, **asdict(empty), "task": None, "outcome": NOT_RUN})
-        for result in sorted(self.results, key=lambda r: (order[r.tier], r.task)):
-            rows.append({**base, **asdict(result)})
+                rows.append({**base, **empty.fields(), "task": None, "outcome": NOT_RUN})
+            mine = sorted((r for r in self.results if r.tier == info.name), key=lambda r: r.task)
+            rows += [{**base, **result.fields()} for result in mine]
         return rows
 
     @classmethod
