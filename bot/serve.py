@@ -17,7 +17,6 @@ from pathlib import Path
 
 import uvicorn
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from huey.consumer import Consumer, ConsumerStopped
 from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR
 from starlette.applications import Starlette
@@ -25,6 +24,7 @@ from starlette.applications import Starlette
 from bot import logs
 from bot.config import Settings, load_settings
 from bot.forward import start_forwarder
+from bot.github import signing_key
 from bot.queue import JobQueue, redis_url
 from bot.setup_mode import Switch, setup_app
 from bot.web import WEBHOOK_PATH, create_app
@@ -173,7 +173,7 @@ def check_private_key(settings: Settings) -> None:
             f"cannot read the App's private key from {source}: {getattr(exc, 'strerror', None) or exc}"
         ) from None
     try:
-        serialization.load_pem_private_key(text.encode(), password=None)
+        signing_key(text)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ValueError(
             f"{source} does not hold a PEM private key (expected the .pem file GitHub gives for"

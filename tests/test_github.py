@@ -196,3 +196,16 @@ def test_markdown_helpers() -> None:
     assert messages.fenced("x", "diff") == "```diff\nx\n```"
     assert messages.quote("one\ntwo") == "> one\n> two"
     assert "<summary>s</summary>" in messages.details("s", "b")
+
+
+def test_the_app_key_is_parsed_once_and_never_shown() -> None:
+    import jwt
+
+    client = gh.app_client(settings())
+    again = gh.app_client(settings())
+    key = client.auth.private_key
+    assert key is again.auth.private_key  # one parse per process, whatever the number of clients
+    assert "PRIVATE KEY" not in repr(client.auth)
+    token = jwt.encode({"iss": "12345"}, key, algorithm="RS256")  # the way githubkit signs with it
+    public = key.public_key()  # type: ignore[attr-defined]
+    assert jwt.decode(token, public, algorithms=["RS256"])["iss"] == "12345"
