@@ -137,12 +137,18 @@ def test_the_install_is_roots_and_only_the_data_volume_is_the_users() -> None:
     assert re.search(r"install -d -o patchling -g patchling -m 0700 /data\b", run)
     assert re.findall(r'"([^"]+)"', dict(steps)["VOLUME"]) == ["/data"]
     assert "PATCHLING_DATA_DIR=/data" in dict(steps)["ENV"]
+    # First-run setup writes .env to the working directory: the user's must be the volume.
+    assert [args for name, args in steps if name == "WORKDIR"][-1] == "/data"
 
 
-def test_the_image_has_git_and_bubblewrap() -> None:
+def test_the_image_has_git_bubblewrap_and_the_test_runners_toolchains() -> None:
     run = " ".join(args for name, args in dockerfile_steps(DOCKERFILE) if name == "RUN")
     install = re.search(r"apt-get install ([^&]+)", run)
-    assert install is not None and {"git", "bubblewrap"} <= set(install[1].split())
+    assert install is not None and {"git", "bubblewrap", "nodejs", "npm", "golang-go"} <= set(
+        install[1].split()
+    )
+    # The test suite's own programs (a browser, a Redis server) stay out of the image.
+    assert "make setup" not in run and "make .venv/.installed" in run
 
 
 def healthcheck_command() -> list[str]:
