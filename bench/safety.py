@@ -12,17 +12,25 @@ Per mode, each run is one of:
   right      the noisy answer was accepted and the file is exactly the edit's "after"
   recovered  the noisy answer was refused and the second tier's correct answer accepted
   refused    both were refused (the guards refused the correct edit too)
-  WRONG      an answer was accepted and the file is not the edit's "after"
+  WRONG      an answer was accepted and the file is not the edit's "after"; split into
+             "seen" (the generated checks fail on that file: they cover the fault, and the
+             engine accepted it anyway) and "unseen" (damage the checks cannot see, such as a
+             line added where nothing changed)
 and "written" counts the noisy answers that passed every guard and reached the disk (the
-tests then decided). Targets: no WRONG run where the tests cover the change, and no elided or
-truncated file ever written. The run always exits 0.
+tests then decided). Targets: no WRONG run the checks see, and no elided, truncated or
+partial file ever written. The run always exits 0.
 
-What the generated tests check (they are not the project's own tests): every function,
-class-level statement and module-level statement the edit leaves alone must still be in the
-file, unchanged, compared as Python syntax trees (`test_kept`, passing before and after); and
-the whole file's syntax tree must equal the edit's "after" (`test_change`, failing before).
-Comments and formatting are invisible to them: an edit whose syntax tree does not change is
-counted as "not covered".
+The generated checks (`bench/safety_checks.py`, copied into each repository and run there as
+the test command) compare text, comments included: every run of lines the edit left alone is
+still there, and every changed region stands as the edit wrote it. So the tests cover the
+change by construction. The environment is built once, in a data directory shared by all
+cases, and the modes of a case run `--jobs` at a time.
+
+    .venv/bin/python -m bench.safety --guards-only [--json]
+
+runs no engine: the guards alone (`bot.guards`, and the syntax check the engine runs before
+them) on every edit of the corpus, the correct file and each whole-file failure mode, and
+counts the correct answers refused and the noisy ones accepted (bench/safety_guards.py).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from typing import Any
 
 os.environ.setdefault("BAML_LOG", "warn")
 
+from bench import safety_checks, safety_guards
 from bench.apply import load_cases
 from bench.noise import MODES, Edit, Noisy, fenced, noisy
 from bench.targets import report_target
@@ -55,52 +64,10 @@ from tests.conftest import make_git_repo
 from tests.modelserver import ScriptedModel
 
 CHECKS = "safety_checks"
-TEST_COMMAND = f"python -m pytest -q -p no:cacheprovider -rfE {CHECKS}"
+TEST_COMMAND = f"python {CHECKS}/check.py"
 # Modes whose answer must never reach the disk, whatever the tests would say.
 NEVER_WRITTEN = ("elided_comment", "elided_bare", "truncated", "snippet")
 OUTCOMES = ("right", "recovered", "refused", "WRONG")
-
-TEST_MODULE = '''"""Checks an edit: what it leaves alone stays, and the file ends as the edit says."""
-
-import ast
-import json
-import pathlib
-
-import pytest
-
-HERE = pathlib.Path(__file__).parent
-SPEC = json.loads((HERE / "spec.json").read_text(encoding="utf-8"))
-
-
-def units(source):
-    """Module-level statements, and the statements of classes, with a name for each."""
-    found = []
-    for node in ast.parse(source).body:
-        name = getattr(node, "name", type(node).__name__)
-        if isinstance(node, ast.ClassDef):
-            for item in node.body:
-                found.append((f"{name}.{getattr(item, 'name', type(item).__name__)}", ast.dump(item)))
-        else:
-            found.append((name, ast.dump(node)))
-    return found
-
-
-def current():
-    return (HERE.parent / SPEC["path"]).read_text(encoding="utf-8")
-
-
-BEFORE = units(SPEC["before"])
-KEPT = [unit for unit in units(SPEC["after"]) if unit in BEFORE]
-
-
-@pytest.mark.parametrize("unit", KEPT, ids=[name for name, _ in KEPT])
-def test_kept(unit):
-    assert unit in units(current())
-
-
-def test_change():
-    assert ast.dump(ast.parse(current())) == ast.dump(ast.parse(SPEC["after"]))
-'''
 
 
 @dataclass
@@ -109,15 +76,8 @@ class Run:
     mode: str
     outcome: str  # one of OUTCOMES
     written: bool  # the noisy answer passed the guards and was written
-    covered: bool  # the generated tests see the change
+    seen: bool  # the generated checks fail on the file as it ended
     detail: str
-
-
-def covered(before: str, after: str) -> bool:
-    try:
-        return ast.dump(ast.parse(before)) != ast.dump(ast.parse(after))
-    except SyntaxError:
-        return False
 
 
 def make_template(case: dict[str, str], root: Path) -> Path:
@@ -127,7 +87,7 @@ def make_template(case: dict[str, str], root: Path) -> Path:
     target.write_bytes(case["before"].encode("utf-8"))
     checks = root / CHECKS
     checks.mkdir()
-    (checks / "test_edit.py").write_text(TEST_MODULE, encoding="utf-8")
+    shutil.copyfile(Path(safety_checks.__file__), checks / "check.py")
     spec = {"path": case["path"], "before": case["before"], "after": case["after"]}
     (checks / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
     make_git_repo(root)
@@ -211,8 +171,8 @@ async def run_mode(
     else:
         outcome = "right" if result.tier == "noisy" else "recovered"
     detail = "; ".join(f"{a.tier}: {a.outcome}: {a.detail[:160]}" for a in result.attempts)
-    cov = covered(case["before"], case["after"])
-    return Run(case["id"], answer.mode, outcome, "noisy" in written, cov, detail)
+    seen = bool(safety_checks.failures(case["before"], case["after"], final))
+    return Run(case["id"], answer.mode, outcome, "noisy" in written, seen, detail)
 
 
 async def run_case(
@@ -241,14 +201,14 @@ class Row:
     recovered: int = 0
     refused: int = 0
     WRONG: int = 0
+    wrong_seen: int = 0
     written: int = 0
-    wrong_covered: int = 0
 
     def add(self, run: Run) -> None:
         self.n += 1
         setattr(self, run.outcome, getattr(self, run.outcome) + 1)
         self.written += run.written
-        self.wrong_covered += run.outcome == "WRONG" and run.covered
+        self.wrong_seen += run.outcome == "WRONG" and run.seen
 
 
 def tabulate(runs: Sequence[Run], modes: Sequence[str]) -> dict[str, Row]:
@@ -261,13 +221,13 @@ def tabulate(runs: Sequence[Run], modes: Sequence[str]) -> dict[str, Row]:
 
 
 def print_table(table: dict[str, Row]) -> None:
-    head = ("mode", "asked", "n", "right", "recovered", "refused", "WRONG", "written")
-    print("{:<18} {:<6} {:>4} {:>6} {:>10} {:>8} {:>6} {:>8}".format(*head))
+    head = ("mode", "asked", "n", "right", "recovered", "refused", "WRONG seen", "unseen", "written")
+    print("{:<18} {:<6} {:>4} {:>6} {:>10} {:>8} {:>11} {:>7} {:>8}".format(*head))
     for mode, row in table.items():
         asked = MODES.get(mode, "")
         print(
             f"{mode:<18} {asked:<6} {row.n:>4} {row.right:>6} {row.recovered:>10} {row.refused:>8}"
-            f" {row.WRONG:>6} {row.written:>8}"
+            f" {row.wrong_seen:>11} {row.WRONG - row.wrong_seen:>7} {row.written:>8}"
         )
 
 
@@ -294,11 +254,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="modes of one case run at once")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
     parser.add_argument("--failures", type=int, default=3, help="show up to K WRONG or refused runs per mode")
+    parser.add_argument(
+        "--guards-only", action="store_true", help="no engine: the guards alone on every edit of the corpus"
+    )
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         parser.error(f"unknown modes: {', '.join(unknown)} (known: {', '.join(MODES)})")
+    if args.guards_only:
+        return _guards_only(modes, args.json)
 
     started = time.monotonic()
     cases = pick_cases(args.cases)
@@ -310,17 +275,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dump({"cases": len(cases), "elapsed_s": round(elapsed, 1), "rows": rows}, sys.stdout, indent=2)
         print()
         return 0
-    uncovered = sum(1 for c in cases if not covered(c["before"], c["after"]))
-    print(f"{len(cases)} cases ({uncovered} not covered by the tests), {len(runs)} runs in {elapsed:.0f} s")
+    print(f"{len(cases)} cases, {len(runs)} runs in {elapsed:.0f} s ({args.jobs} at a time)")
     print_table(table)
     _print_failures(runs, args.failures)
     print()
     overall = table["overall"]
-    report_target(
-        f"no WRONG run where the tests cover the change ({overall.wrong_covered})", not overall.wrong_covered
-    )
+    report_target(f"no WRONG run the tests see ({overall.wrong_seen})", not overall.wrong_seen)
     leaked = sum(table[m].written for m in NEVER_WRITTEN if m in table)
     report_target(f"no elided, truncated or partial file written ({leaked})", leaked == 0)
+    return 0
+
+
+def _guards_only(modes: Sequence[str], as_json: bool) -> int:
+    started = time.monotonic()
+    tally = safety_guards.run(load_cases(None), modes)
+    if as_json:
+        json.dump(safety_guards.to_json(tally), sys.stdout, indent=2)
+        print()
+        return 0
+    safety_guards.report(tally)
+    print(f"\n{time.monotonic() - started:.0f} s")
     return 0
 
 
@@ -330,9 +304,8 @@ def _print_failures(runs: Sequence[Run], keep: int) -> None:
     for run in runs:
         if run.outcome in ("WRONG", "refused") and shown[run.mode] < keep:
             shown[run.mode] += 1
-            by_mode[run.mode].append(
-                f"  {run.case}: {run.outcome}{' (not covered)' if not run.covered else ''}: {run.detail}"
-            )
+            unseen = " (unseen by the checks)" if run.outcome == "WRONG" and not run.seen else ""
+            by_mode[run.mode].append(f"  {run.case}: {run.outcome}{unseen}: {run.detail}")
     for mode, lines in by_mode.items():
         print(f"\n{mode}:")
         print("\n".join(lines))

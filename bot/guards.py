@@ -129,6 +129,8 @@ def is_elision(line: str) -> bool:
     return all(w in _ELISION_WORDS for w in words)
 
 
+# Asking for a rewrite makes other content in the file's place the point.
+REWRITE_RE = re.compile(r"\b(rewrite|rewritten|rewriting)\b", re.IGNORECASE)
 # Asking for these makes re-indenting the file the point.
 REINDENT_RE = re.compile(r"\b(indent\w*|dedent\w*|tabs?|re-?format\w*|format(ting)?)\b", re.IGNORECASE)
 # Places where consecutive kept lines changed their indentation relative to each other.
@@ -231,27 +233,70 @@ def indentation_problem(path: str, old: list[str], new: list[str]) -> str | None
     return None
 
 
-def replaced_problem(path: str, old: list[str], new: list[str]) -> str | None:
-    """So little of the file kept that the answer is some other content."""
+def replaced_problem(path: str, old: list[str], new: list[str], removal: bool = False) -> str | None:
+    """So little of the file kept that the answer is some other content. When the request
+    asks for removal, emptying a file is the point: then only an answer that also brings
+    in lines of its own (another file's content) counts."""
     total = sum(1 for line in old if line.strip())
     kept = sum(
         1 for tag, i1, i2, _j1, _j2 in _ops(old, new) if tag == "equal" for line in old[i1:i2] if line.strip()
     )
-    if total >= MIN_KEPT_LINES and kept < MIN_KEPT_SHARE * total:
-        return f"{path}: the answer keeps {kept} of the file's {total} lines; it is not an edit of this file"
+    if total < MIN_KEPT_LINES or kept >= MIN_KEPT_SHARE * total:
+        return None
+    if removal and sum(1 for line in new if line.strip()) - kept < MIN_KEPT_LINES:
+        return None
+    return f"{path}: the answer keeps {kept} of the file's {total} lines; it is not an edit of this file"
+
+
+# A whole-file answer that lost this many of the file's first or last non-blank lines, all
+# of them, and got shorter, lost its head or tail (a snippet, a cut answer): an edit there
+# keeps or rewrites them, it does not just lose them.
+EDGE_LINES = 2
+
+
+def cut_line_problem(path: str, old: list[str], new: list[str]) -> str | None:
+    """The answer ends in the middle of one of the file's lines (a cut-off reply): never an
+    edit, whatever the request asks."""
+    ops = _ops(old, new)
+    tag, i1, i2, _j1, j2 = ops[-1] if ops else ("equal", 0, 0, 0, 0)
+    if tag != "replace" or i2 != len(old) or j2 != len(new) or not new[-1].strip():
+        return None
+    last, removed = new[-1], old[i1:i2]
+    if last in removed or not any(line.startswith(last) for line in removed):
+        return None
+    return f"{path}: the answer stops mid-line at line {len(new)} ({last.strip()!r}) (truncated)"
+
+
+def edge_problem(path: str, old: list[str], new: list[str]) -> str | None:
+    """The file's first or last lines are gone and nothing took their place."""
+    if len(new) >= len(old):
+        return None
+    code = [line.strip() for line in old if line.strip()]
+    if len(code) <= 2 * EDGE_LINES:
+        return None
+    kept = {line.strip() for line in new}
+    for where, edge in (("first", code[:EDGE_LINES]), ("last", code[-EDGE_LINES:])):
+        if not kept & set(edge):
+            return f"{path}: the answer lost the file's {where} {EDGE_LINES} lines ({edge[0]!r} …)"
     return None
 
 
 def damage_problem(path: str, before: str | None, after: str, request: str) -> str | None:
     """How `after` damages `before` in a way the request does not ask for: code elided
-    behind a marker, the file cut short, lines doubled, indentation lost, or the file
-    replaced by other content. Any language: these read lines, not syntax."""
+    behind a marker, the file cut short or missing its head, lines doubled, indentation
+    lost, or the file replaced by other content. Any language: these read lines, not syntax."""
     if before is None:
         return None
     old, new = before.splitlines(), after.splitlines()
-    problem = elision_problem(path, old, new) or duplication_problem(path, old, new)
-    if problem is None and not REMOVAL_RE.search(request):
-        problem = truncation_problem(path, old, new) or replaced_problem(path, old, new)
+    removal = bool(REMOVAL_RE.search(request))
+    problem = (
+        elision_problem(path, old, new)
+        or duplication_problem(path, old, new)
+        or cut_line_problem(path, old, new)
+        or (None if REWRITE_RE.search(request) else replaced_problem(path, old, new, removal))
+    )
+    if problem is None and not removal:
+        problem = truncation_problem(path, old, new) or edge_problem(path, old, new)
     if problem is None and not REINDENT_RE.search(request):
         problem = indentation_problem(path, old, new)
     return problem

@@ -246,3 +246,43 @@ def modules_with_an_elision(draw: st.DrawFn) -> tuple[str, str]:
 def test_any_elision_of_a_definition_is_refused(pair: tuple[str, str]) -> None:
     before, after = pair
     assert shrink_problems({"m.py": before}, {"m.py": after}, "add a docstring") != []
+
+
+VERSION_PY = """# the project's banner
+# second banner line
+__title__ = "demo"
+__version__ = "1.0"
+__author__ = "someone"
+__licence__ = "MIT"
+"""
+
+
+def test_an_answer_cut_mid_line_is_refused_even_when_the_request_removes_something() -> None:
+    cut = VERSION_PY.replace('__version__ = "1.0"', '__version__ = "2.0"').split("__author__")[0] + "__aut"
+    problem = damage_problem("v.py", VERSION_PY, cut, "remove the old version")
+    assert problem is not None and "mid-line" in problem
+    # Ending on a whole line of its own is not a cut.
+    assert damage_problem("v.py", VERSION_PY, VERSION_PY + "__all__ = []\n", "remove nothing") is None
+
+
+def test_an_answer_missing_the_files_head_or_tail_is_refused() -> None:
+    bumped = VERSION_PY.replace('"1.0"', '"2.0"')
+    headless = "".join(bumped.splitlines(keepends=True)[2:])
+    problem = damage_problem("v.py", VERSION_PY, headless, "bump the version to 2.0")
+    assert problem is not None and "first 2 lines" in problem
+    tailless = "".join(bumped.splitlines(keepends=True)[:-2])
+    problem = damage_problem("v.py", VERSION_PY, tailless, "bump the version to 2.0")
+    assert problem is not None and "last 2 lines" in problem
+    # One edge line kept, or the edit itself, passes; so does a removal asked for.
+    assert damage_problem("v.py", VERSION_PY, bumped, "bump the version to 2.0") is None
+    assert damage_problem("v.py", VERSION_PY, "".join(bumped.splitlines(keepends=True)[1:]), "bump") is None
+    assert damage_problem("v.py", VERSION_PY, headless, "remove the banner") is None
+
+
+def test_emptying_a_file_is_a_removal_but_other_content_in_its_place_is_not() -> None:
+    lines = [f"setting_{k} = {k}\n" for k in range(12)]
+    original = "".join(lines)
+    assert damage_problem("conf.py", original, "# moved to pyproject\n", "move the settings out") is None
+    other = "".join(f"value_{k} = {k}\n" for k in range(12))
+    problem = damage_problem("conf.py", original, other, "move the settings out")
+    assert problem is not None and "not an edit of this file" in problem

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench import safety_checks
 from bench.noise import MODES, Edit, fenced, noisy
 from bot.config import Tier
 from bot.engine import EditRequest, run_edit
@@ -83,3 +84,16 @@ def test_every_mode_is_deterministic_for_a_seed() -> None:
     elided = noisy("elided_comment", edit(), random.Random(3))
     assert elided is not None and elided.content is not None
     assert len(elided.content.splitlines()) < len(new_calculator().splitlines())
+
+
+def test_the_generated_checks_see_a_dropped_comment_and_pass_only_the_edit() -> None:
+    before = "# licence\n# more\nVERSION = '1'\n\n\ndef f():\n    return 1\n"
+    after = "# licence\n# more\nVERSION = '2'\n\n\ndef f():\n    return 1\n"
+    assert safety_checks.failures(before, after, after) == []
+    # Before the edit only the change's check fails; a dropped comment fails its kept
+    # lines' check, and the change's, whose context it was.
+    assert safety_checks.failures(before, after, before) == ["change:L3-3"]
+    dropped = after.replace("# more\n", "")
+    assert safety_checks.failures(before, after, dropped) == ["kept:L1-2", "change:L3-3"]
+    # A deletion: the lines either side must now meet.
+    assert safety_checks.failures(after, after.replace("\n\n\n", "\n\n"), after) == ["removed:after-L4"]
