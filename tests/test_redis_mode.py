@@ -318,20 +318,35 @@ def test_two_worker_processes_share_the_jobs_and_do_each_once(
     cluster: Any, tmp_path: Path, redis_url: str
 ) -> None:
     app, queue, github, workers, _ = cluster
+    first, second = workers
     for worker in workers:
         worker.start()
     jobs = 6
-    for number in range(1, jobs + 1):
-        data = issue_comment(github.repo, "/edit help", number=number)
-        assert post_to(app, data, f"guid-{number}").status_code == 202
 
-    wait_for(lambda: queue.ledger.count("help") == jobs, "every job to be done")
+    def post(numbers: range) -> None:
+        for number in numbers:
+            data = issue_comment(github.repo, "/edit help", number=number)
+            assert post_to(app, data, f"guid-{number}").status_code == 202
+
+    # Which worker takes a quick job is a race; that each takes some is made
+    # certain: one is paused (SIGSTOP) while the other is sent half the jobs.
+    def with_paused(paused: WorkerProcess, numbers: range, done: int) -> None:
+        assert paused.proc is not None
+        paused.proc.send_signal(signal.SIGSTOP)
+        try:
+            post(numbers)
+            wait_for(lambda: queue.ledger.count("help") == done, f"{done} jobs to be done")
+        finally:
+            paused.proc.send_signal(signal.SIGCONT)
+
+    with_paused(second, range(1, 4), 3)
+    with_paused(first, range(4, jobs + 1), jobs)
     replies = [c for c in github.state()["comments"].values() if "/edit <instruction>" in c["body"]]
     assert sorted(int(c["number"]) for c in replies) == list(range(1, jobs + 1))  # each once
-    owners = {
+    owners = [
         queue.ledger.client.hget(f"patchling:job:{row.job_id}", "owner") for row in queue.ledger.recent()
-    }
-    assert owners == {worker.owner for worker in workers}  # both took jobs
+    ]
+    assert sorted(owners) == sorted([first.owner] * 3 + [second.owner] * 3)  # both took jobs
     assert queue.pending_count() == 0
     # Each worker counted its own jobs; /metrics adds them up.
     found = scrape(tmp_path, redis_url)
