@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from bot.symbols import Symbol as Symbol
 from bot.symbols import SymbolKind as SymbolKind
 from bot.tags import LANGUAGES as TAGGED
 from bot.tags import tags
-from bot.terms import text_terms
+from bot.terms import TermCounts, identifier_terms, text_terms
 
 # --------------------------------------------------------------------------
 # Python analysis with ast
@@ -306,7 +307,8 @@ class Analysis:
     symbols: list[Symbol]
     raw_imports: list[ImportRef]
     parsed: bool
-    terms: dict[str, int]
+    terms: TermCounts  # the words of the text, imports left out
+    names: TermCounts  # the words of the symbols' names, counted at index time rather than per query
 
 
 def analyse(text: str, language: str, path: str = "") -> Analysis:
@@ -337,7 +339,14 @@ def analyse(text: str, language: str, path: str = "") -> Analysis:
         terms = text_terms("\n".join(kept))
     else:
         terms = text_terms(text)
-    return Analysis(symbols, imports, parsed, dict(terms))
+    return Analysis(symbols, imports, parsed, TermCounts.of(terms), _name_terms(symbols))
+
+
+def _name_terms(symbols: list[Symbol]) -> TermCounts:
+    counts: Counter[str] = Counter()
+    for sym in symbols:
+        counts.update(identifier_terms(sym.name))
+    return TermCounts.of(counts)
 
 
 def _ast_import_lines(tree: ast.Module) -> set[int]:

@@ -22,6 +22,7 @@ from typing import Literal
 from bot.fences import fenced
 from bot.index import IDENT_RE, FileInfo, RepoIndex, Symbol, build_index, identifier_terms
 from bot.query import BODY_MENTION, PATH_RE, Query, parse_query, spelled_by_phrase
+from bot.terms import TermTable
 from bot.tokens import count_tokens, truncate_to_tokens
 
 Mode = Literal["full", "span", "skeleton", "listing"]
@@ -109,11 +110,14 @@ class Context:
 
 @dataclass
 class _Names:
-    """Symbol-name and path terms per file, document lengths and who defines each
-    name, built once per index. The words' own counts stay in the index and are
-    looked up per query term: a query needs a few dozen terms, not the corpus's all."""
+    """Path terms per file, the corpus's term tables, document lengths and who
+    defines each name, built once per index. Counts of the words and of the
+    symbols' names are looked up per query term: a query needs a few dozen terms,
+    not the corpus's all."""
 
-    postings: dict[str, dict[str, float]]  # term -> {path: weight from symbol names and the path}
+    postings: dict[str, dict[str, float]]  # term -> {path: weight from the path}
+    text: TermTable  # the files' words
+    symbols: TermTable  # the words of the files' symbol names
     lengths: dict[str, float]
     avg_length: float
     defs: dict[str, set[str]]  # symbol name -> defining files
@@ -137,19 +141,22 @@ class ContextMemo:
 
 def _name_stats(index: RepoIndex) -> _Names:
     postings: dict[str, dict[str, float]] = {}
-    lengths: dict[str, float] = {}
     defs: dict[str, set[str]] = {}
     for path, info in index.files.items():
         for sym in info.symbols:
             if sym.kind != "section":
                 defs.setdefault(sym.name, set()).add(path)
-            for term in identifier_terms(sym.name):
-                _bump(postings, term, path, W_SYMBOL)
         for term in path_terms(path):
             _bump(postings, term, path, W_PATH)
-        lengths[path] = float(sum(info.terms.values())) + 1.0
-    avg = sum(lengths.values()) / max(1, len(lengths))
-    return _Names(postings=postings, lengths=lengths, avg_length=avg, defs=defs)
+    lengths = {path: info.terms.total + 1.0 for path, info in index.files.items()}
+    return _Names(
+        postings=postings,
+        text=TermTable((p, f.terms) for p, f in index.files.items()),
+        symbols=TermTable((p, f.names) for p, f in index.files.items()),
+        lengths=lengths,
+        avg_length=sum(lengths.values()) / max(1, len(lengths)),
+        defs=defs,
+    )
 
 
 def _bump(postings: dict[str, dict[str, float]], term: str, path: str, weight: float) -> None:
@@ -158,8 +165,10 @@ def _bump(postings: dict[str, dict[str, float]], term: str, path: str, weight: f
 
 
 def path_terms(path: str) -> list[str]:
-    pure = PurePosixPath(path)
-    parts = [*pure.parent.parts, pure.stem]
+    parts = path.split("/")
+    # The file's stem: "a.b.py" -> "a.b", as PurePosixPath.stem has it.
+    name = parts[-1]
+    parts[-1] = name[: name.rindex(".")] if "." in name.lstrip(".") else name
     terms: list[str] = []
     for part in parts:
         for ident in IDENT_RE.findall(part):
@@ -203,7 +212,7 @@ def _bm25(memo: ContextMemo, names: _Names, query: Query) -> dict[str, float]:
     for term, weight in query.weights.items():
         posting = memo.postings.get(term)
         if posting is None:
-            posting = memo.postings[term] = _posting(index, names, term)
+            posting = memo.postings[term] = _posting(names, term)
         if not posting:
             continue
         idf = math.log(1.0 + (n_files - len(posting) + 0.5) / (len(posting) + 0.5))
@@ -213,9 +222,11 @@ def _bm25(memo: ContextMemo, names: _Names, query: Query) -> dict[str, float]:
     return scores
 
 
-def _posting(index: RepoIndex, names: _Names, term: str) -> dict[str, float]:
+def _posting(names: _Names, term: str) -> dict[str, float]:
     """path -> weighted count of `term`: in the text, in symbol names, in the path."""
-    tf = {path: float(n) for path, info in index.files.items() if (n := info.terms.get(term))}
+    tf = {path: float(n) for path, n in names.text.postings(term).items()}
+    for path, n in names.symbols.postings(term).items():
+        tf[path] = tf.get(path, 0.0) + W_SYMBOL * n
     for path, weight in names.postings.get(term, {}).items():
         tf[path] = tf.get(path, 0.0) + weight
     return tf

@@ -9,6 +9,7 @@ languages), never from a model.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
@@ -35,6 +36,7 @@ from bot.grammars import grammar_name
 from bot.imports import Resolver
 from bot.terms import IDENT_RE as IDENT_RE
 from bot.terms import STOPWORDS as STOPWORDS
+from bot.terms import TermCounts
 from bot.terms import identifier_terms as identifier_terms
 from bot.terms import split_identifier as split_identifier
 from bot.terms import stem as stem
@@ -43,7 +45,7 @@ from bot.terms import text_terms as text_terms
 log = logging.getLogger(__name__)
 
 # Bump when the cached record format or the parsing rules change.
-CACHE_VERSION = 8
+CACHE_VERSION = 9
 CACHE_FILE = "index.sqlite3"
 
 MAX_FILE_BYTES = 1_000_000
@@ -98,6 +100,7 @@ LANGUAGES = {
 
 
 Stamp = tuple[int, int, int, int]
+_NO_TERMS = TermCounts("", 0)
 _NO_STAMP: Stamp = (0, 0, 0, 0)
 
 
@@ -123,7 +126,8 @@ class FileInfo:
     imports: list[str]  # resolved repository paths
     parsed: bool = False  # True when `ast` or a tree-sitter grammar parsed it (False: indexed as text)
     raw_imports: list[ImportRef] = field(default_factory=list)
-    terms: dict[str, int] = field(default_factory=dict)  # identifier sub-word -> count
+    terms: TermCounts = field(default_factory=lambda: _NO_TERMS)  # the text's identifier sub-words
+    names: TermCounts = field(default_factory=lambda: _NO_TERMS)  # the sub-words of its symbols' names
     stamp: Stamp = (0, 0, 0, 0)  # (size, mtime_ns, ctime_ns, inode) when read; zeros: not trusted
 
 
@@ -188,13 +192,17 @@ def _generated(text: str) -> bool:
     return GENERATED_RE.search(text, 0, GENERATED_HEAD_CHARS) is not None
 
 
+_SYMBOL_FIELDS = tuple(f.name for f in fields(Symbol))
+
+
 def _encode_analysis(a: Analysis) -> str:
     return json.dumps(
         {
-            "symbols": [list(asdict(s).values()) for s in a.symbols],
+            "symbols": [[getattr(s, name) for name in _SYMBOL_FIELDS] for s in a.symbols],
             "imports": [[r.module, list(r.names), r.level, r.is_from] for r in a.raw_imports],
             "parsed": a.parsed,
-            "terms": a.terms,
+            "terms": [a.terms.packed, a.terms.total],
+            "names": [a.names.packed, a.names.total],
         },
         separators=(",", ":"),
     )
@@ -206,21 +214,22 @@ def _decode_analysis(data: str) -> Analysis:
         symbols=[Symbol(*s) for s in raw["symbols"]],
         raw_imports=[ImportRef(m, tuple(n), lvl, f) for m, n, lvl, f in raw["imports"]],
         parsed=bool(raw["parsed"]),
-        terms=_terms(raw["terms"]),
+        terms=_counts(raw["terms"]),
+        names=_counts(raw["names"]),
     )
+
+
+def _counts(raw: object) -> TermCounts:
+    match raw:
+        case [str(packed), int(total)]:
+            return TermCounts(packed, total)
+    raise TypeError("term counts")
 
 
 _STAMPS_TABLE = """CREATE TABLE IF NOT EXISTS stamps (
     root TEXT NOT NULL, path TEXT NOT NULL, version INTEGER NOT NULL,
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
     sha TEXT NOT NULL, language TEXT NOT NULL, skip TEXT NOT NULL, PRIMARY KEY (root, path))"""
-
-
-def _terms(raw: object) -> dict[str, int]:
-    """The decoded counts as they are: JSON object keys are strings and counts ints."""
-    if not isinstance(raw, dict):
-        raise TypeError("terms")
-    return raw
 
 
 class _Cache:
@@ -481,6 +490,18 @@ def build_index(root: Path, cache_dir: Path | None = None, previous: RepoIndex |
     `previous` (an index of the same root kept in memory) or the cache recorded;
     its analysis is then found by content hash in the cache, or made."""
     root = Path(root)
+    # Building makes millions of objects and frees none: the cyclic collector
+    # would walk the growing index again and again (a fifth of a cold build).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_index(root, cache_dir, previous)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build_index(root: Path, cache_dir: Path | None, previous: RepoIndex | None) -> RepoIndex:
     build = _Build(root, previous)
     cache = _Cache(cache_dir)
     try:
@@ -608,6 +629,7 @@ def _file_info(item: _Pending, analysis: Analysis) -> FileInfo:
         parsed=analysis.parsed,
         raw_imports=analysis.raw_imports,
         terms=analysis.terms,
+        names=analysis.names,
         stamp=item.stamp,
     )
 
