@@ -33,7 +33,7 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO
@@ -289,6 +289,9 @@ def read_text(root: Path, raw: str) -> str:
 class Listing:
     files: list[str]  # regular files, relative posix paths, sorted
     links: list[str]  # symbolic links by their own name: never followed, never read
+    # Git's blob id of each tracked file whose work-tree content is the index's
+    # (status names none of it): the content's identity, known without reading it.
+    blobs: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def list_files(root: Path) -> list[str]:
@@ -302,24 +305,42 @@ def scan(root: Path) -> Listing:
     files: set[str] = set()
     links: set[str] = set()
     real_dirs: set[str] = {""}
+    blobs: dict[str, str] = {}
     opened = _open_repo(root)
     if opened is None:
         _walk(root, None, files, links, real_dirs)
     else:
         repo, prefix = opened
-        _add_untracked(root, repo, prefix, files, links, real_dirs)
+        status = repo.status(untracked_files="normal")
+        _add_untracked(root, repo, prefix, status, files, links, real_dirs)
         _add_tracked(root, repo, prefix, files, links, real_dirs)
-    return Listing(sorted(files), sorted(links))
+        _add_blobs(repo, prefix, status, files, blobs)
+    return Listing(sorted(files), sorted(links), blobs)
+
+
+def _add_blobs(
+    repo: pygit2.Repository, prefix: str, status: dict[str, int], files: set[str], blobs: dict[str, str]
+) -> None:
+    for entry in repo.index:
+        rel = entry.path[len(prefix) :]
+        if entry.path.startswith(prefix) and rel in files and entry.path not in status:
+            blobs[rel] = str(entry.id)
 
 
 def _add_untracked(
-    root: Path, repo: pygit2.Repository, prefix: str, files: set[str], links: set[str], real_dirs: set[str]
+    root: Path,
+    repo: pygit2.Repository,
+    prefix: str,
+    status: dict[str, int],
+    files: set[str],
+    links: set[str],
+    real_dirs: set[str],
 ) -> None:
     """The untracked files git does not ignore. libgit2's status names them (a new
     directory by its name alone), which is far cheaper than walking every tracked
     directory; only new directories are walked, by the same rules as a plain tree."""
     ignored = lambda rel: repo.path_is_ignored(prefix + rel)  # noqa: E731
-    for raw, flags in repo.status(untracked_files="normal").items():
+    for raw, flags in status.items():
         if not flags & pygit2.enums.FileStatus.WT_NEW:
             continue
         if raw.endswith("/") and prefix.startswith(raw):  # root lies inside a new directory

@@ -16,7 +16,9 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
@@ -129,6 +131,7 @@ class FileInfo:
     terms: TermCounts = field(default_factory=lambda: _NO_TERMS)  # the text's identifier sub-words
     names: TermCounts = field(default_factory=lambda: _NO_TERMS)  # the sub-words of its symbols' names
     stamp: Stamp = (0, 0, 0, 0)  # (size, mtime_ns, ctime_ns, inode) when read; zeros: not trusted
+    blob: str = ""  # git's blob id of the content when git vouched for it ("" for an untracked file)
 
 
 @dataclass(slots=True)
@@ -146,6 +149,8 @@ class RepoIndex:
     stats: IndexStats = field(default_factory=IndexStats)
     # Stamps of the files read (or skipped) while building, for the next build of this root.
     known: dict[str, _StampRecord] = field(default_factory=dict, repr=False, compare=False)
+    # Files skipped for what they hold (binary, huge, generated): path -> (git blob id, why).
+    skipped_blobs: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     def read(self, path: str) -> str:
         """The file's text, never through a symlink (bot.files.PathRefused, an OSError)."""
@@ -505,15 +510,47 @@ def _build_index(root: Path, cache_dir: Path | None, previous: RepoIndex | None)
     build = _Build(root, previous)
     cache = _Cache(cache_dir)
     try:
-        build.list({**(previous.known if previous is not None else {}), **cache.stamps(build.root_key)})
+        # Stamps say nothing across roots (a fresh checkout may reuse a deleted file's inode).
+        kept = previous.known if previous is not None and previous.root == root else {}
+        build.list({**kept, **cache.stamps(build.root_key)})
         build.analyse(cache)
         cache.put_stamps(build.root_key, build.new_stamps, build.gone)
     finally:
         cache.close()
     _resolve_imports(build.files)
     _resolve_other_imports(root, build.files)
-    return RepoIndex(root=root, files=build.files, stats=build.stats, known=build.known)
+    return RepoIndex(build.root, build.files, build.stats, build.known, build.skipped_blobs)
 
+
+class KeptIndexes:
+    """The last few repositories' indexes, kept in a worker's memory so that the
+    next job on one re-reads only what changed. Each job checks out a fresh work
+    tree, so files are matched by git's blob id, not by stamps. Bounded by
+    entries and by the files they hold (an index costs about 10 KB a file)."""
+
+    def __init__(self, entries: int = 4, max_files: int = 40_000) -> None:
+        self.entries = entries
+        self.max_files = max_files
+        self.kept: OrderedDict[str, RepoIndex] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def build(self, key: str, root: Path, cache_dir: Path | None = None) -> RepoIndex:
+        """The index of `root`, made from the one kept under `key` where there is one."""
+        with self.lock:
+            # Taken out while in use: a concurrent job on the same repository builds its own.
+            previous = self.kept.pop(key, None)
+        index = build_index(root, cache_dir, previous=previous)
+        with self.lock:
+            self.kept[key] = index
+            while len(self.kept) > self.entries or (
+                len(self.kept) > 1 and sum(len(i.files) for i in self.kept.values()) > self.max_files
+            ):
+                self.kept.popitem(last=False)
+        return index
+
+
+# Why a file is skipped when the reason is its content alone (not where it lies).
+CONTENT_SKIPS = frozenset({"huge", "binary", "generated"})
 
 # A file changed within this many seconds of being read may change again within
 # the same timestamp: its stamp is not trusted (git's "racy" files).
@@ -527,6 +564,7 @@ class _Pending:
     size: int
     language: str
     stamp: Stamp
+    blob: str
     text: str | None = None  # None: known by its stamp, not read
 
 
@@ -535,12 +573,17 @@ class _Build:
         self.root = root
         self.root_key = str(root.resolve())
         self.stats = IndexStats()
-        self.kept = previous.files if previous is not None and previous.root == root else {}
+        # A kept file is taken again when git names the same blob at its path (any
+        # checkout of the repository) or, in the same root, when its stamp is unchanged.
+        self.kept = previous.files if previous is not None else {}
+        self.same_root = previous is not None and previous.root == root
         self.pending: list[_Pending] = []
         self.files: dict[str, FileInfo] = {}
         self.new_stamps: list[_StampRecord] = []
         self.gone: list[str] = []
         self.known: dict[str, _StampRecord] = {}
+        self.kept_skips = previous.skipped_blobs if previous is not None else {}
+        self.skipped_blobs: dict[str, tuple[str, str]] = {}
         self.now_ns = time.time_ns()
 
     def list(self, recorded: dict[str, _StampRecord]) -> None:
@@ -551,40 +594,54 @@ class _Build:
             if junk_file(rel.rsplit("/", 1)[-1]):
                 self.stats.skipped[rel] = "junk"
                 continue
-            self.visit(rel, _stamp(self.root, rel), recorded.get(rel))
+            self.visit(rel, _stamp(self.root, rel), recorded.get(rel), listing.blobs.get(rel, ""))
         listed = set(listing.files)
         self.gone = [rel for rel in recorded if rel not in listed]
 
-    def visit(self, rel: str, stamp: Stamp | None, record: _StampRecord | None) -> None:
+    def visit(self, rel: str, stamp: Stamp | None, record: _StampRecord | None, blob: str) -> None:
         trusted = stamp is not None and self.now_ns - stamp[1] > RACY_S * 1e9
         old = self.kept.get(rel)
-        if trusted and old is not None and old.stamp == stamp:
-            self.files[rel] = replace(old, imports=[])
-            self.stats.cached += 1
-            self.known[rel] = _StampRecord(rel, old.stamp, old.sha, old.language, "")
+        if old is not None and blob and old.blob == blob:
+            self.keep(old, stamp if trusted and stamp is not None else _NO_STAMP)
+        elif blob and self.kept_skips.get(rel, ("", ""))[0] == blob:
+            self.skip(rel, blob, self.kept_skips[rel][1])
+        elif trusted and self.same_root and old is not None and old.stamp == stamp:
+            self.keep(old, old.stamp)
         elif trusted and record is not None and record.stamp == stamp:
             self.known[rel] = record
             if record.skip:
                 self.stats.skipped[rel] = record.skip
             else:
-                self.pending.append(_Pending(rel, record.sha, stamp[0], record.language, record.stamp))
+                self.pending.append(_Pending(rel, record.sha, stamp[0], record.language, record.stamp, blob))
         else:
-            self.read(rel, stamp if trusted else None)
+            self.read(rel, stamp if trusted else None, blob)
 
-    def read(self, rel: str, stamp: Stamp | None) -> None:
+    def keep(self, old: FileInfo, stamp: Stamp) -> None:
+        self.files[old.path] = replace(old, imports=[], stamp=stamp)
+        self.stats.cached += 1
+        self.known[old.path] = _StampRecord(old.path, stamp, old.sha, old.language, "")
+
+    def read(self, rel: str, stamp: Stamp | None, blob: str) -> None:
         """Read, sniff and hash one file; remember its stamp when it can be trusted."""
         outcome = _read_file(self.root, rel)
         self.stats.read += 1
         if isinstance(outcome, str):
-            self.stats.skipped[rel] = outcome
+            self.skip(rel, blob, outcome)
             if stamp is not None and outcome != "unreadable":
                 self.remember(_StampRecord(rel, stamp, "", "", outcome))
             return
-        text, sha, size = outcome
+        text, sha, size, read_blob = outcome
         language = language_of(rel, text[:200])
-        self.pending.append(_Pending(rel, sha, size, language, stamp or _NO_STAMP, text))
+        # Git's blob id is kept only when it names the bytes read: a file changed since the listing has none.
+        blob = blob if blob == read_blob else ""
+        self.pending.append(_Pending(rel, sha, size, language, stamp or _NO_STAMP, blob, text))
         if stamp is not None:
             self.remember(_StampRecord(rel, stamp, sha, language, ""))
+
+    def skip(self, rel: str, blob: str, why: str) -> None:
+        self.stats.skipped[rel] = why
+        if blob and why in CONTENT_SKIPS:
+            self.skipped_blobs[rel] = (blob, why)
 
     def remember(self, record: _StampRecord) -> None:
         self.new_stamps.append(record)
@@ -615,6 +672,8 @@ class _Build:
         if isinstance(outcome, str):
             self.stats.skipped[item.path] = outcome
             return None
+        if outcome[3] != item.blob:
+            item.blob = ""
         return outcome[0]
 
 
@@ -631,6 +690,7 @@ def _file_info(item: _Pending, analysis: Analysis) -> FileInfo:
         terms=analysis.terms,
         names=analysis.names,
         stamp=item.stamp,
+        blob=item.blob,
     )
 
 
@@ -643,8 +703,8 @@ def _stamp(root: Path, rel: str) -> Stamp | None:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def _read_file(root: Path, rel: str) -> tuple[str, str, int] | str:
-    """(text, sha256, size) of an indexable file, or why it is skipped."""
+def _read_file(root: Path, rel: str) -> tuple[str, str, int, str] | str:
+    """(text, sha256, size, git blob id) of an indexable file, or why it is skipped."""
     try:
         data = _read_small(root, rel)
     except PathRefused:
@@ -661,4 +721,9 @@ def _read_file(root: Path, rel: str) -> tuple[str, str, int] | str:
         return "binary"
     if _generated(text):
         return "generated"
-    return text, hashlib.sha256(data).hexdigest(), len(data)
+    return text, hashlib.sha256(data).hexdigest(), len(data), _blob_id(data)
+
+
+def _blob_id(data: bytes) -> str:
+    """The id git gives these bytes as a blob."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
