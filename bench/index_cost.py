@@ -87,7 +87,8 @@ def measured(argv: list[str], code: Path | None) -> tuple[float, float, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(code or HERE)
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env)
+        # From that checkout: `python -m` puts the working directory before PYTHONPATH.
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=code or HERE)
         assert proc.stdout is not None
         out = proc.stdout.read()  # to its end: the process has closed it
         _, status, usage = os.wait4(proc.pid, 0)

@@ -512,7 +512,7 @@ def _build_index(root: Path, cache_dir: Path | None, previous: RepoIndex | None)
     try:
         # Stamps say nothing across roots (a fresh checkout may reuse a deleted file's inode).
         kept = previous.known if previous is not None and previous.root == root else {}
-        build.list({**kept, **cache.stamps(build.root_key)})
+        build.list({**kept, **cache.stamps(build.root_key)}, cache)
         build.analyse(cache)
         cache.put_stamps(build.root_key, build.new_stamps, build.gone)
     finally:
@@ -549,6 +549,10 @@ class KeptIndexes:
         return index
 
 
+# Files read before their analyses are looked up or made: a cold build holds
+# this many texts at a time, not the repository's.
+ANALYSE_BATCH = 256
+
 # Why a file is skipped when the reason is its content alone (not where it lies).
 CONTENT_SKIPS = frozenset({"huge", "binary", "generated"})
 
@@ -578,6 +582,7 @@ class _Build:
         self.kept = previous.files if previous is not None else {}
         self.same_root = previous is not None and previous.root == root
         self.pending: list[_Pending] = []
+        self.made: dict[str, Analysis] = {}  # analyses made in this build: identical files are parsed once
         self.files: dict[str, FileInfo] = {}
         self.new_stamps: list[_StampRecord] = []
         self.gone: list[str] = []
@@ -586,7 +591,7 @@ class _Build:
         self.skipped_blobs: dict[str, tuple[str, str]] = {}
         self.now_ns = time.time_ns()
 
-    def list(self, recorded: dict[str, _StampRecord]) -> None:
+    def list(self, recorded: dict[str, _StampRecord], cache: _Cache) -> None:
         listing = scan(self.root)
         for rel in listing.links:
             self.stats.skipped[rel] = "symlink"  # listed by its own name, never followed or read
@@ -595,6 +600,8 @@ class _Build:
                 self.stats.skipped[rel] = "junk"
                 continue
             self.visit(rel, _stamp(self.root, rel), recorded.get(rel), listing.blobs.get(rel, ""))
+            if len(self.pending) >= ANALYSE_BATCH:
+                self.analyse(cache)  # the texts read so far are let go before more are read
         listed = set(listing.files)
         self.gone = [rel for rel in recorded if rel not in listed]
 
@@ -653,17 +660,18 @@ class _Build:
         cached = cache.get_many(sorted(set(keys)))
         fresh: dict[str, Analysis] = {}
         for item, key in zip(self.pending, keys, strict=True):
-            analysis = cached.get(key) or fresh.get(key)
+            analysis = cached.get(key) or self.made.get(key)
             if analysis is None:
                 text = item.text if item.text is not None else self.late_read(item)
                 if text is None:
                     continue
-                analysis = fresh[key] = analyse(text, item.language, item.path)
+                analysis = fresh[key] = self.made[key] = analyse(text, item.language, item.path)
                 self.stats.parsed += 1
             else:
                 self.stats.cached += 1
             self.files[item.path] = _file_info(item, analysis)
         cache.put_many(fresh)
+        self.pending = []
 
     def late_read(self, item: _Pending) -> str | None:
         """The text of a file known by its stamp whose analysis is not cached."""
