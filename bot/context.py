@@ -132,6 +132,7 @@ class ContextMemo:
     names: _Names | None = None
     postings: dict[str, dict[str, float]] = field(default_factory=dict)  # the terms asked for so far
     views: dict[str, _Views] = field(default_factory=dict)
+    listings: dict[str, _Option] = field(default_factory=dict)  # path -> its listing line, counted once
 
     def name_stats(self) -> _Names:
         if self.names is None:
@@ -545,6 +546,7 @@ class _Renderer:
         self.query = query
         self.budget = budget
         self.memo = memo.views
+        self.listings = memo.listings
 
     def views(self, path: str, info: FileInfo) -> _Views | None:
         cached = self.memo.get(path)
@@ -569,7 +571,11 @@ class _Renderer:
         return views
 
     def listing(self, path: str) -> _Option:
-        return _option(path, "listing", 6, render_listing(path, self.index.files.get(path)), whole=True)
+        found = self.listings.get(path)
+        if found is None:
+            info = self.index.files.get(path)
+            found = self.listings[path] = _option(path, "listing", 6, render_listing(path, info), whole=True)
+        return found
 
     def options(self, path: str, role: str, cap: int) -> list[_Option]:
         info = self.index.files.get(path)

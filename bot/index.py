@@ -47,7 +47,7 @@ from bot.terms import text_terms as text_terms
 log = logging.getLogger(__name__)
 
 # Bump when the cached record format or the parsing rules change.
-CACHE_VERSION = 9
+CACHE_VERSION = 10
 CACHE_FILE = "index.sqlite3"
 
 MAX_FILE_BYTES = 1_000_000

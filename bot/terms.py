@@ -85,15 +85,17 @@ def text_terms(text: str) -> Counter[str]:
 @dataclass(frozen=True, slots=True)
 class TermCounts:
     """One file's term counts packed in a string, " term:count" per term: a tenth
-    of a dict's memory, stored in the cache and loaded as it is (terms are
-    identifier sub-words, so neither separator occurs in one)."""
+    of a dict's memory, stored in the cache and loaded as it is."""
 
     packed: str
     total: int  # the sum of the counts: the file's length for ranking
 
     @classmethod
     def of(cls, counts: Mapping[str, int]) -> TermCounts:
-        return cls("".join(f" {term}:{n}" for term, n in counts.items()), sum(counts.values()))
+        # A term holding a separator (a heading's whole text, from a section's name)
+        # is never asked for: no query term has a space or a colon.
+        packed = "".join(f" {term}:{n}" for term, n in counts.items() if " " not in term and ":" not in term)
+        return cls(packed, sum(counts.values()))
 
     def get(self, term: str) -> int:
         at = self.packed.find(f" {term}:")
@@ -107,13 +109,22 @@ class TermCounts:
         return self.get(term) > 0
 
 
+# A scan for one term costs about 1/48 of reading every count into a dict: a
+# table asked for more terms than that (long instructions, many queries on one
+# index) reads them all once and answers from the dict.
+SCANS_BEFORE_INVERTING = 48
+
+
 class TermTable:
     """Many files' counts joined in one string, so finding a term across a corpus
-    is one scan of that string rather than one lookup per file."""
+    is one scan of that string rather than one lookup per file, and nothing is
+    decoded for terms nobody asks for."""
 
     def __init__(self, items: Iterable[tuple[str, TermCounts]]) -> None:
         self.keys: list[str] = []
         self.starts: list[int] = []
+        self.scans = 0
+        self.inverted: dict[str, dict[str, int]] | None = None
         parts: list[str] = []
         at = 0
         for key, counts in items:
@@ -124,7 +135,12 @@ class TermTable:
         self.text = "".join(parts) + " "  # a closing separator: every count ends at a space
 
     def postings(self, term: str) -> dict[str, int]:
-        """key -> count of `term`, for the keys whose counts hold it."""
+        """key -> count of `term`, for the keys whose counts hold it (not to be changed)."""
+        if self.inverted is None and self.scans >= SCANS_BEFORE_INVERTING:
+            self.inverted = self._invert()
+        if self.inverted is not None:
+            return self.inverted.get(term, {})
+        self.scans += 1
         needle = f" {term}:"
         found: dict[str, int] = {}
         at = self.text.find(needle)
@@ -135,3 +151,12 @@ class TermTable:
             found[key] = int(self.text[at + len(needle) : end])
             at = self.text.find(needle, end)
         return found
+
+    def _invert(self) -> dict[str, dict[str, int]]:
+        inverted: dict[str, dict[str, int]] = {}
+        ends = [*self.starts[1:], len(self.text) - 1]
+        for key, start, end in zip(self.keys, self.starts, ends, strict=True):
+            for pair in self.text[start + 1 : end].split(" ") if end > start else ():
+                term, _, n = pair.partition(":")
+                inverted.setdefault(term, {})[key] = int(n)
+        return inverted
