@@ -526,9 +526,9 @@ class KeptIndexes:
     """The last few repositories' indexes, kept in a worker's memory so that the
     next job on one re-reads only what changed. Each job checks out a fresh work
     tree, so files are matched by git's blob id, not by stamps. Bounded by
-    entries and by the files they hold (an index costs about 10 KB a file)."""
+    entries and by the files they hold (an index holds about 8 KB a file of Django)."""
 
-    def __init__(self, entries: int = 4, max_files: int = 40_000) -> None:
+    def __init__(self, entries: int = 4, max_files: int = 30_000) -> None:
         self.entries = entries
         self.max_files = max_files
         self.kept: OrderedDict[str, RepoIndex] = OrderedDict()
