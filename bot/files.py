@@ -143,6 +143,9 @@ def vendored_dir(parent: Path, name: str) -> bool:
     return name in VENDOR_DIRS or (name == "packages" and (parent / "__init__.py").is_file())
 
 
+_MAYBE_VENDORED = frozenset({*VENDOR_DIRS, "packages"})
+
+
 def junk_file(name: str) -> bool:
     return name in LOCK_FILES or name.endswith(JUNK_SUFFIXES)
 
@@ -150,7 +153,11 @@ def junk_file(name: str) -> bool:
 def junk_path(root: Path, rel: str) -> bool:
     """True when a directory on `rel` is junk or vendored."""
     parts = rel.split("/")[:-1]
-    return any(junk_dir(p) or vendored_dir(root.joinpath(*parts[:i]), p) for i, p in enumerate(parts))
+    # The parent's path is built only for a name vendored_dir may accept: this runs for every file.
+    return any(
+        junk_dir(p) or (p in _MAYBE_VENDORED and vendored_dir(root.joinpath(*parts[:i]), p))
+        for i, p in enumerate(parts)
+    )
 
 
 # --------------------------------------------------------------------------

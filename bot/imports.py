@@ -198,12 +198,19 @@ class Resolver:
         return next((c for c in candidates if c in self.paths), None)
 
     def _crate_of(self, path: str) -> str | None:
-        best = None
-        for crate in self._crates:
-            prefix = _join(crate, "src") + "/"
-            if path.startswith(prefix.removeprefix("./")) and (best is None or len(crate) > len(best)):
-                best = crate
-        return best
+        """The innermost crate whose `src/` holds `path`: its directories looked up
+        from the deepest (a scan of every crate per import was quadratic)."""
+        here = _dir(path)
+        while here:
+            crate = self._crate_sources.get(here)
+            if crate is not None:
+                return crate
+            here = _dir(here)
+        return None
+
+    @cached_property
+    def _crate_sources(self) -> dict[str, str]:
+        return {_join(crate, "src"): crate for crate in self._crates}
 
     @cached_property
     def _crates(self) -> list[str]:

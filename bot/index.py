@@ -705,7 +705,7 @@ def _file_info(item: _Pending, analysis: Analysis) -> FileInfo:
 def _stamp(root: Path, rel: str) -> Stamp | None:
     """What changes when a file's content does: size, times, inode."""
     try:
-        st = os.lstat(root / rel)
+        st = os.lstat(os.path.join(root, rel))  # not pathlib: this runs for every file
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
