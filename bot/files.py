@@ -431,7 +431,7 @@ def _walk(
             _add(here / name, rel, files, links)
 
 
-def _add(path: Path, rel: str, files: set[str], links: set[str]) -> None:
+def _add(path: Path | str, rel: str, files: set[str], links: set[str]) -> None:
     try:
         mode = os.lstat(path).st_mode
     except OSError:
@@ -468,4 +468,4 @@ def _add_tracked(
             if link := linked[parent]:
                 links.add(link)
                 continue
-        _add(root / rel, rel, files, links)
+        _add(os.path.join(root, rel), rel, files, links)  # every tracked file: no path object

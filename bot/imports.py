@@ -40,6 +40,11 @@ def _join(*parts: str) -> str:
     return posixpath.normpath(posixpath.join(*parts)).removeprefix("./")
 
 
+def _sources(crate: str) -> str:
+    """A crate's `src` directory (crates are listed directories: no normalising needed)."""
+    return f"{crate}/src" if crate else "src"
+
+
 def _common_prefix(a: str, b: str) -> int:
     n = 0
     for x, y in zip(a.split("/"), b.split("/"), strict=False):
@@ -189,7 +194,7 @@ class Resolver:
         return None
 
     def _rust_module_file(self, crate: str, module: list[str]) -> str | None:
-        src = _join(crate, "src")
+        src = _sources(crate)
         if not module:
             candidates = [f"{src}/lib.rs", f"{src}/main.rs"]
         else:
@@ -210,7 +215,7 @@ class Resolver:
 
     @cached_property
     def _crate_sources(self) -> dict[str, str]:
-        return {_join(crate, "src"): crate for crate in self._crates}
+        return {_sources(crate): crate for crate in self._crates}
 
     @cached_property
     def _crates(self) -> list[str]:
@@ -303,7 +308,7 @@ def _by_suffix(paths: Iterable[str]) -> dict[str, list[str]]:
 
 
 def _rust_module_path(path: str, crate: str) -> list[str]:
-    rel = path.removeprefix(_join(crate, "src") + "/").removeprefix("src/").removesuffix(".rs")
+    rel = path.removeprefix(_sources(crate) + "/").removeprefix("src/").removesuffix(".rs")
     parts = rel.split("/")
     if parts[-1] in ("mod", "lib", "main"):
         parts = parts[:-1]
