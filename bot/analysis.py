@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from bot.symbols import Symbol as Symbol
 from bot.symbols import SymbolKind as SymbolKind
 from bot.tags import LANGUAGES as TAGGED
 from bot.tags import tags
-from bot.terms import text_terms
+from bot.terms import TermCounts, identifier_terms, text_terms
 
 # --------------------------------------------------------------------------
 # Python analysis with ast
@@ -307,7 +308,8 @@ class Analysis:
     symbols: list[Symbol]
     raw_imports: list[ImportRef]
     parsed: bool
-    terms: dict[str, int]
+    terms: TermCounts  # the words of the text, imports left out
+    names: TermCounts  # the words of the symbols' names, counted at index time rather than per query
 
 
 # CPython 3.11 before 3.11.8 can fail "AST constructor recursion depth mismatch"
@@ -350,7 +352,14 @@ def analyse(text: str, language: str, path: str = "") -> Analysis:
         terms = text_terms("\n".join(kept))
     else:
         terms = text_terms(text)
-    return Analysis(symbols, imports, parsed, dict(terms))
+    return Analysis(symbols, imports, parsed, TermCounts.of(terms), _name_terms(symbols))
+
+
+def _name_terms(symbols: list[Symbol]) -> TermCounts:
+    counts: Counter[str] = Counter()
+    for sym in symbols:
+        counts.update(identifier_terms(sym.name))
+    return TermCounts.of(counts)
 
 
 def _ast_import_lines(tree: ast.Module) -> set[int]:

@@ -344,7 +344,6 @@ def context(
 ) -> None:
     """Show which files (and how much of each) a model would see."""
     from bot.context import select_context
-    from bot.report import render_context
 
     root = _work_tree(repo, git=False)
     text = _instruction(instruction)
@@ -356,6 +355,9 @@ def context(
     if json_output:
         sys.stdout.write(json.dumps(selected.to_json(), indent=2) + "\n")
     else:
+        # Imported here: the report pulls in the engine and the model clients, which JSON output never needs.
+        from bot.report import render_context
+
         render_context(selected, Console())
 
 

@@ -16,12 +16,13 @@ import re
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 from bot.fences import fenced
 from bot.index import IDENT_RE, FileInfo, RepoIndex, Symbol, build_index, identifier_terms
 from bot.query import BODY_MENTION, PATH_RE, Query, parse_query, spelled_by_phrase
+from bot.terms import TermTable
 from bot.tokens import count_tokens, truncate_to_tokens
 
 Mode = Literal["full", "span", "skeleton", "listing"]
@@ -109,11 +110,14 @@ class Context:
 
 @dataclass
 class _Names:
-    """Symbol-name and path terms per file, document lengths and who defines each
-    name, built once per index. The words' own counts stay in the index and are
-    looked up per query term: a query needs a few dozen terms, not the corpus's all."""
+    """Path terms per file, the corpus's term tables, document lengths and who
+    defines each name, built once per index. Counts of the words and of the
+    symbols' names are looked up per query term: a query needs a few dozen terms,
+    not the corpus's all."""
 
-    postings: dict[str, dict[str, float]]  # term -> {path: weight from symbol names and the path}
+    postings: dict[str, dict[str, float]]  # term -> {path: weight from the path}
+    text: TermTable  # the files' words
+    symbols: TermTable  # the words of the files' symbol names
     lengths: dict[str, float]
     avg_length: float
     defs: dict[str, set[str]]  # symbol name -> defining files
@@ -128,6 +132,7 @@ class ContextMemo:
     names: _Names | None = None
     postings: dict[str, dict[str, float]] = field(default_factory=dict)  # the terms asked for so far
     views: dict[str, _Views] = field(default_factory=dict)
+    listings: dict[str, _Option] = field(default_factory=dict)  # path -> its listing line, counted once
 
     def name_stats(self) -> _Names:
         if self.names is None:
@@ -137,19 +142,22 @@ class ContextMemo:
 
 def _name_stats(index: RepoIndex) -> _Names:
     postings: dict[str, dict[str, float]] = {}
-    lengths: dict[str, float] = {}
     defs: dict[str, set[str]] = {}
     for path, info in index.files.items():
         for sym in info.symbols:
             if sym.kind != "section":
                 defs.setdefault(sym.name, set()).add(path)
-            for term in identifier_terms(sym.name):
-                _bump(postings, term, path, W_SYMBOL)
         for term in path_terms(path):
             _bump(postings, term, path, W_PATH)
-        lengths[path] = float(sum(info.terms.values())) + 1.0
-    avg = sum(lengths.values()) / max(1, len(lengths))
-    return _Names(postings=postings, lengths=lengths, avg_length=avg, defs=defs)
+    lengths = {path: info.terms.total + 1.0 for path, info in index.files.items()}
+    return _Names(
+        postings=postings,
+        text=TermTable((p, f.terms) for p, f in index.files.items()),
+        symbols=TermTable((p, f.names) for p, f in index.files.items()),
+        lengths=lengths,
+        avg_length=sum(lengths.values()) / max(1, len(lengths)),
+        defs=defs,
+    )
 
 
 def _bump(postings: dict[str, dict[str, float]], term: str, path: str, weight: float) -> None:
@@ -157,9 +165,20 @@ def _bump(postings: dict[str, dict[str, float]], term: str, path: str, weight: f
     row[path] = row.get(path, 0.0) + weight
 
 
+# Paths are split with str methods, not PurePosixPath: ranking looks at every
+# path of the repository per query, and building path objects cost more than the rest.
+
+
+def _split(path: str) -> tuple[list[str], str, str]:
+    """(directories, name, stem), as PurePosixPath's parent.parts, name and stem."""
+    *dirs, name = path.split("/")
+    dot = name.rfind(".")
+    return dirs, name, name[:dot] if 0 < dot < len(name) - 1 else name
+
+
 def path_terms(path: str) -> list[str]:
-    pure = PurePosixPath(path)
-    parts = [*pure.parent.parts, pure.stem]
+    dirs, _, file_stem = _split(path)
+    parts = [*dirs, file_stem]
     terms: list[str] = []
     for part in parts:
         for ident in IDENT_RE.findall(part):
@@ -168,13 +187,12 @@ def path_terms(path: str) -> list[str]:
 
 
 def is_test(path: str) -> bool:
-    pure = PurePosixPath(path)
-    if any(p in TEST_DIRS for p in pure.parent.parts):
+    dirs, name, file_stem = _split(path)
+    if any(p in TEST_DIRS for p in dirs):
         return True
-    name = pure.name
     return (
         name.startswith("test_")
-        or pure.stem.endswith(("_test", "_tests", ".test", ".spec"))
+        or file_stem.endswith(("_test", "_tests", ".test", ".spec"))
         or name == "conftest.py"
     )
 
@@ -183,15 +201,15 @@ def role_factor(info: FileInfo, query: Query) -> float:
     """Tests and auxiliary files (docs, examples, setup) rank lower unless asked for."""
     if is_test(info.path):
         return query.test_factor
-    pure = PurePosixPath(info.path)
-    if _CHANGELOG_NAME_RE.match(pure.name):
+    dirs, name, file_stem = _split(info.path)
+    if _CHANGELOG_NAME_RE.match(name):
         # A changelog mentions everything, in the very words of commit messages.
         return 0.8 if query.changelog else 0.1
     if info.language not in CODE_LANGUAGES:
         return 0.8 if query.docs else 0.35
-    if any(p in AUX_DIRS for p in pure.parent.parts) or pure.name in AUX_FILES:
+    if any(p in AUX_DIRS for p in dirs) or name in AUX_FILES:
         return 0.5
-    if pure.suffix == ".pyi":
+    if name.endswith(".pyi") and file_stem != name:
         return 0.6  # a stub mirrors its module's names; the module is where code changes
     return 1.0
 
@@ -203,7 +221,7 @@ def _bm25(memo: ContextMemo, names: _Names, query: Query) -> dict[str, float]:
     for term, weight in query.weights.items():
         posting = memo.postings.get(term)
         if posting is None:
-            posting = memo.postings[term] = _posting(index, names, term)
+            posting = memo.postings[term] = _posting(names, term)
         if not posting:
             continue
         idf = math.log(1.0 + (n_files - len(posting) + 0.5) / (len(posting) + 0.5))
@@ -213,9 +231,11 @@ def _bm25(memo: ContextMemo, names: _Names, query: Query) -> dict[str, float]:
     return scores
 
 
-def _posting(index: RepoIndex, names: _Names, term: str) -> dict[str, float]:
+def _posting(names: _Names, term: str) -> dict[str, float]:
     """path -> weighted count of `term`: in the text, in symbol names, in the path."""
-    tf = {path: float(n) for path, info in index.files.items() if (n := info.terms.get(term))}
+    tf = {path: float(n) for path, n in names.text.postings(term).items()}
+    for path, n in names.symbols.postings(term).items():
+        tf[path] = tf.get(path, 0.0) + W_SYMBOL * n
     for path, weight in names.postings.get(term, {}).items():
         tf[path] = tf.get(path, 0.0) + weight
     return tf
@@ -526,6 +546,7 @@ class _Renderer:
         self.query = query
         self.budget = budget
         self.memo = memo.views
+        self.listings = memo.listings
 
     def views(self, path: str, info: FileInfo) -> _Views | None:
         cached = self.memo.get(path)
@@ -550,7 +571,11 @@ class _Renderer:
         return views
 
     def listing(self, path: str) -> _Option:
-        return _option(path, "listing", 6, render_listing(path, self.index.files.get(path)), whole=True)
+        found = self.listings.get(path)
+        if found is None:
+            info = self.index.files.get(path)
+            found = self.listings[path] = _option(path, "listing", 6, render_listing(path, info), whole=True)
+        return found
 
     def options(self, path: str, role: str, cap: int) -> list[_Option]:
         info = self.index.files.get(path)

@@ -44,7 +44,7 @@ from bot.evidence import (
 )
 from bot.files import is_protected
 from bot.guards import binary_problems, cap_problems, shrink_problems
-from bot.index import RepoIndex, build_index
+from bot.index import KeptIndexes, RepoIndex, build_index
 from bot.progress import (
     ContextChosen,
     EnvironmentReady,
@@ -445,12 +445,22 @@ class _Run:
     state: _RunState = field(default_factory=_RunState)
 
 
+# The App's worker keeps its last repositories' indexes: a second command on one re-reads only what changed.
+KEPT_INDEXES = KeptIndexes()
+
+
+def _index(request: EditRequest) -> RepoIndex:
+    if request.repo is None:
+        return build_index(request.root, request.cache_dir())
+    return KEPT_INDEXES.build(request.repo, request.root, request.cache_dir())
+
+
 async def _start(request: EditRequest, tally: _Tally, emit: ProgressFn) -> _Run:
     """Start the tests before any change, and index the repository meanwhile."""
     command = request.test_command or default_test_command(request.root)
     baseline = _Baseline(request, None if request.dry_run else command, emit)
     try:
-        index = await asyncio.to_thread(build_index, request.root, request.cache_dir())
+        index = await asyncio.to_thread(_index, request)
     except BaseException:
         baseline.abandon()
         raise

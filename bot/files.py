@@ -33,7 +33,7 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import BinaryIO
@@ -143,6 +143,9 @@ def vendored_dir(parent: Path, name: str) -> bool:
     return name in VENDOR_DIRS or (name == "packages" and (parent / "__init__.py").is_file())
 
 
+_MAYBE_VENDORED = frozenset({*VENDOR_DIRS, "packages"})
+
+
 def junk_file(name: str) -> bool:
     return name in LOCK_FILES or name.endswith(JUNK_SUFFIXES)
 
@@ -150,7 +153,11 @@ def junk_file(name: str) -> bool:
 def junk_path(root: Path, rel: str) -> bool:
     """True when a directory on `rel` is junk or vendored."""
     parts = rel.split("/")[:-1]
-    return any(junk_dir(p) or vendored_dir(root.joinpath(*parts[:i]), p) for i, p in enumerate(parts))
+    # The parent's path is built only for a name vendored_dir may accept: this runs for every file.
+    return any(
+        junk_dir(p) or (p in _MAYBE_VENDORED and vendored_dir(root.joinpath(*parts[:i]), p))
+        for i, p in enumerate(parts)
+    )
 
 
 # --------------------------------------------------------------------------
@@ -289,6 +296,9 @@ def read_text(root: Path, raw: str) -> str:
 class Listing:
     files: list[str]  # regular files, relative posix paths, sorted
     links: list[str]  # symbolic links by their own name: never followed, never read
+    # Git's blob id of each tracked file whose work-tree content is the index's
+    # (status names none of it): the content's identity, known without reading it.
+    blobs: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def list_files(root: Path) -> list[str]:
@@ -302,24 +312,42 @@ def scan(root: Path) -> Listing:
     files: set[str] = set()
     links: set[str] = set()
     real_dirs: set[str] = {""}
+    blobs: dict[str, str] = {}
     opened = _open_repo(root)
     if opened is None:
         _walk(root, None, files, links, real_dirs)
     else:
         repo, prefix = opened
-        _add_untracked(root, repo, prefix, files, links, real_dirs)
+        status = repo.status(untracked_files="normal")
+        _add_untracked(root, repo, prefix, status, files, links, real_dirs)
         _add_tracked(root, repo, prefix, files, links, real_dirs)
-    return Listing(sorted(files), sorted(links))
+        _add_blobs(repo, prefix, status, files, blobs)
+    return Listing(sorted(files), sorted(links), blobs)
+
+
+def _add_blobs(
+    repo: pygit2.Repository, prefix: str, status: dict[str, int], files: set[str], blobs: dict[str, str]
+) -> None:
+    for entry in repo.index:
+        rel = entry.path[len(prefix) :]
+        if entry.path.startswith(prefix) and rel in files and entry.path not in status:
+            blobs[rel] = str(entry.id)
 
 
 def _add_untracked(
-    root: Path, repo: pygit2.Repository, prefix: str, files: set[str], links: set[str], real_dirs: set[str]
+    root: Path,
+    repo: pygit2.Repository,
+    prefix: str,
+    status: dict[str, int],
+    files: set[str],
+    links: set[str],
+    real_dirs: set[str],
 ) -> None:
     """The untracked files git does not ignore. libgit2's status names them (a new
     directory by its name alone), which is far cheaper than walking every tracked
     directory; only new directories are walked, by the same rules as a plain tree."""
     ignored = lambda rel: repo.path_is_ignored(prefix + rel)  # noqa: E731
-    for raw, flags in repo.status(untracked_files="normal").items():
+    for raw, flags in status.items():
         if not flags & pygit2.enums.FileStatus.WT_NEW:
             continue
         if raw.endswith("/") and prefix.startswith(raw):  # root lies inside a new directory
@@ -403,7 +431,7 @@ def _walk(
             _add(here / name, rel, files, links)
 
 
-def _add(path: Path, rel: str, files: set[str], links: set[str]) -> None:
+def _add(path: Path | str, rel: str, files: set[str], links: set[str]) -> None:
     try:
         mode = os.lstat(path).st_mode
     except OSError:
@@ -440,4 +468,4 @@ def _add_tracked(
             if link := linked[parent]:
                 links.add(link)
                 continue
-        _add(root / rel, rel, files, links)
+        _add(os.path.join(root, rel), rel, files, links)  # every tracked file: no path object

@@ -40,6 +40,11 @@ def _join(*parts: str) -> str:
     return posixpath.normpath(posixpath.join(*parts)).removeprefix("./")
 
 
+def _sources(crate: str) -> str:
+    """A crate's `src` directory (crates are listed directories: no normalising needed)."""
+    return f"{crate}/src" if crate else "src"
+
+
 def _common_prefix(a: str, b: str) -> int:
     n = 0
     for x, y in zip(a.split("/"), b.split("/"), strict=False):
@@ -189,7 +194,7 @@ class Resolver:
         return None
 
     def _rust_module_file(self, crate: str, module: list[str]) -> str | None:
-        src = _join(crate, "src")
+        src = _sources(crate)
         if not module:
             candidates = [f"{src}/lib.rs", f"{src}/main.rs"]
         else:
@@ -198,12 +203,19 @@ class Resolver:
         return next((c for c in candidates if c in self.paths), None)
 
     def _crate_of(self, path: str) -> str | None:
-        best = None
-        for crate in self._crates:
-            prefix = _join(crate, "src") + "/"
-            if path.startswith(prefix.removeprefix("./")) and (best is None or len(crate) > len(best)):
-                best = crate
-        return best
+        """The innermost crate whose `src/` holds `path`: its directories looked up
+        from the deepest (a scan of every crate per import was quadratic)."""
+        here = _dir(path)
+        while here:
+            crate = self._crate_sources.get(here)
+            if crate is not None:
+                return crate
+            here = _dir(here)
+        return None
+
+    @cached_property
+    def _crate_sources(self) -> dict[str, str]:
+        return {_sources(crate): crate for crate in self._crates}
 
     @cached_property
     def _crates(self) -> list[str]:
@@ -296,7 +308,7 @@ def _by_suffix(paths: Iterable[str]) -> dict[str, list[str]]:
 
 
 def _rust_module_path(path: str, crate: str) -> list[str]:
-    rel = path.removeprefix(_join(crate, "src") + "/").removeprefix("src/").removesuffix(".rs")
+    rel = path.removeprefix(_sources(crate) + "/").removeprefix("src/").removesuffix(".rs")
     parts = rel.split("/")
     if parts[-1] in ("mod", "lib", "main"):
         parts = parts[:-1]

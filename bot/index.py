@@ -9,15 +9,18 @@ languages), never from a model.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import os
 import re
 import sqlite3
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 
@@ -35,6 +38,7 @@ from bot.grammars import grammar_name
 from bot.imports import Resolver
 from bot.terms import IDENT_RE as IDENT_RE
 from bot.terms import STOPWORDS as STOPWORDS
+from bot.terms import TermCounts
 from bot.terms import identifier_terms as identifier_terms
 from bot.terms import split_identifier as split_identifier
 from bot.terms import stem as stem
@@ -43,7 +47,7 @@ from bot.terms import text_terms as text_terms
 log = logging.getLogger(__name__)
 
 # Bump when the cached record format or the parsing rules change.
-CACHE_VERSION = 8
+CACHE_VERSION = 10
 CACHE_FILE = "index.sqlite3"
 
 MAX_FILE_BYTES = 1_000_000
@@ -98,6 +102,7 @@ LANGUAGES = {
 
 
 Stamp = tuple[int, int, int, int]
+_NO_TERMS = TermCounts("", 0)
 _NO_STAMP: Stamp = (0, 0, 0, 0)
 
 
@@ -123,8 +128,10 @@ class FileInfo:
     imports: list[str]  # resolved repository paths
     parsed: bool = False  # True when `ast` or a tree-sitter grammar parsed it (False: indexed as text)
     raw_imports: list[ImportRef] = field(default_factory=list)
-    terms: dict[str, int] = field(default_factory=dict)  # identifier sub-word -> count
+    terms: TermCounts = field(default_factory=lambda: _NO_TERMS)  # the text's identifier sub-words
+    names: TermCounts = field(default_factory=lambda: _NO_TERMS)  # the sub-words of its symbols' names
     stamp: Stamp = (0, 0, 0, 0)  # (size, mtime_ns, ctime_ns, inode) when read; zeros: not trusted
+    blob: str = ""  # git's blob id of the content when git vouched for it ("" for an untracked file)
 
 
 @dataclass(slots=True)
@@ -142,6 +149,8 @@ class RepoIndex:
     stats: IndexStats = field(default_factory=IndexStats)
     # Stamps of the files read (or skipped) while building, for the next build of this root.
     known: dict[str, _StampRecord] = field(default_factory=dict, repr=False, compare=False)
+    # Files skipped for what they hold (binary, huge, generated): path -> (git blob id, why).
+    skipped_blobs: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     def read(self, path: str) -> str:
         """The file's text, never through a symlink (bot.files.PathRefused, an OSError)."""
@@ -188,13 +197,17 @@ def _generated(text: str) -> bool:
     return GENERATED_RE.search(text, 0, GENERATED_HEAD_CHARS) is not None
 
 
+_SYMBOL_FIELDS = tuple(f.name for f in fields(Symbol))
+
+
 def _encode_analysis(a: Analysis) -> str:
     return json.dumps(
         {
-            "symbols": [list(asdict(s).values()) for s in a.symbols],
+            "symbols": [[getattr(s, name) for name in _SYMBOL_FIELDS] for s in a.symbols],
             "imports": [[r.module, list(r.names), r.level, r.is_from] for r in a.raw_imports],
             "parsed": a.parsed,
-            "terms": a.terms,
+            "terms": [a.terms.packed, a.terms.total],
+            "names": [a.names.packed, a.names.total],
         },
         separators=(",", ":"),
     )
@@ -206,21 +219,22 @@ def _decode_analysis(data: str) -> Analysis:
         symbols=[Symbol(*s) for s in raw["symbols"]],
         raw_imports=[ImportRef(m, tuple(n), lvl, f) for m, n, lvl, f in raw["imports"]],
         parsed=bool(raw["parsed"]),
-        terms=_terms(raw["terms"]),
+        terms=_counts(raw["terms"]),
+        names=_counts(raw["names"]),
     )
+
+
+def _counts(raw: object) -> TermCounts:
+    match raw:
+        case [str(packed), int(total)]:
+            return TermCounts(packed, total)
+    raise TypeError("term counts")
 
 
 _STAMPS_TABLE = """CREATE TABLE IF NOT EXISTS stamps (
     root TEXT NOT NULL, path TEXT NOT NULL, version INTEGER NOT NULL,
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,
     sha TEXT NOT NULL, language TEXT NOT NULL, skip TEXT NOT NULL, PRIMARY KEY (root, path))"""
-
-
-def _terms(raw: object) -> dict[str, int]:
-    """The decoded counts as they are: JSON object keys are strings and counts ints."""
-    if not isinstance(raw, dict):
-        raise TypeError("terms")
-    return raw
 
 
 class _Cache:
@@ -481,18 +495,66 @@ def build_index(root: Path, cache_dir: Path | None = None, previous: RepoIndex |
     `previous` (an index of the same root kept in memory) or the cache recorded;
     its analysis is then found by content hash in the cache, or made."""
     root = Path(root)
+    # Building makes millions of objects and frees none: the cyclic collector
+    # would walk the growing index again and again (a fifth of a cold build).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_index(root, cache_dir, previous)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _build_index(root: Path, cache_dir: Path | None, previous: RepoIndex | None) -> RepoIndex:
     build = _Build(root, previous)
     cache = _Cache(cache_dir)
     try:
-        build.list({**(previous.known if previous is not None else {}), **cache.stamps(build.root_key)})
+        # Stamps say nothing across roots (a fresh checkout may reuse a deleted file's inode).
+        kept = previous.known if previous is not None and previous.root == root else {}
+        build.list({**kept, **cache.stamps(build.root_key)}, cache)
         build.analyse(cache)
         cache.put_stamps(build.root_key, build.new_stamps, build.gone)
     finally:
         cache.close()
     _resolve_imports(build.files)
     _resolve_other_imports(root, build.files)
-    return RepoIndex(root=root, files=build.files, stats=build.stats, known=build.known)
+    return RepoIndex(build.root, build.files, build.stats, build.known, build.skipped_blobs)
 
+
+class KeptIndexes:
+    """The last few repositories' indexes, kept in a worker's memory so that the
+    next job on one re-reads only what changed. Each job checks out a fresh work
+    tree, so files are matched by git's blob id, not by stamps. Bounded by
+    entries and by the files they hold (an index holds about 8 KB a file of Django)."""
+
+    def __init__(self, entries: int = 4, max_files: int = 30_000) -> None:
+        self.entries = entries
+        self.max_files = max_files
+        self.kept: OrderedDict[str, RepoIndex] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def build(self, key: str, root: Path, cache_dir: Path | None = None) -> RepoIndex:
+        """The index of `root`, made from the one kept under `key` where there is one."""
+        with self.lock:
+            # Taken out while in use: a concurrent job on the same repository builds its own.
+            previous = self.kept.pop(key, None)
+        index = build_index(root, cache_dir, previous=previous)
+        with self.lock:
+            self.kept[key] = index
+            while len(self.kept) > self.entries or (
+                len(self.kept) > 1 and sum(len(i.files) for i in self.kept.values()) > self.max_files
+            ):
+                self.kept.popitem(last=False)
+        return index
+
+
+# Files read before their analyses are looked up or made: a cold build holds
+# this many texts at a time, not the repository's.
+ANALYSE_BATCH = 256
+
+# Why a file is skipped when the reason is its content alone (not where it lies).
+CONTENT_SKIPS = frozenset({"huge", "binary", "generated"})
 
 # A file changed within this many seconds of being read may change again within
 # the same timestamp: its stamp is not trusted (git's "racy" files).
@@ -506,6 +568,7 @@ class _Pending:
     size: int
     language: str
     stamp: Stamp
+    blob: str
     text: str | None = None  # None: known by its stamp, not read
 
 
@@ -514,15 +577,21 @@ class _Build:
         self.root = root
         self.root_key = str(root.resolve())
         self.stats = IndexStats()
-        self.kept = previous.files if previous is not None and previous.root == root else {}
+        # A kept file is taken again when git names the same blob at its path (any
+        # checkout of the repository) or, in the same root, when its stamp is unchanged.
+        self.kept = previous.files if previous is not None else {}
+        self.same_root = previous is not None and previous.root == root
         self.pending: list[_Pending] = []
+        self.made: dict[str, Analysis] = {}  # analyses made in this build: identical files are parsed once
         self.files: dict[str, FileInfo] = {}
         self.new_stamps: list[_StampRecord] = []
         self.gone: list[str] = []
         self.known: dict[str, _StampRecord] = {}
+        self.kept_skips = previous.skipped_blobs if previous is not None else {}
+        self.skipped_blobs: dict[str, tuple[str, str]] = {}
         self.now_ns = time.time_ns()
 
-    def list(self, recorded: dict[str, _StampRecord]) -> None:
+    def list(self, recorded: dict[str, _StampRecord], cache: _Cache) -> None:
         listing = scan(self.root)
         for rel in listing.links:
             self.stats.skipped[rel] = "symlink"  # listed by its own name, never followed or read
@@ -530,40 +599,56 @@ class _Build:
             if junk_file(rel.rsplit("/", 1)[-1]):
                 self.stats.skipped[rel] = "junk"
                 continue
-            self.visit(rel, _stamp(self.root, rel), recorded.get(rel))
+            self.visit(rel, _stamp(self.root, rel), recorded.get(rel), listing.blobs.get(rel, ""))
+            if len(self.pending) >= ANALYSE_BATCH:
+                self.analyse(cache)  # the texts read so far are let go before more are read
         listed = set(listing.files)
         self.gone = [rel for rel in recorded if rel not in listed]
 
-    def visit(self, rel: str, stamp: Stamp | None, record: _StampRecord | None) -> None:
+    def visit(self, rel: str, stamp: Stamp | None, record: _StampRecord | None, blob: str) -> None:
         trusted = stamp is not None and self.now_ns - stamp[1] > RACY_S * 1e9
         old = self.kept.get(rel)
-        if trusted and old is not None and old.stamp == stamp:
-            self.files[rel] = replace(old, imports=[])
-            self.stats.cached += 1
-            self.known[rel] = _StampRecord(rel, old.stamp, old.sha, old.language, "")
+        if old is not None and blob and old.blob == blob:
+            self.keep(old, stamp if trusted and stamp is not None else _NO_STAMP)
+        elif blob and self.kept_skips.get(rel, ("", ""))[0] == blob:
+            self.skip(rel, blob, self.kept_skips[rel][1])
+        elif trusted and self.same_root and old is not None and old.stamp == stamp:
+            self.keep(old, old.stamp)
         elif trusted and record is not None and record.stamp == stamp:
             self.known[rel] = record
             if record.skip:
                 self.stats.skipped[rel] = record.skip
             else:
-                self.pending.append(_Pending(rel, record.sha, stamp[0], record.language, record.stamp))
+                self.pending.append(_Pending(rel, record.sha, stamp[0], record.language, record.stamp, blob))
         else:
-            self.read(rel, stamp if trusted else None)
+            self.read(rel, stamp if trusted else None, blob)
 
-    def read(self, rel: str, stamp: Stamp | None) -> None:
+    def keep(self, old: FileInfo, stamp: Stamp) -> None:
+        self.files[old.path] = replace(old, imports=[], stamp=stamp)
+        self.stats.cached += 1
+        self.known[old.path] = _StampRecord(old.path, stamp, old.sha, old.language, "")
+
+    def read(self, rel: str, stamp: Stamp | None, blob: str) -> None:
         """Read, sniff and hash one file; remember its stamp when it can be trusted."""
         outcome = _read_file(self.root, rel)
         self.stats.read += 1
         if isinstance(outcome, str):
-            self.stats.skipped[rel] = outcome
+            self.skip(rel, blob, outcome)
             if stamp is not None and outcome != "unreadable":
                 self.remember(_StampRecord(rel, stamp, "", "", outcome))
             return
-        text, sha, size = outcome
+        text, sha, size, read_blob = outcome
         language = language_of(rel, text[:200])
-        self.pending.append(_Pending(rel, sha, size, language, stamp or _NO_STAMP, text))
+        # Git's blob id is kept only when it names the bytes read: a file changed since the listing has none.
+        blob = blob if blob == read_blob else ""
+        self.pending.append(_Pending(rel, sha, size, language, stamp or _NO_STAMP, blob, text))
         if stamp is not None:
             self.remember(_StampRecord(rel, stamp, sha, language, ""))
+
+    def skip(self, rel: str, blob: str, why: str) -> None:
+        self.stats.skipped[rel] = why
+        if blob and why in CONTENT_SKIPS:
+            self.skipped_blobs[rel] = (blob, why)
 
     def remember(self, record: _StampRecord) -> None:
         self.new_stamps.append(record)
@@ -575,17 +660,18 @@ class _Build:
         cached = cache.get_many(sorted(set(keys)))
         fresh: dict[str, Analysis] = {}
         for item, key in zip(self.pending, keys, strict=True):
-            analysis = cached.get(key) or fresh.get(key)
+            analysis = cached.get(key) or self.made.get(key)
             if analysis is None:
                 text = item.text if item.text is not None else self.late_read(item)
                 if text is None:
                     continue
-                analysis = fresh[key] = analyse(text, item.language, item.path)
+                analysis = fresh[key] = self.made[key] = analyse(text, item.language, item.path)
                 self.stats.parsed += 1
             else:
                 self.stats.cached += 1
             self.files[item.path] = _file_info(item, analysis)
         cache.put_many(fresh)
+        self.pending = []
 
     def late_read(self, item: _Pending) -> str | None:
         """The text of a file known by its stamp whose analysis is not cached."""
@@ -594,6 +680,8 @@ class _Build:
         if isinstance(outcome, str):
             self.stats.skipped[item.path] = outcome
             return None
+        if outcome[3] != item.blob:
+            item.blob = ""
         return outcome[0]
 
 
@@ -608,21 +696,23 @@ def _file_info(item: _Pending, analysis: Analysis) -> FileInfo:
         parsed=analysis.parsed,
         raw_imports=analysis.raw_imports,
         terms=analysis.terms,
+        names=analysis.names,
         stamp=item.stamp,
+        blob=item.blob,
     )
 
 
 def _stamp(root: Path, rel: str) -> Stamp | None:
     """What changes when a file's content does: size, times, inode."""
     try:
-        st = os.lstat(root / rel)
+        st = os.lstat(os.path.join(root, rel))  # not pathlib: this runs for every file
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def _read_file(root: Path, rel: str) -> tuple[str, str, int] | str:
-    """(text, sha256, size) of an indexable file, or why it is skipped."""
+def _read_file(root: Path, rel: str) -> tuple[str, str, int, str] | str:
+    """(text, sha256, size, git blob id) of an indexable file, or why it is skipped."""
     try:
         data = _read_small(root, rel)
     except PathRefused:
@@ -639,4 +729,9 @@ def _read_file(root: Path, rel: str) -> tuple[str, str, int] | str:
         return "binary"
     if _generated(text):
         return "generated"
-    return text, hashlib.sha256(data).hexdigest(), len(data)
+    return text, hashlib.sha256(data).hexdigest(), len(data), _blob_id(data)
+
+
+def _blob_id(data: bytes) -> str:
+    """The id git gives these bytes as a blob."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()

@@ -283,7 +283,9 @@ def test_rust_mod_and_use_per_crate_in_a_workspace(tmp_path: Path) -> None:
     root = write(
         tmp_path,
         {
-            "Cargo.toml": '[workspace]\nmembers = ["app", "app-core"]\n',
+            "Cargo.toml": '[package]\nname = "top"\n[workspace]\nmembers = ["app", "app-core"]\n',
+            "src/main.rs": "mod cli;\n",  # the root's own crate
+            "src/cli.rs": "pub fn run() {}\n",
             "app/Cargo.toml": '[package]\nname = "app"\n',
             "app/src/lib.rs": "mod routing;\nuse crate::extract::Path;\nuse app_core::body::Body;\n",
             "app/src/routing/mod.rs": "use super::extract::{self, Path};\nmod route;\n",
@@ -302,6 +304,7 @@ def test_rust_mod_and_use_per_crate_in_a_workspace(tmp_path: Path) -> None:
     ]
     assert files["app/src/routing/mod.rs"].imports == ["app/src/extract.rs", "app/src/routing/route.rs"]
     assert files["app-core/src/lib.rs"].imports == ["app-core/src/body.rs"]
+    assert files["src/main.rs"].imports == ["src/cli.rs"]
 
 
 def test_java_class_and_package_imports(tmp_path: Path) -> None:

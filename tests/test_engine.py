@@ -14,12 +14,13 @@ import pygit2
 import pytest
 
 from bot.config import Tier
-from bot.engine import EditRequest, EditResult, run_edit
+from bot.engine import KEPT_INDEXES, EditRequest, EditResult, run_edit
+from bot.index import RepoIndex
 from bot.progress import Progress, Refused
 from bot.records import RecordStore
 from bot.rollback import Snapshot
 from bot.tokens import count_tokens
-from tests.conftest import CALCULATOR
+from tests.conftest import CALCULATOR, commit_all
 from tests.modelserver import ScriptedModel, _message_text
 
 INSTRUCTION = "add memory clear"
@@ -372,6 +373,30 @@ async def test_dry_run_writes_nothing(model_server: ScriptedModel, calculator_re
     assert result.tests_before is None and result.tests_after is None
     assert result.files_changed == [CALC_PY, CLI_PY, NEW_TEST] and "memory_clear" in result.diff
     assert tree_state(calculator_repo) == before and git_clean(calculator_repo)
+
+
+async def test_a_second_job_on_the_same_repository_rereads_only_changed_files(
+    model_server: ScriptedModel, calculator_repo: Path, tmp_path: Path
+) -> None:
+    label = f"owner/{tmp_path.name}"
+
+    async def job(n: int) -> RepoIndex:
+        """A dry run on a fresh checkout, as the App's workspace makes one per job."""
+        tree = tmp_path / f"job{n}"
+        pygit2.clone_repository(str(calculator_repo), str(tree))
+        model_server.script(plan_rule(), *edit_rules())
+        await run_edit(
+            EditRequest(tree, INSTRUCTION, dry_run=True, repo=label), tiers=[make_tier(model_server, "tiny")]
+        )
+        return KEPT_INDEXES.kept[label]
+
+    first = await job(0)
+    with open(calculator_repo / CALC_PY, "a") as fh:
+        fh.write("\n\ndef tripled(x):\n    return 3 * x\n")
+    commit_all(pygit2.Repository(str(calculator_repo)), "tripled")
+    second = await job(1)
+    assert first.stats.read > 1 and second.stats.read == 1
+    assert "tripled" in {s.name for s in second.files[CALC_PY].symbols}  # never the kept, stale record
 
 
 async def test_protected_paths_are_never_changed(model_server: ScriptedModel, calculator_repo: Path) -> None:

@@ -14,7 +14,8 @@ import pygit2
 import pytest
 
 from bot.analysis import _python_imports
-from bot.index import CACHE_FILE, FileInfo, RepoIndex, build_index, split_identifier, stem
+from bot.index import CACHE_FILE, FileInfo, KeptIndexes, RepoIndex, build_index, split_identifier, stem
+from tests.conftest import commit_all
 
 CORE = dedent(
     '''\
@@ -329,6 +330,44 @@ def test_an_index_kept_in_memory_rereads_only_changed_files(repo: Path) -> None:
     assert "pkg/new.py" in third.importers("pkg/util.py") and "pkg/new.py" not in again.importers(
         "pkg/util.py"
     )
+
+
+def fresh_checkout(origin: Path, dest: Path) -> Path:
+    """A new work tree of origin, as each job of the App gets one (new inodes, new times)."""
+    pygit2.clone_repository(str(origin), str(dest))
+    return dest
+
+
+def test_a_fresh_checkout_rereads_only_what_git_says_changed(repo: Path, tmp_path: Path) -> None:
+    commit_all(pygit2.Repository(str(repo)), "first")
+    first = build_index(fresh_checkout(repo, tmp_path / "job1"))
+    (repo / "pkg/util.py").write_text("def hooper():\n    return 2\n")
+    commit_all(pygit2.Repository(str(repo)), "second")
+    job2 = fresh_checkout(repo, tmp_path / "job2")
+    # Changed in the work tree after the checkout, same size: git's status tells, not the stamp.
+    core = job2 / "pkg/core.py"
+    core.write_text(core.read_text().replace("Thing", "Thong"))
+    second = build_index(job2, previous=first)
+    assert second.stats.read == 2 and second.stats.parsed == 2
+    assert second.stats.skipped == first.stats.skipped  # binary, huge, generated: known by their blobs too
+    assert [s.name for s in second.files["pkg/util.py"].symbols] == ["hooper"]
+    assert "Thong" in {s.name for s in second.files["pkg/core.py"].symbols}
+    assert second.files["pkg/core.py"].blob == ""  # not what git holds: never matched by blob later
+    # The others are the kept records themselves, not read again.
+    assert second.files["pkg/__init__.py"].symbols is first.files["pkg/__init__.py"].symbols
+
+
+def test_kept_indexes_serve_the_next_job_and_stay_bounded(repo: Path, tmp_path: Path) -> None:
+    commit_all(pygit2.Repository(str(repo)), "first")
+    kept = KeptIndexes(entries=2)
+    first = kept.build("o/r", fresh_checkout(repo, tmp_path / "job1"))
+    assert first.stats.read > 0
+    again = kept.build("o/r", fresh_checkout(repo, tmp_path / "job2"))
+    assert again.stats.read == 0 and again.stats.cached == len(first.files)
+    kept.build("o/other", fresh_checkout(repo, tmp_path / "job3"))
+    kept.build("o/third", fresh_checkout(repo, tmp_path / "job4"))
+    assert list(kept.kept) == ["o/other", "o/third"]  # the oldest went first
+    assert kept.build("o/r", fresh_checkout(repo, tmp_path / "job5")).stats.read == first.stats.read
 
 
 NESTED_IMPORTS = """
