@@ -20,12 +20,13 @@ from pathlib import Path
 from bot import models
 from bot.apply import ApplyError, compute_changes
 from bot.config import Tier
-from bot.context import Context, ContextMemo, Focus, select_context
+from bot.context import Context, ContextMemo, select_context
 from bot.conventions import prompt_tokens
 from bot.files import PathRefused, check_path, is_protected, read_bytes
 from bot.index import RepoIndex
 from bot.models import ModelError, Usage
 from bot.query import Query, parse_query
+from bot.ranking import Focus
 from bot.tokens import count_tokens, truncate_to_tokens
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from bot import features, models
 from bot.apply import write_changes
 from bot.config import ChangeCaps, Routing, Tier
-from bot.context import Context, ContextMemo, Focus, select_context
+from bot.context import Context, ContextMemo, select_context
 from bot.conventions import fit_conventions, read_conventions
 from bot.deps import ensure_test_env
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
@@ -60,6 +60,7 @@ from bot.progress import (
 )
 from bot.pyenv import EnvError, PyEnv, default_envs_dir
 from bot.query import Query, parse_query
+from bot.ranking import Focus
 from bot.records import RecordStore
 from bot.redact import redact, secret_parts
 from bot.rollback import rollback_on_error

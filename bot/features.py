@@ -17,9 +17,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from bot.context import ContextMemo, Focus, rank_files
 from bot.index import IDENT_RE, RepoIndex, language_of
 from bot.query import Query
+from bot.ranking import Focus, RankingMemo, rank_files
 
 EditKind = Literal["add", "change", "delete", "rename"]
 KINDS: tuple[EditKind, ...] = ("add", "change", "delete", "rename")
@@ -75,7 +75,7 @@ def _only_removes(before: str | None, after: str) -> bool:
     return len(new) < len(old) and set(new) <= set(old)
 
 
-def likely_language(index: RepoIndex, query: Query, focus: Focus | None, memo: ContextMemo) -> str:
+def likely_language(index: RepoIndex, query: Query, focus: Focus | None, memo: RankingMemo) -> str:
     """The language of the file the request points at: a review comment's file,
     else the one the instruction ranks first."""
     if focus is not None:

@@ -359,9 +359,9 @@ def _edit_and_deliver(
     memo: Memo,
 ) -> bool:
     # The engine's side is imported only where a job runs: the web process stays light.
-    from bot.context import Focus
     from bot.engine import EditRequest, run_edit
     from bot.files import is_protected
+    from bot.ranking import Focus
     from bot.records import RecordStore
 
     data_dir = settings.data_dir

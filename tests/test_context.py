@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.context import Context, Focus, rank_files, select_context
+from bot.context import Context, select_context
 from bot.index import RepoIndex, build_index
+from bot.ranking import Focus, rank_files
 from bot.tokens import count_tokens
 
 INVOICE = dedent(

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from bot import features
-from bot.context import ContextMemo, Focus
+from bot.context import ContextMemo
 from bot.index import build_index
 from bot.query import parse_query
+from bot.ranking import Focus
 
 
 @pytest.mark.parametrize(
