@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from bot.fences import fenced
 from bot.index import IDENT_RE, FileInfo, RepoIndex, Symbol, build_index, identifier_terms
 from bot.query import Query, spelled_by_phrase
 from bot.ranking import Focus, RankingMemo, as_query, rank_paths
@@ -91,8 +90,11 @@ def _header(path: str, mode: Mode) -> str:
 
 
 def _block(path: str, mode: Mode, body: str) -> str:
-    # Fenced with the file's language tag, so a skeleton reads as Go or TypeScript, not prose.
-    return _header(path, mode) + (fenced(path, body) if body else "") + "\n"
+    # Not fenced: the path's extension names the language, and fences measured
+    # 0.8 points of recall (bench.context) for the tokens they take from the budget.
+    if body and not body.endswith("\n"):
+        body += "\n"
+    return _header(path, mode) + body + "\n"
 
 
 def render_listing(path: str, info: FileInfo | None) -> str:

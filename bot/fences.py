@@ -5,7 +5,6 @@ from the repository or the request."""
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 
 from bot.index import language_of
@@ -60,12 +59,3 @@ def fence_tag(path: str) -> str:
     if language not in NAMES:
         return ""
     return TAGS.get(language, language)
-
-
-def fenced(path: str, text: str) -> str:
-    """`text` in a fenced block tagged with the language of `path`; the fence is
-    longer than any run of backticks in `text`, so the text cannot close it."""
-    body = text if text.endswith("\n") or not text else text + "\n"
-    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{fence_tag(path)}\n{body}{fence}\n"

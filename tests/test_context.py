@@ -302,7 +302,7 @@ def test_target_in_full_and_import_neighbours_as_skeletons(project: Path, index:
 def test_full_text_is_verbatim_without_line_numbers(project: Path, index: RepoIndex) -> None:
     ctx = select_context(project, "Fix rounding in Invoice.compute_total", 1500, index=index)
     full = ctx.files[0]
-    assert full.text == "### shop/invoice.py (full)\n```python\n" + INVOICE + "```\n\n"
+    assert full.text == "### shop/invoice.py (full)\n" + INVOICE + "\n"
     assert ctx.render().startswith(full.text)
 
 

@@ -85,10 +85,3 @@ def test_fence_tags_follow_the_language() -> None:
         "h.md": "markdown",
     }
     assert fences.fenced("x.go", "package x") == "```go\npackage x\n```\n"
-
-
-def test_context_blocks_are_fenced_with_the_language_and_cannot_be_closed_by_their_text() -> None:
-    assert fences.fenced("main.go", "func f() {}\n") == "```go\nfunc f() {}\n```\n"
-    text = 'doc = """\n````\n"""\n'
-    block = fences.fenced("a.py", text)
-    assert block.startswith("`````python\n") and block.endswith("\n`````\n")
