@@ -84,4 +84,3 @@ def test_fence_tags_follow_the_language() -> None:
         "g.yml": "yaml",
         "h.md": "markdown",
     }
-    assert fences.fenced("x.go", "package x") == "```go\npackage x\n```\n"
