@@ -46,8 +46,10 @@ $(BAML_CLIENT): $(STAMP) $(wildcard baml_src/*.baml)
 serve: setup
 	$(VENV)/bin/patchling serve
 
+# One pytest worker per core: the tests wait on subprocesses (git, bubblewrap,
+# servers) more than they compute.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 # Style, then types ([tool.mypy] in pyproject.toml names what is checked).
 lint: setup
