@@ -243,6 +243,50 @@ def tail_removal_problem(path: str, old: list[str], new: list[str], request: str
     )
 
 
+def _is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A body of `...` alone (after a docstring, perhaps)."""
+    body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+    value = body[0].value if len(body) == 1 and isinstance(body[0], ast.Expr) else None
+    return isinstance(value, ast.Constant) and value.value is Ellipsis
+
+
+def _overload(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """`@overload` (`@typing.overload`): a signature whose body is `...` by design."""
+    return any(ast.unparse(d).rpartition(".")[2] == "overload" for d in node.decorator_list)
+
+
+def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Functions and methods by qualified name (`Class.method`, `outer.inner`)."""
+    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+
+    def visit(nodes: list[ast.stmt], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, _DEFS):
+                if not isinstance(node, ast.ClassDef) and not _overload(node):
+                    found.setdefault(prefix + node.name, node)
+                visit(node.body, f"{prefix}{node.name}.")
+
+    visit(tree.body, "")
+    return found
+
+
+def stubbed_problem(path: str, before: str, after: str) -> str | None:
+    """Python: a function that had code now has `...` for its body, the bare elision marker
+    (which is valid Python, so the syntax check lets it through). Where the diff lines the
+    marker up with lines added nearby, elision_problem does not see it."""
+    if PurePosixPath(path).suffix not in (".py", ".pyi"):
+        return None
+    try:
+        old, new = _functions(parse_python(before)), _functions(parse_python(after))
+    except (SyntaxError, ValueError):
+        return None
+    for name, node in new.items():
+        if _is_stub(node) and name in old and not _is_stub(old[name]):
+            line = node.body[-1].lineno
+            return f"{path}: line {line}: the body of {name} is `...` where the file had code (elided)"
+    return None
+
+
 def _bound_anywhere(tree: ast.AST) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -397,7 +441,7 @@ def damage_problem(path: str, before: str | None, after: str, request: str) -> s
         problem = truncation_problem(path, old, new) or edge_problem(path, old, new)
     elif problem is None:
         problem = tail_removal_problem(path, old, new, request)
-    problem = problem or unbound_problem(path, before, after)
+    problem = problem or unbound_problem(path, before, after) or stubbed_problem(path, before, after)
     if problem is None and not REINDENT_RE.search(request):
         problem = indentation_problem(path, old, new)
     return problem

@@ -324,3 +324,21 @@ def test_an_answer_using_a_name_it_no_longer_binds_is_refused_whatever_the_reque
     assert damage_problem("app.py", app, moved, "move the import") is None
     shadowed = "open = print\nopen(1)\n"
     assert damage_problem("o.py", shadowed, "open(1)\n", "remove the open shim") is None
+
+
+def test_a_body_turned_into_a_bare_ellipsis_is_refused_even_when_the_diff_misaligns_it() -> None:
+    # A new test inserted next to the elided one: difflib lines the `...` up with the
+    # insertion, so only the function's body tells the code is gone.
+    tests = "class TestX:\n    def test_a(self):\n        assert f(1) == 1\n        assert f(2) == 2\n"
+    grown = tests + "\n    def test_b(self):\n        assert f(1) == 1\n        assert f(3) == 3\n"
+    elided = tests.replace("        assert f(1) == 1\n        assert f(2) == 2\n", "        ...\n")
+    elided += "\n    def test_b(self):\n        assert f(1) == 1\n        assert f(3) == 3\n"
+    assert damage_problem("t.py", tests, grown, "add test_b") is None
+    problem = damage_problem("t.py", tests, elided, "add test_b")
+    assert problem is not None and "the body of TestX.test_a is `...`" in problem
+    # Overloads are `...` by design, beside the implementation that keeps its code.
+    overloaded = "from typing import overload\n\n@overload\ndef f(x: int) -> int: ...\n" + (
+        "def f(x):\n    return x\n"
+    )
+    plain = "def f(x):\n    return x\n"
+    assert damage_problem("o.py", plain, overloaded, "type f") is None
