@@ -426,7 +426,9 @@ def edge_problem(path: str, old: list[str], new: list[str]) -> str | None:
 def damage_problem(path: str, before: str | None, after: str, request: str) -> str | None:
     """How `after` damages `before` in a way the request does not ask for: code elided
     behind a marker, the file cut short or missing its head, lines doubled, indentation
-    lost, or the file replaced by other content. Any language: these read lines, not syntax."""
+    lost, or the file replaced by other content; these read lines, not syntax, so they hold
+    for any language. Python answers are also read as code: a cut short that a removal does
+    not explain, names used but no longer bound, a body turned into `...`."""
     if before is None:
         return None
     old, new = before.splitlines(), after.splitlines()
