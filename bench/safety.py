@@ -26,7 +26,7 @@ still there, and every changed region stands as the edit wrote it. So the tests 
 change by construction. The environment is built once, in a data directory shared by all
 cases, and the modes of a case run `--jobs` at a time.
 
-    .venv/bin/python -m bench.safety --guards-only [--json]
+    .venv/bin/python -m bench.safety --guards-only [--modes a,b] [--failures K] [--json]
 
 runs no engine: the guards alone (`bot.guards`, and the syntax check the engine runs before
 them) on every edit of the corpus, the correct file and each whole-file failure mode, and
@@ -253,7 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated failure modes")
     parser.add_argument("--jobs", type=int, default=1, help="modes of one case run at once")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
-    parser.add_argument("--failures", type=int, default=3, help="show up to K WRONG or refused runs per mode")
+    parser.add_argument(
+        "--failures",
+        type=int,
+        default=3,
+        help="show up to K WRONG or refused runs per mode (with --guards-only: K accepted cases per mode)",
+    )
     parser.add_argument(
         "--guards-only", action="store_true", help="no engine: the guards alone on every edit of the corpus"
     )
@@ -263,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown modes: {', '.join(unknown)} (known: {', '.join(MODES)})")
     if args.guards_only:
-        return _guards_only(modes, args.json)
+        return _guards_only(modes, args.json, args.failures)
 
     started = time.monotonic()
     cases = pick_cases(args.cases)
@@ -286,9 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _guards_only(modes: Sequence[str], as_json: bool) -> int:
+def _guards_only(modes: Sequence[str], as_json: bool, keep: int) -> int:
     started = time.monotonic()
-    tally = safety_guards.run(load_cases(None), modes)
+    tally = safety_guards.run(load_cases(None), modes, keep)
     if as_json:
         json.dump(safety_guards.to_json(tally), sys.stdout, indent=2)
         print()

@@ -16,9 +16,11 @@ work tree is touched:
 from __future__ import annotations
 
 import ast
+import builtins
 import difflib
 import itertools
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
@@ -167,9 +169,10 @@ def elision_problem(path: str, old: list[str], new: list[str]) -> str | None:
     return None
 
 
-def truncation_problem(path: str, old: list[str], new: list[str]) -> str | None:
-    """The answer stops before the file's end: its last lines are the old ones, the last
-    perhaps cut mid-way, and nothing follows."""
+def lost_tail(old: list[str], new: list[str]) -> list[str] | None:
+    """The lines of `old` an answer that stops before the file's end leaves out: its last
+    lines are the old ones, the last perhaps cut mid-way, and nothing follows. None when
+    the answer reaches the file's end."""
     ops = _ops(old, new)
     tag, i1, i2, j1, j2 = ops[-1] if ops else ("equal", 0, 0, 0, 0)
     if tag not in ("delete", "replace") or i2 != len(old) or j2 != len(new):
@@ -182,10 +185,149 @@ def truncation_problem(path: str, old: list[str], new: list[str]) -> str | None:
         if not (added[last].strip() and removed[last].startswith(added[last])):
             return None
         removed = removed[last:]
-    lost = sum(1 for line in removed if line.strip())
+    return removed if any(line.strip() for line in removed) else None
+
+
+def truncation_problem(path: str, old: list[str], new: list[str]) -> str | None:
+    """The answer stops before the file's end (lost_tail)."""
+    tail = lost_tail(old, new)
+    if tail is None:
+        return None
+    lost = sum(1 for line in tail if line.strip())
+    return f"{path}: the answer stops at line {len(new)}, {lost} lines before the end of the file (truncated)"
+
+
+def _bound_here(tree: ast.Module) -> set[str]:
+    """Names the module's own statements bind (not those inside its functions or classes)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, _DEFS):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).partition(".")[0] for a in node.names)
+        else:
+            names.update(
+                n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            )
+    return names
+
+
+def _named(request: str, path: str) -> set[str]:
+    """The words of `request`, lower-cased, without the file's own path (naming the file
+    names none of its content), a plural also naming its singular."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z_]\w*", request.replace(path, " "))}
+    return words | {w[:-1] for w in words if w.endswith("s")}
+
+
+def tail_removal_problem(path: str, old: list[str], new: list[str], request: str) -> str | None:
+    """Under a request for removal, an answer that stops before the file's end is still cut
+    short unless what it leaves out is whole statements binding only names the request
+    gives (`remove the helpers foo and bar` at the end of a module): a cut inside a block,
+    or one dropping definitions, imports or settings nobody named, is a truncated answer.
+    Python only: elsewhere the removal decides, as before."""
+    tail = lost_tail(old, new)
+    if tail is None or PurePosixPath(path).suffix not in (".py", ".pyi"):
+        return None
+    try:  # a cut inside a block leaves its body: dedented, that still reads as statements
+        names = _bound_here(ast.parse(textwrap.dedent("\n".join(tail))))
+    except (SyntaxError, ValueError):
+        names = None
+    named = _named(request, path)
+    if names is not None and all(name.lower() in named for name in names):
+        return None
+    unnamed = sorted(names - {n for n in names if n.lower() in named}) if names else []
+    what = f" ({', '.join(unnamed[:4])}{' …' if len(unnamed) > 4 else ''})" if unnamed else ""
+    return (
+        f"{path}: the answer stops at line {len(new)}, {sum(1 for line in tail if line.strip())} lines"
+        f" before the end of the file{what}, which the request does not name (truncated)"
+    )
+
+
+def _is_stub(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A body of `...` alone (after a docstring, perhaps)."""
+    body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+    value = body[0].value if len(body) == 1 and isinstance(body[0], ast.Expr) else None
+    return isinstance(value, ast.Constant) and value.value is Ellipsis
+
+
+def _overload(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """`@overload` (`@typing.overload`): a signature whose body is `...` by design."""
+    return any(ast.unparse(d).rpartition(".")[2] == "overload" for d in node.decorator_list)
+
+
+def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Functions and methods by qualified name (`Class.method`, `outer.inner`)."""
+    found: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+
+    def visit(nodes: list[ast.stmt], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, _DEFS):
+                if not isinstance(node, ast.ClassDef) and not _overload(node):
+                    found.setdefault(prefix + node.name, node)
+                visit(node.body, f"{prefix}{node.name}.")
+
+    visit(tree.body, "")
+    return found
+
+
+def stubbed_problem(path: str, before: str, after: str) -> str | None:
+    """Python: a function that had code now has `...` for its body, the bare elision marker
+    (which is valid Python, so the syntax check lets it through). Where the diff lines the
+    marker up with lines added nearby, elision_problem does not see it."""
+    if PurePosixPath(path).suffix not in (".py", ".pyi"):
+        return None
+    try:
+        old, new = _functions(parse_python(before)), _functions(parse_python(after))
+    except (SyntaxError, ValueError):
+        return None
+    for name, node in new.items():
+        if _is_stub(node) and name in old and not _is_stub(old[name]):
+            line = node.body[-1].lineno
+            return f"{path}: line {line}: the body of {name} is `...` where the file had code (elided)"
+    return None
+
+
+def _bound_anywhere(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, _DEFS):
+            names.add(node.name)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).partition(".")[0])
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            names.update(node.names)
+    return names
+
+
+def _star_import(tree: ast.AST) -> bool:
+    return any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in ast.walk(tree))
+
+
+def unbound_problem(path: str, before: str, after: str) -> str | None:
+    """Python: the answer still uses a name the file bound (an import, a function, a
+    setting) but binds it nowhere any more: its head or the definition was dropped (a
+    snippet, a cut answer). Never an edit, whatever the request asks: the file would fail
+    with a NameError."""
+    if PurePosixPath(path).suffix not in (".py", ".pyi"):
+        return None
+    try:
+        old, new = parse_python(before), parse_python(after)
+    except (SyntaxError, ValueError):
+        return None
+    if _star_import(new):
+        return None
+    used = {n.id for n in ast.walk(new) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    lost = sorted((used & _bound_anywhere(old)) - _bound_anywhere(new) - set(dir(builtins)))
     if not lost:
         return None
-    return f"{path}: the answer stops at line {len(new)}, {lost} lines before the end of the file (truncated)"
+    shown = ", ".join(lost[:6]) + (" …" if len(lost) > 6 else "")
+    return f"{path}: the answer uses {shown} but no longer defines or imports it"
 
 
 def duplication_problem(path: str, old: list[str], new: list[str]) -> str | None:
@@ -284,7 +426,9 @@ def edge_problem(path: str, old: list[str], new: list[str]) -> str | None:
 def damage_problem(path: str, before: str | None, after: str, request: str) -> str | None:
     """How `after` damages `before` in a way the request does not ask for: code elided
     behind a marker, the file cut short or missing its head, lines doubled, indentation
-    lost, or the file replaced by other content. Any language: these read lines, not syntax."""
+    lost, or the file replaced by other content; these read lines, not syntax, so they hold
+    for any language. Python answers are also read as code: a cut short that a removal does
+    not explain, names used but no longer bound, a body turned into `...`."""
     if before is None:
         return None
     old, new = before.splitlines(), after.splitlines()
@@ -297,6 +441,9 @@ def damage_problem(path: str, before: str | None, after: str, request: str) -> s
     )
     if problem is None and not removal:
         problem = truncation_problem(path, old, new) or edge_problem(path, old, new)
+    elif problem is None:
+        problem = tail_removal_problem(path, old, new, request)
+    problem = problem or unbound_problem(path, before, after) or stubbed_problem(path, before, after)
     if problem is None and not REINDENT_RE.search(request):
         problem = indentation_problem(path, old, new)
     return problem

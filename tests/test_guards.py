@@ -286,3 +286,59 @@ def test_emptying_a_file_is_a_removal_but_other_content_in_its_place_is_not() ->
     other = "".join(f"value_{k} = {k}\n" for k in range(12))
     problem = damage_problem("conf.py", original, other, "move the settings out")
     assert problem is not None and "not an edit of this file" in problem
+
+
+def test_a_removal_does_not_excuse_a_file_cut_short_before_names_nobody_gave() -> None:
+    lines = LONG_MODULE.splitlines(keepends=True)
+    cut = "".join(lines[:-12])  # stops after step_5: step_6 and step_7 are gone
+    problem = damage_problem("steps.py", LONG_MODULE, cut, "remove the unused import")
+    assert problem is not None and "step_6, step_7" in problem and "truncated" in problem
+    # A cut inside a block leaves part of a body behind: never whole statements.
+    mid = "".join(lines[:-4])
+    problem = damage_problem("steps.py", LONG_MODULE, mid, "drop the old comment")
+    assert problem is not None and "truncated" in problem
+    # Naming what goes at the end makes it the point; so does a plural naming the singular.
+    assert damage_problem("steps.py", LONG_MODULE, cut, "remove step_6 and step_7") is None
+    tail_class = MODULE.split("def session")[0]
+    assert damage_problem("s.py", MODULE, tail_class, "remove the sessions factory") is None
+
+
+def test_naming_the_file_names_none_of_its_content() -> None:
+    setup = (
+        "import sys\n\nif sys.version_info < (3, 9):\n    sys.exit(1)\n\n"
+        "from setuptools import setup\n\nsetup()\n"
+    )
+    snippet = setup.replace("(3, 9)", "(3, 10)").split("\nfrom setuptools")[0]
+    problem = damage_problem("setup.py", setup, snippet, "Drop Python 3.9 (in setup.py)")
+    assert problem is not None and "(setup)" in problem
+
+
+def test_an_answer_using_a_name_it_no_longer_binds_is_refused_whatever_the_request() -> None:
+    app = "from flask import Flask\n\napp = Flask(__name__)\n\nfrom views import index  # noqa: F401\n"
+    headless = app.replace("from flask import Flask\n", "").replace("F401", "E402, F401")
+    for request in ("stop ignoring E402", "remove the noqa"):
+        problem = damage_problem("app.py", app, headless, request)
+        assert problem is not None and "uses Flask but no longer defines or imports it" in problem
+    # Moving the import, or replacing it with another binding, binds it still; builtins need none.
+    moved = app.replace("from flask import Flask\n", "") + "from flask import Flask\n"
+    assert damage_problem("app.py", app, moved, "move the import") is None
+    shadowed = "open = print\nopen(1)\n"
+    assert damage_problem("o.py", shadowed, "open(1)\n", "remove the open shim") is None
+
+
+def test_a_body_turned_into_a_bare_ellipsis_is_refused_even_when_the_diff_misaligns_it() -> None:
+    # A new test inserted next to the elided one: difflib lines the `...` up with the
+    # insertion, so only the function's body tells the code is gone.
+    tests = "class TestX:\n    def test_a(self):\n        assert f(1) == 1\n        assert f(2) == 2\n"
+    grown = tests + "\n    def test_b(self):\n        assert f(1) == 1\n        assert f(3) == 3\n"
+    elided = tests.replace("        assert f(1) == 1\n        assert f(2) == 2\n", "        ...\n")
+    elided += "\n    def test_b(self):\n        assert f(1) == 1\n        assert f(3) == 3\n"
+    assert damage_problem("t.py", tests, grown, "add test_b") is None
+    problem = damage_problem("t.py", tests, elided, "add test_b")
+    assert problem is not None and "the body of TestX.test_a is `...`" in problem
+    # Overloads are `...` by design, beside the implementation that keeps its code.
+    overloaded = "from typing import overload\n\n@overload\ndef f(x: int) -> int: ...\n" + (
+        "def f(x):\n    return x\n"
+    )
+    plain = "def f(x):\n    return x\n"
+    assert damage_problem("o.py", plain, overloaded, "type f") is None
