@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from bot.analysis import Analysis, ImportRef, Symbol, analyse
 from bot.analysis import SymbolKind as SymbolKind
@@ -35,7 +36,7 @@ from bot.files import junk_file as junk_file
 from bot.files import list_files as list_files
 from bot.files import vendored_dir as vendored_dir
 from bot.grammars import grammar_name
-from bot.imports import Resolver
+from bot.imports import CONFIG_FILES, Resolver
 from bot.terms import IDENT_RE as IDENT_RE
 from bot.terms import STOPWORDS as STOPWORDS
 from bot.terms import TermCounts
@@ -43,6 +44,9 @@ from bot.terms import identifier_terms as identifier_terms
 from bot.terms import split_identifier as split_identifier
 from bot.terms import stem as stem
 from bot.terms import text_terms as text_terms
+
+if TYPE_CHECKING:
+    from bot.ranking import NameStats
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,21 @@ class IndexStats:
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why
 
 
+# A Python file's imports resolved to (module path, imported name or None), before re-exports are followed.
+Pairs = list[tuple[str, str | None]]
+
+
+@dataclass
+class IndexDelta:
+    """How an index differs from the kept one it was built from, so what is
+    derived from the files (imports, ranking's statistics) is updated, not redone."""
+
+    changed: dict[str, FileInfo | None]  # path new or with other content -> its previous info (None: new)
+    removed: dict[str, FileInfo]
+    stats: NameStats | None  # the previous index's ranking statistics, when it had them
+    same_paths: bool  # the same files in the same languages: the module maps are the kept index's
+
+
 @dataclass
 class RepoIndex:
     root: Path
@@ -151,6 +170,10 @@ class RepoIndex:
     known: dict[str, _StampRecord] = field(default_factory=dict, repr=False, compare=False)
     # Files skipped for what they hold (binary, huge, generated): path -> (git blob id, why).
     skipped_blobs: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
+    py_pairs: dict[str, Pairs] = field(default_factory=dict, repr=False, compare=False)
+    delta: IndexDelta | None = field(default=None, repr=False, compare=False)
+    # Ranking's statistics of these files (bot.ranking), made once per index, kept with it.
+    ranking_stats: NameStats | None = field(default=None, repr=False, compare=False)
 
     def read(self, path: str) -> str:
         """The file's text, never through a symlink (bot.files.PathRefused, an OSError)."""
@@ -441,14 +464,33 @@ def _resolve_ref(ref: ImportRef, path: str, modules: _ModuleMap) -> list[tuple[s
     return out
 
 
-def _resolve_imports(files: dict[str, FileInfo]) -> None:
+def _resolve_imports(
+    files: dict[str, FileInfo], kept: dict[str, Pairs], changed: set[str] | None
+) -> dict[str, Pairs]:
+    """Resolve the Python files' imports; with `changed` (the module map is the kept
+    index's: same paths), only those files' pairs are made and the rest are `kept`."""
     py = {p: f for p, f in files.items() if f.language == "python"}
+    if changed is None:
+        pairs = _python_pairs(py, py)
+    else:
+        pairs = {p: kept[p] for p in py if p not in changed}
+        pairs |= _python_pairs(py, {p: py[p] for p in changed if p in py})
+    _follow_reexports(files, pairs)
+    return pairs
+
+
+def _python_pairs(py: dict[str, FileInfo], todo: dict[str, FileInfo]) -> dict[str, Pairs]:
+    if not todo:
+        return {}
     modules = _ModuleMap(py)
-    pairs = {
-        p: [pair for ref in f.raw_imports for pair in _resolve_ref(ref, p, modules)] for p, f in py.items()
+    return {
+        p: [pair for ref in f.raw_imports for pair in _resolve_ref(ref, p, modules)] for p, f in todo.items()
     }
+
+
+def _follow_reexports(files: dict[str, FileInfo], pairs: dict[str, Pairs]) -> None:
     # Where each module takes the names it imports from, to follow re-exports.
-    sources: dict[str, dict[str, str]] = {p: {} for p in py}
+    sources: dict[str, dict[str, str]] = {p: {} for p in pairs}
     for p, prs in pairs.items():
         for target, name in prs:
             if name is not None:
@@ -469,8 +511,9 @@ def _resolve_imports(files: dict[str, FileInfo]) -> None:
         files[p].imports = sorted(targets)
 
 
-def _resolve_other_imports(root: Path, files: dict[str, FileInfo]) -> None:
-    """Imports of the languages beyond Python (bot.imports has their rules)."""
+def _resolve_other_imports(root: Path, files: dict[str, FileInfo], changed: set[str] | None) -> None:
+    """Imports of the languages beyond Python (bot.imports has their rules); with
+    `changed` (same paths and configuration as the kept index), only those files'."""
 
     def read(path: str) -> str | None:
         try:
@@ -478,10 +521,41 @@ def _resolve_other_imports(root: Path, files: dict[str, FileInfo]) -> None:
         except (OSError, UnicodeDecodeError):
             return None
 
+    todo = files if changed is None else {p: files[p] for p in changed}
+    todo = {p: f for p, f in todo.items() if f.language != "python" and f.raw_imports}
+    if not todo:
+        return
     resolver = Resolver({p: (f.language, f.raw_imports) for p, f in files.items()}, read)
-    for path, info in files.items():
-        if info.language != "python" and info.raw_imports:
-            info.imports = resolver.resolve(path)
+    for path, info in todo.items():
+        info.imports = resolver.resolve(path)
+
+
+def _resolve(
+    root: Path, files: dict[str, FileInfo], previous: RepoIndex | None, delta: IndexDelta | None
+) -> dict[str, Pairs]:
+    """Every file's imports. A kept index with the same paths lends its results:
+    then only changed files are resolved (all of them when a file that configures
+    resolution changed), and nothing when no file did."""
+    if previous is None or delta is None or not delta.same_paths:
+        pairs = _resolve_imports(files, {}, None)
+        _resolve_other_imports(root, files, None)
+        return pairs
+    changed = set(delta.changed)
+    if not changed:
+        return previous.py_pairs
+    pairs = _resolve_imports(files, previous.py_pairs, changed)
+    configured = any(p.rsplit("/", 1)[-1] in CONFIG_FILES for p in changed)
+    _resolve_other_imports(root, files, None if configured else changed)
+    return pairs
+
+
+def _delta(previous: RepoIndex, files: dict[str, FileInfo], reused: set[str]) -> IndexDelta:
+    changed = {p: previous.files.get(p) for p in files if p not in reused}
+    removed = {p: f for p, f in previous.files.items() if p not in files}
+    same = not removed and all(
+        old is not None and old.language == files[p].language for p, old in changed.items()
+    )
+    return IndexDelta(changed, removed, previous.ranking_stats, same)
 
 
 # --------------------------------------------------------------------------
@@ -517,9 +591,9 @@ def _build_index(root: Path, cache_dir: Path | None, previous: RepoIndex | None)
         cache.put_stamps(build.root_key, build.new_stamps, build.gone)
     finally:
         cache.close()
-    _resolve_imports(build.files)
-    _resolve_other_imports(root, build.files)
-    return RepoIndex(build.root, build.files, build.stats, build.known, build.skipped_blobs)
+    delta = _delta(previous, build.files, build.reused) if previous is not None else None
+    pairs = _resolve(root, build.files, previous, delta)
+    return RepoIndex(build.root, build.files, build.stats, build.known, build.skipped_blobs, pairs, delta)
 
 
 class KeptIndexes:
@@ -584,6 +658,7 @@ class _Build:
         self.pending: list[_Pending] = []
         self.made: dict[str, Analysis] = {}  # analyses made in this build: identical files are parsed once
         self.files: dict[str, FileInfo] = {}
+        self.reused: set[str] = set()  # paths whose kept info was taken as it was
         self.new_stamps: list[_StampRecord] = []
         self.gone: list[str] = []
         self.known: dict[str, _StampRecord] = {}
@@ -624,7 +699,9 @@ class _Build:
             self.read(rel, stamp if trusted else None, blob)
 
     def keep(self, old: FileInfo, stamp: Stamp) -> None:
-        self.files[old.path] = replace(old, imports=[], stamp=stamp)
+        # Its imports stay when the paths do (bot.index._resolve decides).
+        self.files[old.path] = replace(old, stamp=stamp)
+        self.reused.add(old.path)
         self.stats.cached += 1
         self.known[old.path] = _StampRecord(old.path, stamp, old.sha, old.language, "")
 
