@@ -170,7 +170,8 @@ class RepoIndex:
     known: dict[str, _StampRecord] = field(default_factory=dict, repr=False, compare=False)
     # Files skipped for what they hold (binary, huge, generated): path -> (git blob id, why).
     skipped_blobs: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
-    py_pairs: dict[str, Pairs] = field(default_factory=dict, repr=False, compare=False)
+    # The Python files' pairs, for the next build from this index (None: taken from the cache, not made).
+    py_pairs: dict[str, Pairs] | None = field(default=None, repr=False, compare=False)
     delta: IndexDelta | None = field(default=None, repr=False, compare=False)
     # Ranking's statistics of these files (bot.ranking), made once per index, kept with it.
     ranking_stats: NameStats | None = field(default=None, repr=False, compare=False)
@@ -260,6 +261,11 @@ _STAMPS_TABLE = """CREATE TABLE IF NOT EXISTS stamps (
     sha TEXT NOT NULL, language TEXT NOT NULL, skip TEXT NOT NULL, PRIMARY KEY (root, path))"""
 
 
+_RESOLVED_TABLE = """CREATE TABLE IF NOT EXISTS resolved (
+    root TEXT PRIMARY KEY, key TEXT NOT NULL, data TEXT NOT NULL, used INTEGER NOT NULL)"""
+RESOLVED_KEPT = 16  # roots whose resolved imports are kept (one record each, the latest)
+
+
 class _Cache:
     """Analysis records keyed by (format version, language, content sha), and the
     stamps of files read before, so an unchanged file is not even read again.
@@ -281,6 +287,7 @@ class _Cache:
             conn = sqlite3.connect(path, timeout=10)
             conn.execute("CREATE TABLE IF NOT EXISTS analysis (key TEXT PRIMARY KEY, data TEXT NOT NULL)")
             conn.execute(_STAMPS_TABLE)
+            conn.execute(_RESOLVED_TABLE)
             conn.execute("SELECT count(*) FROM analysis LIMIT 1").fetchone()
             return conn
         except sqlite3.DatabaseError as exc:
@@ -352,6 +359,36 @@ class _Cache:
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO stamps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(root_key, r.path, CACHE_VERSION, *r.stamp, r.sha, r.language, r.skip) for r in records],
+                )
+        except sqlite3.DatabaseError as exc:
+            log.warning("index cache write failed (%s)", exc)
+
+    def resolved(self, root_key: str, key: str) -> dict[str, list[str]] | None:
+        """The imports recorded for `root_key` when its files had this key."""
+        if self.conn is None:
+            return None
+        try:
+            row = self.conn.execute("SELECT key, data FROM resolved WHERE root = ?", (root_key,)).fetchone()
+            recalled = json.loads(row[1]) if row is not None and row[0] == key else None
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            log.warning("index cache read failed (%s)", exc)
+            return None
+        return recalled if isinstance(recalled, dict) else None
+
+    def put_resolved(self, root_key: str, key: str, imports: dict[str, list[str]]) -> None:
+        if self.conn is None:
+            return
+        data = json.dumps(imports, separators=(",", ":"))
+        try:
+            with self.conn:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO resolved VALUES (?, ?, ?, ?)",
+                    (root_key, key, data, time.time_ns()),
+                )
+                self.conn.execute(
+                    "DELETE FROM resolved WHERE root NOT IN"
+                    " (SELECT root FROM resolved ORDER BY used DESC LIMIT ?)",
+                    (RESOLVED_KEPT,),
                 )
         except sqlite3.DatabaseError as exc:
             log.warning("index cache write failed (%s)", exc)
@@ -536,7 +573,7 @@ def _resolve(
     """Every file's imports. A kept index with the same paths lends its results:
     then only changed files are resolved (all of them when a file that configures
     resolution changed), and nothing when no file did."""
-    if previous is None or delta is None or not delta.same_paths:
+    if previous is None or delta is None or not delta.same_paths or previous.py_pairs is None:
         pairs = _resolve_imports(files, {}, None)
         _resolve_other_imports(root, files, None)
         return pairs
@@ -547,6 +584,28 @@ def _resolve(
     configured = any(p.rsplit("/", 1)[-1] in CONFIG_FILES for p in changed)
     _resolve_other_imports(root, files, None if configured else changed)
     return pairs
+
+
+def _resolve_or_recall(root: Path, build: _Build, cache: _Cache) -> dict[str, Pairs] | None:
+    """Every file's imports, as the cache recorded them for the same files (paths,
+    languages and contents: all that resolution reads), or resolved and recorded."""
+    key = _files_key(build.files)
+    recalled = cache.resolved(build.root_key, key)
+    if recalled is not None:
+        for path, info in build.files.items():
+            info.imports = recalled.get(path, [])
+        return None
+    pairs = _resolve(root, build.files, None, None)
+    cache.put_resolved(build.root_key, key, {p: f.imports for p, f in build.files.items() if f.imports})
+    return pairs
+
+
+def _files_key(files: dict[str, FileInfo]) -> str:
+    digest = hashlib.sha256(f"{CACHE_VERSION}\n".encode())
+    for path in sorted(files):
+        info = files[path]
+        digest.update(f"{path}\0{info.language}\0{info.sha}\n".encode())
+    return digest.hexdigest()
 
 
 def _delta(previous: RepoIndex, files: dict[str, FileInfo], reused: set[str]) -> IndexDelta:
@@ -589,10 +648,14 @@ def _build_index(root: Path, cache_dir: Path | None, previous: RepoIndex | None)
         build.list({**kept, **cache.stamps(build.root_key)}, cache)
         build.analyse(cache)
         cache.put_stamps(build.root_key, build.new_stamps, build.gone)
+        delta = _delta(previous, build.files, build.reused) if previous is not None else None
+        pairs: dict[str, Pairs] | None
+        if delta is not None and delta.same_paths:
+            pairs = _resolve(root, build.files, previous, delta)
+        else:
+            pairs = _resolve_or_recall(root, build, cache)
     finally:
         cache.close()
-    delta = _delta(previous, build.files, build.reused) if previous is not None else None
-    pairs = _resolve(root, build.files, previous, delta)
     return RepoIndex(build.root, build.files, build.stats, build.known, build.skipped_blobs, pairs, delta)
 
 

@@ -116,3 +116,23 @@ def test_an_unchanged_tree_lends_everything(tmp_path: Path) -> None:
     assert second.py_pairs is first.py_pairs
     assert second.files["cmd/main.go"].imports is first.files["cmd/main.go"].imports
     _assert_as_fresh(second)
+
+
+def test_resolved_imports_are_recalled_from_the_cache_for_the_same_files_only(tmp_path: Path) -> None:
+    root, cache = tmp_path / "plain", tmp_path / "cache"
+    write_tree(root, TREE)
+    first = build_index(root, cache)
+    again = build_index(root, cache)
+    assert first.py_pairs is not None and again.py_pairs is None  # made, then recalled
+    assert {p: f.imports for p, f in again.files.items()} == {p: f.imports for p, f in first.files.items()}
+    write_tree(root, {"pkg/a.py": "from pkg.c import other\n"})
+    changed = build_index(root, cache)
+    assert changed.py_pairs is not None and changed.files["pkg/a.py"].imports == ["pkg/c.py"]
+    # An index whose imports were recalled lends nothing to the next build: all are resolved.
+    write_tree(root, {"go.mod": "module example.com/renamed\n"})
+    assert build_index(root, cache).files["cmd/main.go"].imports == []
+    recalled = build_index(root, cache)
+    assert recalled.py_pairs is None and recalled.files["cmd/main.go"].imports == []
+    # An index whose imports were recalled lends nothing to the next build: all are resolved.
+    write_tree(root, {"pkg/a.py": "from pkg.b import helper\n"})
+    assert build_index(root, previous=recalled).files["pkg/a.py"].imports == ["pkg/b.py"]
