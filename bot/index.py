@@ -719,7 +719,8 @@ class _Build:
         self.kept = previous.files if previous is not None else {}
         self.same_root = previous is not None and previous.root == root
         self.pending: list[_Pending] = []
-        self.made: dict[str, Analysis] = {}  # analyses made in this build: identical files are parsed once
+        # Analyses made or decoded in this build: identical files share one.
+        self.made: dict[str, Analysis] = {}
         self.files: dict[str, FileInfo] = {}
         self.reused: set[str] = set()  # paths whose kept info was taken as it was
         self.new_stamps: list[_StampRecord] = []
@@ -797,10 +798,11 @@ class _Build:
     def analyse(self, cache: _Cache) -> None:
         # The grammar, not only the language: a .tsx file parses otherwise than the same text in .ts.
         keys = [f"{CACHE_VERSION}:{grammar_name(p.language, p.path)}:{p.sha}" for p in self.pending]
-        cached = cache.get_many(sorted(set(keys)))
+        # Identical files (copies, empty `__init__.py`) are decoded once per build, not once per batch.
+        self.made.update(cache.get_many(sorted({k for k in keys if k not in self.made})))
         fresh: dict[str, Analysis] = {}
         for item, key in zip(self.pending, keys, strict=True):
-            analysis = cached.get(key) or self.made.get(key)
+            analysis = self.made.get(key)
             if analysis is None:
                 text = item.text if item.text is not None else self.late_read(item)
                 if text is None:
