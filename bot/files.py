@@ -177,7 +177,10 @@ def clean_path(raw: str) -> str:
         raise PathRefused(raw, "it names no file")
     if ".." in parts:
         raise PathRefused(raw, "it may not contain '..'")
-    if any(is_git_name(part) for part in parts):
+    # Every name a file system may take for `.git` holds "git" or a character
+    # outside ASCII: a path with neither needs no look at its parts.
+    maybe_git = not p.isascii() or "git" in p.lower()
+    if maybe_git and any(is_git_name(part) for part in parts):
         raise PathRefused(raw, "files inside .git/ are never read or edited")
     return "/".join(parts)
 
@@ -306,6 +309,9 @@ def list_files(root: Path) -> list[str]:
     return scan(root).files
 
 
+_Entry = tuple[str, int, pygit2.Oid]  # a git index entry: path, mode, blob id
+
+
 def scan(root: Path) -> Listing:
     """The project's files under root, and the links met on the way (by name only)."""
     root = Path(root)
@@ -320,18 +326,28 @@ def scan(root: Path) -> Listing:
         repo, prefix = opened
         status = repo.status(untracked_files="normal")
         _add_untracked(root, repo, prefix, status, files, links, real_dirs)
-        _add_tracked(root, repo, prefix, files, links, real_dirs)
-        _add_blobs(repo, prefix, status, files, blobs)
+        entries = _entries(repo, prefix)
+        _add_tracked(root, prefix, entries, status, files, links, real_dirs)
+        _add_blobs(prefix, entries, status, files, blobs)
     return Listing(sorted(files), sorted(links), blobs)
 
 
+def _entries(repo: pygit2.Repository, prefix: str) -> list[_Entry]:
+    """The git index's entries under prefix, read once (each is made into an object)."""
+    return [(str(e.path), e.mode, e.id) for e in repo.index if str(e.path).startswith(prefix)]
+
+
 def _add_blobs(
-    repo: pygit2.Repository, prefix: str, status: dict[str, int], files: set[str], blobs: dict[str, str]
+    prefix: str,
+    entries: list[_Entry],
+    status: dict[str, int],
+    files: set[str],
+    blobs: dict[str, str],
 ) -> None:
-    for entry in repo.index:
-        rel = entry.path[len(prefix) :]
-        if entry.path.startswith(prefix) and rel in files and entry.path not in status:
-            blobs[rel] = str(entry.id)
+    for path, _, blob in entries:
+        rel = path[len(prefix) :]
+        if rel in files and path not in status:
+            blobs[rel] = str(blob)
 
 
 def _add_untracked(
@@ -443,29 +459,48 @@ def _add(path: Path | str, rel: str, files: set[str], links: set[str]) -> None:
 
 
 def _add_tracked(
-    root: Path, repo: pygit2.Repository, prefix: str, files: set[str], links: set[str], real_dirs: set[str]
+    root: Path,
+    prefix: str,
+    entries: list[_Entry],
+    status: dict[str, int],
+    files: set[str],
+    links: set[str],
+    real_dirs: set[str],
 ) -> None:
     """Tracked files count even when a .gitignore pattern matches them. The index's own
     mode names a committed link, whatever the work tree holds at that path now."""
-    linked: dict[str, str | None] = {}  # directory -> the link on its path, looked up once
-    for entry in repo.index:
-        if entry.mode == pygit2.enums.FileMode.COMMIT or not entry.path.startswith(prefix):
+    linked: dict[str, str | None] = {d: None for d in real_dirs}  # directory -> the link on its path
+    for path, mode, _ in entries:
+        if mode == pygit2.enums.FileMode.COMMIT:
             continue
         try:
-            rel = clean_path(entry.path[len(prefix) :])
+            rel = clean_path(path[len(prefix) :])
         except PathRefused:
             continue
         if junk_path(root, rel):
             continue
-        if entry.mode == pygit2.enums.FileMode.LINK:
+        if mode == pygit2.enums.FileMode.LINK:
             links.add(rel)
             files.discard(rel)
             continue
-        parent = rel.rpartition("/")[0]
-        if parent not in real_dirs:
-            if parent not in linked:
-                linked[parent] = symlink_on_path(root, parent)
-            if link := linked[parent]:
-                links.add(link)
-                continue
-        _add(os.path.join(root, rel), rel, files, links)  # every tracked file: no path object
+        if link := _link_on(root, rel.rpartition("/")[0], linked):
+            links.add(link)
+        elif path in status:
+            _add(os.path.join(root, rel), rel, files, links)  # changed in the work tree: look at it
+        else:
+            files.add(rel)  # git's status compared it to the index: a regular file, unchanged
+
+
+def _link_on(root: Path, directory: str, linked: dict[str, str | None]) -> str | None:
+    """The first symlink on `directory`'s path, one lstat per directory (memoised in `linked`)."""
+    if directory in linked:
+        return linked[directory]
+    parent, _, _ = directory.rpartition("/")
+    found = _link_on(root, parent, linked) if parent else None
+    if found is None:
+        try:
+            found = directory if stat.S_ISLNK(os.lstat(os.path.join(root, directory)).st_mode) else None
+        except OSError:
+            found = None
+    linked[directory] = found
+    return found

@@ -30,6 +30,9 @@ _GO_MODULE_RE = re.compile(r"^\s*module\s+(\S+)", re.MULTILINE)
 # tsconfig.json is JSON with comments and trailing commas: drop both outside strings.
 _JSONC_RE = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.DOTALL)
 _TRAILING_COMMA_RE = re.compile(r",(\s*[}\]])")
+# The files whose content (not only whose presence) the rules below read: when one
+# changes, every file's imports are resolved again.
+CONFIG_FILES = frozenset({"tsconfig.json", "go.mod", "Cargo.toml"})
 
 
 def _dir(path: str) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from bot.analysis import Analysis, ImportRef, Symbol, analyse
 from bot.analysis import SymbolKind as SymbolKind
@@ -35,7 +36,7 @@ from bot.files import junk_file as junk_file
 from bot.files import list_files as list_files
 from bot.files import vendored_dir as vendored_dir
 from bot.grammars import grammar_name
-from bot.imports import Resolver
+from bot.imports import CONFIG_FILES, Resolver
 from bot.terms import IDENT_RE as IDENT_RE
 from bot.terms import STOPWORDS as STOPWORDS
 from bot.terms import TermCounts
@@ -43,6 +44,9 @@ from bot.terms import identifier_terms as identifier_terms
 from bot.terms import split_identifier as split_identifier
 from bot.terms import stem as stem
 from bot.terms import text_terms as text_terms
+
+if TYPE_CHECKING:
+    from bot.ranking import NameStats
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +146,21 @@ class IndexStats:
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why
 
 
+# A Python file's imports resolved to (module path, imported name or None), before re-exports are followed.
+Pairs = list[tuple[str, str | None]]
+
+
+@dataclass
+class IndexDelta:
+    """How an index differs from the kept one it was built from, so what is
+    derived from the files (imports, ranking's statistics) is updated, not redone."""
+
+    changed: dict[str, FileInfo | None]  # path new or with other content -> its previous info (None: new)
+    removed: dict[str, FileInfo]
+    stats: NameStats | None  # the previous index's ranking statistics, when it had them
+    same_paths: bool  # the same files in the same languages: the module maps are the kept index's
+
+
 @dataclass
 class RepoIndex:
     root: Path
@@ -151,6 +170,11 @@ class RepoIndex:
     known: dict[str, _StampRecord] = field(default_factory=dict, repr=False, compare=False)
     # Files skipped for what they hold (binary, huge, generated): path -> (git blob id, why).
     skipped_blobs: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
+    # The Python files' pairs, for the next build from this index (None: taken from the cache, not made).
+    py_pairs: dict[str, Pairs] | None = field(default=None, repr=False, compare=False)
+    delta: IndexDelta | None = field(default=None, repr=False, compare=False)
+    # Ranking's statistics of these files (bot.ranking), made once per index, kept with it.
+    ranking_stats: NameStats | None = field(default=None, repr=False, compare=False)
 
     def read(self, path: str) -> str:
         """The file's text, never through a symlink (bot.files.PathRefused, an OSError)."""
@@ -237,6 +261,11 @@ _STAMPS_TABLE = """CREATE TABLE IF NOT EXISTS stamps (
     sha TEXT NOT NULL, language TEXT NOT NULL, skip TEXT NOT NULL, PRIMARY KEY (root, path))"""
 
 
+_RESOLVED_TABLE = """CREATE TABLE IF NOT EXISTS resolved (
+    root TEXT PRIMARY KEY, key TEXT NOT NULL, data TEXT NOT NULL, used INTEGER NOT NULL)"""
+RESOLVED_KEPT = 16  # roots whose resolved imports are kept (one record each, the latest)
+
+
 class _Cache:
     """Analysis records keyed by (format version, language, content sha), and the
     stamps of files read before, so an unchanged file is not even read again.
@@ -258,6 +287,7 @@ class _Cache:
             conn = sqlite3.connect(path, timeout=10)
             conn.execute("CREATE TABLE IF NOT EXISTS analysis (key TEXT PRIMARY KEY, data TEXT NOT NULL)")
             conn.execute(_STAMPS_TABLE)
+            conn.execute(_RESOLVED_TABLE)
             conn.execute("SELECT count(*) FROM analysis LIMIT 1").fetchone()
             return conn
         except sqlite3.DatabaseError as exc:
@@ -329,6 +359,36 @@ class _Cache:
                 self.conn.executemany(
                     "INSERT OR REPLACE INTO stamps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(root_key, r.path, CACHE_VERSION, *r.stamp, r.sha, r.language, r.skip) for r in records],
+                )
+        except sqlite3.DatabaseError as exc:
+            log.warning("index cache write failed (%s)", exc)
+
+    def resolved(self, root_key: str, key: str) -> dict[str, list[str]] | None:
+        """The imports recorded for `root_key` when its files had this key."""
+        if self.conn is None:
+            return None
+        try:
+            row = self.conn.execute("SELECT key, data FROM resolved WHERE root = ?", (root_key,)).fetchone()
+            recalled = json.loads(row[1]) if row is not None and row[0] == key else None
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            log.warning("index cache read failed (%s)", exc)
+            return None
+        return recalled if isinstance(recalled, dict) else None
+
+    def put_resolved(self, root_key: str, key: str, imports: dict[str, list[str]]) -> None:
+        if self.conn is None:
+            return
+        data = json.dumps(imports, separators=(",", ":"))
+        try:
+            with self.conn:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO resolved VALUES (?, ?, ?, ?)",
+                    (root_key, key, data, time.time_ns()),
+                )
+                self.conn.execute(
+                    "DELETE FROM resolved WHERE root NOT IN"
+                    " (SELECT root FROM resolved ORDER BY used DESC LIMIT ?)",
+                    (RESOLVED_KEPT,),
                 )
         except sqlite3.DatabaseError as exc:
             log.warning("index cache write failed (%s)", exc)
@@ -441,14 +501,33 @@ def _resolve_ref(ref: ImportRef, path: str, modules: _ModuleMap) -> list[tuple[s
     return out
 
 
-def _resolve_imports(files: dict[str, FileInfo]) -> None:
+def _resolve_imports(
+    files: dict[str, FileInfo], kept: dict[str, Pairs], changed: set[str] | None
+) -> dict[str, Pairs]:
+    """Resolve the Python files' imports; with `changed` (the module map is the kept
+    index's: same paths), only those files' pairs are made and the rest are `kept`."""
     py = {p: f for p, f in files.items() if f.language == "python"}
+    if changed is None:
+        pairs = _python_pairs(py, py)
+    else:
+        pairs = {p: kept[p] for p in py if p not in changed}
+        pairs |= _python_pairs(py, {p: py[p] for p in changed if p in py})
+    _follow_reexports(files, pairs)
+    return pairs
+
+
+def _python_pairs(py: dict[str, FileInfo], todo: dict[str, FileInfo]) -> dict[str, Pairs]:
+    if not todo:
+        return {}
     modules = _ModuleMap(py)
-    pairs = {
-        p: [pair for ref in f.raw_imports for pair in _resolve_ref(ref, p, modules)] for p, f in py.items()
+    return {
+        p: [pair for ref in f.raw_imports for pair in _resolve_ref(ref, p, modules)] for p, f in todo.items()
     }
+
+
+def _follow_reexports(files: dict[str, FileInfo], pairs: dict[str, Pairs]) -> None:
     # Where each module takes the names it imports from, to follow re-exports.
-    sources: dict[str, dict[str, str]] = {p: {} for p in py}
+    sources: dict[str, dict[str, str]] = {p: {} for p in pairs}
     for p, prs in pairs.items():
         for target, name in prs:
             if name is not None:
@@ -469,8 +548,9 @@ def _resolve_imports(files: dict[str, FileInfo]) -> None:
         files[p].imports = sorted(targets)
 
 
-def _resolve_other_imports(root: Path, files: dict[str, FileInfo]) -> None:
-    """Imports of the languages beyond Python (bot.imports has their rules)."""
+def _resolve_other_imports(root: Path, files: dict[str, FileInfo], changed: set[str] | None) -> None:
+    """Imports of the languages beyond Python (bot.imports has their rules); with
+    `changed` (same paths and configuration as the kept index), only those files'."""
 
     def read(path: str) -> str | None:
         try:
@@ -478,10 +558,63 @@ def _resolve_other_imports(root: Path, files: dict[str, FileInfo]) -> None:
         except (OSError, UnicodeDecodeError):
             return None
 
+    todo = files if changed is None else {p: files[p] for p in changed}
+    todo = {p: f for p, f in todo.items() if f.language != "python" and f.raw_imports}
+    if not todo:
+        return
     resolver = Resolver({p: (f.language, f.raw_imports) for p, f in files.items()}, read)
-    for path, info in files.items():
-        if info.language != "python" and info.raw_imports:
-            info.imports = resolver.resolve(path)
+    for path, info in todo.items():
+        info.imports = resolver.resolve(path)
+
+
+def _resolve(
+    root: Path, files: dict[str, FileInfo], previous: RepoIndex | None, delta: IndexDelta | None
+) -> dict[str, Pairs]:
+    """Every file's imports. A kept index with the same paths lends its results:
+    then only changed files are resolved (all of them when a file that configures
+    resolution changed), and nothing when no file did."""
+    if previous is None or delta is None or not delta.same_paths or previous.py_pairs is None:
+        pairs = _resolve_imports(files, {}, None)
+        _resolve_other_imports(root, files, None)
+        return pairs
+    changed = set(delta.changed)
+    if not changed:
+        return previous.py_pairs
+    pairs = _resolve_imports(files, previous.py_pairs, changed)
+    configured = any(p.rsplit("/", 1)[-1] in CONFIG_FILES for p in changed)
+    _resolve_other_imports(root, files, None if configured else changed)
+    return pairs
+
+
+def _resolve_or_recall(root: Path, build: _Build, cache: _Cache) -> dict[str, Pairs] | None:
+    """Every file's imports, as the cache recorded them for the same files (paths,
+    languages and contents: all that resolution reads), or resolved and recorded."""
+    key = _files_key(build.files)
+    recalled = cache.resolved(build.root_key, key)
+    if recalled is not None:
+        for path, info in build.files.items():
+            info.imports = recalled.get(path, [])
+        return None
+    pairs = _resolve(root, build.files, None, None)
+    cache.put_resolved(build.root_key, key, {p: f.imports for p, f in build.files.items() if f.imports})
+    return pairs
+
+
+def _files_key(files: dict[str, FileInfo]) -> str:
+    digest = hashlib.sha256(f"{CACHE_VERSION}\n".encode())
+    for path in sorted(files):
+        info = files[path]
+        digest.update(f"{path}\0{info.language}\0{info.sha}\n".encode())
+    return digest.hexdigest()
+
+
+def _delta(previous: RepoIndex, files: dict[str, FileInfo], reused: set[str]) -> IndexDelta:
+    changed = {p: previous.files.get(p) for p in files if p not in reused}
+    removed = {p: f for p, f in previous.files.items() if p not in files}
+    same = not removed and all(
+        old is not None and old.language == files[p].language for p, old in changed.items()
+    )
+    return IndexDelta(changed, removed, previous.ranking_stats, same)
 
 
 # --------------------------------------------------------------------------
@@ -515,11 +648,15 @@ def _build_index(root: Path, cache_dir: Path | None, previous: RepoIndex | None)
         build.list({**kept, **cache.stamps(build.root_key)}, cache)
         build.analyse(cache)
         cache.put_stamps(build.root_key, build.new_stamps, build.gone)
+        delta = _delta(previous, build.files, build.reused) if previous is not None else None
+        pairs: dict[str, Pairs] | None
+        if delta is not None and delta.same_paths:
+            pairs = _resolve(root, build.files, previous, delta)
+        else:
+            pairs = _resolve_or_recall(root, build, cache)
     finally:
         cache.close()
-    _resolve_imports(build.files)
-    _resolve_other_imports(root, build.files)
-    return RepoIndex(build.root, build.files, build.stats, build.known, build.skipped_blobs)
+    return RepoIndex(build.root, build.files, build.stats, build.known, build.skipped_blobs, pairs, delta)
 
 
 class KeptIndexes:
@@ -582,8 +719,10 @@ class _Build:
         self.kept = previous.files if previous is not None else {}
         self.same_root = previous is not None and previous.root == root
         self.pending: list[_Pending] = []
-        self.made: dict[str, Analysis] = {}  # analyses made in this build: identical files are parsed once
+        # Analyses made or decoded in this build: identical files share one.
+        self.made: dict[str, Analysis] = {}
         self.files: dict[str, FileInfo] = {}
+        self.reused: set[str] = set()  # paths whose kept info was taken as it was
         self.new_stamps: list[_StampRecord] = []
         self.gone: list[str] = []
         self.known: dict[str, _StampRecord] = {}
@@ -624,7 +763,9 @@ class _Build:
             self.read(rel, stamp if trusted else None, blob)
 
     def keep(self, old: FileInfo, stamp: Stamp) -> None:
-        self.files[old.path] = replace(old, imports=[], stamp=stamp)
+        # Its imports stay when the paths do (bot.index._resolve decides).
+        self.files[old.path] = replace(old, stamp=stamp)
+        self.reused.add(old.path)
         self.stats.cached += 1
         self.known[old.path] = _StampRecord(old.path, stamp, old.sha, old.language, "")
 
@@ -657,10 +798,11 @@ class _Build:
     def analyse(self, cache: _Cache) -> None:
         # The grammar, not only the language: a .tsx file parses otherwise than the same text in .ts.
         keys = [f"{CACHE_VERSION}:{grammar_name(p.language, p.path)}:{p.sha}" for p in self.pending]
-        cached = cache.get_many(sorted(set(keys)))
+        # Identical files (copies, empty `__init__.py`) are decoded once per build, not once per batch.
+        self.made.update(cache.get_many(sorted({k for k in keys if k not in self.made})))
         fresh: dict[str, Analysis] = {}
         for item, key in zip(self.pending, keys, strict=True):
-            analysis = cached.get(key) or self.made.get(key)
+            analysis = self.made.get(key)
             if analysis is None:
                 text = item.text if item.text is not None else self.late_read(item)
                 if text is None:

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from bot.index import IDENT_RE, FileInfo, RepoIndex, identifier_terms
+from bot.index import IDENT_RE, FileInfo, IndexDelta, RepoIndex, identifier_terms
 from bot.query import BODY_MENTION, PATH_RE, Query, parse_query
 from bot.terms import TermTable
 
@@ -49,7 +49,7 @@ class Focus:
 
 
 @dataclass
-class _Names:
+class NameStats:
     """Path terms per file, the corpus's term tables, document lengths and who
     defines each name, built once per index. Counts of the words and of the
     symbols' names are looked up per query term: a query needs a few dozen terms,
@@ -69,16 +69,62 @@ class RankingMemo:
     so later calls (one per tier) reuse it."""
 
     index: RepoIndex
-    names: _Names | None = None
+    names: NameStats | None = None
     postings: dict[str, dict[str, float]] = field(default_factory=dict)  # the terms asked for so far
 
-    def name_stats(self) -> _Names:
+    def name_stats(self) -> NameStats:
         if self.names is None:
-            self.names = _name_stats(self.index)
+            self.names = name_stats(self.index)
         return self.names
 
 
-def _name_stats(index: RepoIndex) -> _Names:
+def name_stats(index: RepoIndex) -> NameStats:
+    """The index's statistics, made once and kept with it; from the kept index's
+    it was built from, only the changed files are counted again."""
+    if index.ranking_stats is None:
+        delta = index.delta
+        if delta is not None and delta.stats is not None:
+            index.ranking_stats = _updated(delta.stats, index, delta)
+        else:
+            index.ranking_stats = _name_stats(index)
+        index.delta = None  # the kept index's statistics are let go
+    return index.ranking_stats
+
+
+def _defined(info: FileInfo) -> set[str]:
+    return {sym.name for sym in info.symbols if sym.kind != "section"}
+
+
+def _updated(old: NameStats, index: RepoIndex, delta: IndexDelta) -> NameStats:
+    """`old` with the changed and removed files counted again. Copied where written:
+    a run still ranking with the kept index keeps its statistics as they were."""
+    postings = dict(old.postings)
+    defs = dict(old.defs)
+    for path, before in [*delta.changed.items(), *delta.removed.items()]:
+        if before is None:
+            continue
+        for name in _defined(before):
+            defs[name] = defs[name] - {path}
+            if not defs[name]:
+                del defs[name]
+        if path not in index.files:
+            for term in set(path_terms(path)):
+                row = {p: w for p, w in postings[term].items() if p != path}
+                if row:
+                    postings[term] = row
+                else:
+                    del postings[term]
+    for path, before in delta.changed.items():
+        for name in _defined(index.files[path]):
+            defs[name] = defs.get(name, set()) | {path}
+        if before is None:
+            for term in path_terms(path):
+                postings[term] = row = dict(postings.get(term, {}))
+                row[path] = row.get(path, 0.0) + W_PATH
+    return _stats(index, postings, defs)
+
+
+def _name_stats(index: RepoIndex) -> NameStats:
     postings: dict[str, dict[str, float]] = {}
     defs: dict[str, set[str]] = {}
     for path, info in index.files.items():
@@ -87,8 +133,12 @@ def _name_stats(index: RepoIndex) -> _Names:
                 defs.setdefault(sym.name, set()).add(path)
         for term in path_terms(path):
             _bump(postings, term, path, W_PATH)
+    return _stats(index, postings, defs)
+
+
+def _stats(index: RepoIndex, postings: dict[str, dict[str, float]], defs: dict[str, set[str]]) -> NameStats:
     lengths = {path: info.terms.total + 1.0 for path, info in index.files.items()}
-    return _Names(
+    return NameStats(
         postings=postings,
         text=TermTable((p, f.terms) for p, f in index.files.items()),
         symbols=TermTable((p, f.names) for p, f in index.files.items()),
@@ -152,7 +202,7 @@ def role_factor(info: FileInfo, query: Query) -> float:
     return 1.0
 
 
-def _bm25(memo: RankingMemo, names: _Names, query: Query) -> dict[str, float]:
+def _bm25(memo: RankingMemo, names: NameStats, query: Query) -> dict[str, float]:
     index = memo.index
     scores: dict[str, float] = {}
     n_files = len(index.files)
@@ -169,7 +219,7 @@ def _bm25(memo: RankingMemo, names: _Names, query: Query) -> dict[str, float]:
     return scores
 
 
-def _posting(names: _Names, term: str) -> dict[str, float]:
+def _posting(names: NameStats, term: str) -> dict[str, float]:
     """path -> weighted count of `term`: in the text, in symbol names, in the path."""
     tf = {path: float(n) for path, n in names.text.postings(term).items()}
     for path, n in names.symbols.postings(term).items():
@@ -190,7 +240,7 @@ def _path_matches(index: RepoIndex, mention: str) -> list[str]:
     return hits
 
 
-def _literal_boosts(index: RepoIndex, names: _Names, query: Query) -> dict[str, float]:
+def _literal_boosts(index: RepoIndex, names: NameStats, query: Query) -> dict[str, float]:
     """Relative boosts (in units of the best lexical score) for files named
     literally: by path, by a symbol written as code, by a class name."""
     boosts: dict[str, float] = {}

@@ -135,7 +135,9 @@ def walked(root: Path) -> files.Listing:
     links: set[str] = set()
     real_dirs = {""}
     files._walk(root, lambda rel: repo.path_is_ignored(prefix + rel), found, links, real_dirs)
-    files._add_tracked(root, repo, prefix, found, links, real_dirs)
+    entries = files._entries(repo, prefix)
+    # Every tracked path as if git's status named it: each is looked at, none vouched for.
+    files._add_tracked(root, prefix, entries, {path: 0 for path, _, _ in entries}, found, links, real_dirs)
     return files.Listing(sorted(found), sorted(links))
 
 
@@ -146,6 +148,7 @@ def mixed_tree(root: Path, outside: Path) -> None:
     put(root, ".gitignore", "*.log\nignored_dir/\nsrc/gen/\n")
     put(root, "src/app/main.py", "x = 1\n")
     put(root, "src/gen/forced.py", "x = 2\n")
+    put(root, "src/app/swapped.py", "x = 3\n")
     put(root, "ignored_dir/a.py", "x\n")
     repo = make_git_repo(root)
     repo.index.add("src/gen/forced.py")
@@ -164,6 +167,8 @@ def mixed_tree(root: Path, outside: Path) -> None:
     (root / "fresh/dir_link").symlink_to(outside / "lib", target_is_directory=True)
     (root / "new_link.py").symlink_to("src/app/main.py")
     (root / "src/app/main.py").unlink()  # tracked but deleted from the work tree
+    (root / "src/app/swapped.py").unlink()
+    (root / "src/app/swapped.py").symlink_to(outside / "secret.txt")  # tracked, now a link
 
 
 @pytest.mark.parametrize("sub", ["", "src", "fresh"])
