@@ -22,6 +22,18 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 LOCK_TIMEOUT_S = 1800.0
+# What every installer may see of the server's settings to reach its registry: the
+# proxies and the certificate authorities. Each adds where its own registry is.
+PROXY_AND_CA_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
 
 
 class EnvError(Exception):

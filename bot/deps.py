@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot import runners
-from bot.buildcache import EnvError, build_once
+from bot.buildcache import PROXY_AND_CA_ENV, EnvError, build_once
 from bot.files import PathRefused, read_bytes
 from bot.pyenv import ensure_env, needs_env
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
@@ -72,14 +72,7 @@ ALLOW = (
     "GONOSUMDB",
     "GOSUMDB",
     "GOINSECURE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
+    *PROXY_AND_CA_ENV,
 )
 # Each package manager's download cache, per repository (never the server user's own).
 CACHE_DIR = ".downloads"

@@ -48,7 +48,8 @@ def _sources(crate: str) -> str:
     return f"{crate}/src" if crate else "src"
 
 
-def _common_prefix(a: str, b: str) -> int:
+def common_prefix(a: str, b: str) -> int:
+    """How many leading directories two paths share."""
     n = 0
     for x, y in zip(a.split("/"), b.split("/"), strict=False):
         if x != y:
@@ -249,7 +250,7 @@ class Resolver:
         for k in range(len(parts), 1, -1):  # `import static a.b.C.m`: the class is a prefix
             hits = self._java_classes.get("/".join(parts[:k]))
             if hits:
-                return [min(hits, key=lambda h: (-_common_prefix(h, path), h))]
+                return [min(hits, key=lambda h: (-common_prefix(h, path), h))]
         return []
 
     @cached_property
@@ -290,7 +291,7 @@ class Resolver:
         if relative and _join(_dir(path), name) in self.paths:
             return [_join(_dir(path), name)]
         hits = self._by_tail.get(name.lstrip("./"), [])
-        return [min(hits, key=lambda h: (-_common_prefix(h, path), h))] if hits else []
+        return [min(hits, key=lambda h: (-common_prefix(h, path), h))] if hits else []
 
     @cached_property
     def _by_tail(self) -> dict[str, list[str]]:

@@ -36,7 +36,7 @@ from bot.files import junk_file as junk_file
 from bot.files import list_files as list_files
 from bot.files import vendored_dir as vendored_dir
 from bot.grammars import grammar_name
-from bot.imports import CONFIG_FILES, Resolver
+from bot.imports import CONFIG_FILES, Resolver, common_prefix
 from bot.terms import IDENT_RE as IDENT_RE
 from bot.terms import STOPWORDS as STOPWORDS
 from bot.terms import TermCounts
@@ -442,7 +442,7 @@ class _ModuleMap:
             return None
         if len(candidates) == 1:
             return candidates[0]
-        return min(candidates, key=lambda c: (-_common_prefix(c, near), c.count("/"), c))
+        return min(candidates, key=lambda c: (-common_prefix(c, near), c.count("/"), c))
 
     def file_for(self, base: str) -> str | None:
         """`a/b` -> `a/b.py` or `a/b/__init__.py`."""
@@ -451,15 +451,6 @@ class _ModuleMap:
             if candidate in self.paths:
                 return candidate
         return None
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a.split("/"), b.split("/"), strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _resolve_ref(ref: ImportRef, path: str, modules: _ModuleMap) -> list[tuple[str, str | None]]:

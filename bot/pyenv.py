@@ -44,7 +44,7 @@ from typing import Any
 
 import platformdirs
 
-from bot.buildcache import EnvError, build_once
+from bot.buildcache import PROXY_AND_CA_ENV, EnvError, build_once
 from bot.config import APP_NAME
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
 from bot.sandbox import run as sandboxed
@@ -69,14 +69,7 @@ UV_ALLOW = (
     "UV_INDEX",
     "UV_NATIVE_TLS",
     "UV_OFFLINE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
+    *PROXY_AND_CA_ENV,
 )
 # A first build may download much; later ones come from uv's cache.
 BUILD_TIMEOUT_S = 900.0
