@@ -264,6 +264,11 @@ _STAMPS_TABLE = """CREATE TABLE IF NOT EXISTS stamps (
 _RESOLVED_TABLE = """CREATE TABLE IF NOT EXISTS resolved (
     root TEXT PRIMARY KEY, key TEXT NOT NULL, data TEXT NOT NULL, used INTEGER NOT NULL)"""
 RESOLVED_KEPT = 16  # roots whose resolved imports are kept (one record each, the latest)
+# When each root last wrote stamps: the App checks every job out afresh, each a new
+# root, so the stamps of all but the latest roots are dropped rather than kept forever.
+_STAMP_ROOTS_TABLE = """CREATE TABLE IF NOT EXISTS stamp_roots (
+    root TEXT PRIMARY KEY, used INTEGER NOT NULL)"""
+STAMP_ROOTS_KEPT = 16
 
 
 class _Cache:
@@ -287,6 +292,7 @@ class _Cache:
             conn = sqlite3.connect(path, timeout=10)
             conn.execute("CREATE TABLE IF NOT EXISTS analysis (key TEXT PRIMARY KEY, data TEXT NOT NULL)")
             conn.execute(_STAMPS_TABLE)
+            conn.execute(_STAMP_ROOTS_TABLE)
             conn.execute(_RESOLVED_TABLE)
             conn.execute("SELECT count(*) FROM analysis LIMIT 1").fetchone()
             return conn
@@ -360,8 +366,20 @@ class _Cache:
                     "INSERT OR REPLACE INTO stamps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(root_key, r.path, CACHE_VERSION, *r.stamp, r.sha, r.language, r.skip) for r in records],
                 )
+                self._keep_latest_stamp_roots(root_key)
         except sqlite3.DatabaseError as exc:
             log.warning("index cache write failed (%s)", exc)
+
+    def _keep_latest_stamp_roots(self, root_key: str) -> None:
+        assert self.conn is not None
+        self.conn.execute("INSERT OR REPLACE INTO stamp_roots VALUES (?, ?)", (root_key, time.time_ns()))
+        self.conn.execute(
+            "DELETE FROM stamp_roots WHERE root NOT IN"
+            " (SELECT root FROM stamp_roots ORDER BY used DESC LIMIT ?)",
+            (STAMP_ROOTS_KEPT,),
+        )
+        # Rows of roots no longer listed go too, older caches' unlisted roots included.
+        self.conn.execute("DELETE FROM stamps WHERE root NOT IN (SELECT root FROM stamp_roots)")
 
     def resolved(self, root_key: str, key: str) -> dict[str, list[str]] | None:
         """The imports recorded for `root_key` when its files had this key."""

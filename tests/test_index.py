@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import shutil
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -315,6 +316,29 @@ def test_unchanged_files_are_known_by_their_stamps(repo: Path, tmp_path: Path) -
     third = build_index(repo, cache)
     assert third.stats.read == 1 and third.stats.parsed == 1
     assert "hooper" in {s.name for s in third.files["pkg/util.py"].symbols}
+
+
+def test_only_the_latest_roots_keep_their_stamps(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each App job indexes a fresh checkout, a new root: older roots' stamps are dropped."""
+    from bot import index as index_module
+
+    monkeypatch.setattr(index_module, "STAMP_ROOTS_KEPT", 2)
+    cache = tmp_path / "cache"
+    age(repo)
+    copies = []
+    for n in range(3):
+        copy = tmp_path / f"checkout-{n}"
+        shutil.copytree(repo, copy, symlinks=True)
+        age(copy)
+        build_index(copy, cache)
+        copies.append(str(copy.resolve()))
+    with sqlite3.connect(cache / CACHE_FILE) as db:
+        roots = {row[0] for row in db.execute("SELECT DISTINCT root FROM stamps")}
+    assert roots == set(copies[1:])  # the oldest root's rows are gone
+    again = build_index(Path(copies[2]), cache)
+    assert again.stats.read == 0  # the latest root still reads nothing
 
 
 def test_an_index_kept_in_memory_rereads_only_changed_files(repo: Path) -> None:
