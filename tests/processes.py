@@ -14,6 +14,18 @@ import httpx
 START_TIMEOUT_S = 20.0
 
 
+def stop_gracefully(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30) -> None:
+    """SIGTERM, as a service manager stops Patchling; SIGKILL if it has not ended in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -43,6 +43,7 @@ from tests.fakegithub import (
 )
 from tests.githubserver import GitHubProcess, app_process_env
 from tests.modelserver import ScriptedModel, free_port
+from tests.processes import stop_gracefully
 from tests.test_app_e2e import NEW_SOURCE
 
 BRANCH = "patchling/7-add-a-way-to-clear-the-memory"
@@ -724,12 +725,7 @@ class Server:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_gracefully(self.proc)
 
 
 def wait_for(ready: Callable[[], Any], what: str, timeout_s: float = 90) -> Any:

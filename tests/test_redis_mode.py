@@ -37,6 +37,7 @@ from tests.fakegithub import (
 )
 from tests.githubserver import GitHubProcess, app_process_env
 from tests.modelserver import ScriptedModel
+from tests.processes import stop_gracefully
 from tests.redisserver import RedisServer
 from tests.test_app_e2e import NEW_SOURCE
 from tests.test_faults import BRANCH, wait_for
@@ -258,13 +259,7 @@ class WorkerProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_gracefully(self.proc)
 
 
 LEASE_S = 3
