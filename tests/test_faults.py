@@ -765,7 +765,8 @@ def assert_delivered_once(server: Server, github: GitHubProcess, remote: Any) ->
     tip = remote.references[f"refs/heads/{BRANCH}"].target
     ahead, _ = remote.ahead_behind(tip, remote.references["refs/heads/main"].target)
     assert ahead == 1
-    assert list((server.data_dir / "work").glob("job-*")) == []
+    # The status comment is posted before the job's `finally` removes its work tree.
+    wait_for(lambda: not list((server.data_dir / "work").glob("job-*")), "the work trees to be removed", 30)
     return status
 
 
