@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import tempfile
@@ -82,7 +83,7 @@ def use(place: Path, name: str, hold: ExitStack) -> None:
     place.mkdir(parents=True, exist_ok=True)
     try:
         hold.enter_context(use_lock(place, name).read_lock())
-    except (Timeout, OSError) as exc:
+    except (Timeout, OSError, sqlite3.Error) as exc:  # the lock is an SQLite file
         raise EnvError(f"could not lock {name} for use: {exc}") from None
     touch(place / name)
 

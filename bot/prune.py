@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -211,7 +212,7 @@ def prune_logged(settings: Settings, *, after_job: bool = False) -> None:
         if after_job and not due_after_job(envs_dir):
             return
         result = prune(envs_dir, limits)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:  # a full disk, say
         log.warning("pruning the test environments failed: %s", exc)
         return
     for entry in result.removed:
