@@ -1,4 +1,4 @@
-"""The `patchling` command: edit, apply, context, stats, eval, serve, setup.
+"""The `patchling` command: edit, apply, context, stats, eval, serve, worker, prune, setup.
 
 Exit codes: 0 success (an edit verified or unverified, a patch applied, an
 eval run), 1 the work failed (every tier failed, a patch did not apply, no
@@ -540,6 +540,31 @@ def worker(config: ConfigOption = None, verbose: VerboseOption = False) -> None:
         run_worker(_settings(config), verbose=verbose)
     except ValueError as exc:  # incomplete settings: nothing was started
         _bad_input(str(exc))
+
+
+@app.command()
+def prune(
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be removed.")] = False,
+) -> None:
+    """Remove test environments unused for PATCHLING_ENVS_MAX_AGE_DAYS, then the least
+    recently used past PATCHLING_ENVS_MAX_GB; never one a running job uses."""
+    from bot.prune import describe, limits_of, size_text
+    from bot.prune import prune as prune_envs
+    from bot.pyenv import envs_dir_in
+
+    settings = _settings(config)
+    envs_dir = envs_dir_in(_data_dirs(settings, data_dir).cache)
+    result = prune_envs(envs_dir, limits_of(settings), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for entry in result.removed:
+        typer.echo(f"{verb} {describe(entry, envs_dir)} ({size_text(entry.size)})")
+    freed = "would free" if dry_run else "freed"
+    typer.echo(
+        f"{freed} {size_text(result.freed)} in {envs_dir}; kept {result.kept},"
+        f" {len(result.busy)} in use (left for later)"
+    )
 
 
 @app.command()

@@ -205,6 +205,13 @@ class Settings(BaseSettings):
     # viewers send it as a bearer token or sign in with it once (a cookie).
     dashboard_token: SecretStr | None = None
 
+    # -- test environments --
+    # Built once per set of dependency files and reused, then pruned (at start-up,
+    # after jobs, by `patchling prune`): those unused for this many days, and,
+    # least recently used first, as many as it takes to stay under this size.
+    envs_max_age_days: float = Field(default=14, gt=0)
+    envs_max_gb: float = Field(default=20, gt=0)
+
     # -- operating --
     # `serve`'s log lines: one JSON object each, or "text" (key=value) for a terminal.
     log_format: Literal["json", "text"] = "json"

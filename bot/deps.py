@@ -32,12 +32,13 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from bot import runners
-from bot.buildcache import PROXY_AND_CA_ENV, EnvError, build_once
+from bot.buildcache import PROXY_AND_CA_ENV, EnvError, build_once, use
 from bot.files import PathRefused, read_bytes
 from bot.pyenv import ensure_env, needs_env
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
@@ -281,18 +282,22 @@ def ensure_deps(
     sandbox: Sandbox | None = None,
     network: Network = "setup",
     timeout_s: float = BUILD_TIMEOUT_S,
+    hold: ExitStack | None = None,
 ) -> Deps:
     """The installed dependencies for the checkout at `root`: reused when an
-    install with the same key exists, else installed. Raises EnvError."""
+    install with the same key exists, else installed; kept from pruning until
+    `hold` closes. Raises EnvError."""
     key = deps_key(root, chosen, scope)
     cache = envs_dir / CACHE_DIR / hashlib.sha256(scope.encode()).hexdigest()[:16]
     net = network in ("setup", "all")
 
     def build(target: Path) -> None:
-        _install(root, chosen, target, cache, sandbox or Sandbox(), net, timeout_s)
+        with ExitStack() as using:
+            use(cache.parent, cache.name, using)  # the cache too is pruned when unused
+            _install(root, chosen, target, cache, sandbox or Sandbox(), net, timeout_s)
 
     what = f"the {chosen.kind} dependencies"
-    built = build_once(envs_dir / chosen.kind, key, MARKER, build, what)
+    built = build_once(envs_dir / chosen.kind, key, MARKER, build, what, hold)
     return Deps(chosen, built.path, key, built.seconds, built.reused)
 
 
@@ -305,13 +310,17 @@ def ensure_test_env(
     scope: str = "",
     sandbox: Sandbox | None = None,
     network: Network = "setup",
+    hold: ExitStack | None = None,
 ) -> Environment | None:
     """What `command` runs in besides the checkout: the repository's Python
     environment when it needs one, else its installed dependencies, else
-    nothing. Raises EnvError when what it needs cannot be had."""
+    nothing; kept from pruning until `hold` closes. Raises EnvError when what
+    it needs cannot be had."""
     if needs_env(root, [command, setup_command]):
-        return ensure_env(root, envs_dir, setup_command, scope=scope, sandbox=sandbox, network=network)
+        return ensure_env(
+            root, envs_dir, setup_command, scope=scope, sandbox=sandbox, network=network, hold=hold
+        )
     chosen = plan(root, command, setup_command)
     if chosen is None:
         return None
-    return ensure_deps(root, chosen, envs_dir, scope=scope, sandbox=sandbox, network=network)
+    return ensure_deps(root, chosen, envs_dir, scope=scope, sandbox=sandbox, network=network, hold=hold)

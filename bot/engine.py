@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -58,7 +59,7 @@ from bot.progress import (
     TestWritten,
     Verified,
 )
-from bot.pyenv import EnvError, PyEnv, default_envs_dir
+from bot.pyenv import EnvError, PyEnv, default_envs_dir, envs_dir_in
 from bot.query import Query, parse_query
 from bot.ranking import Focus
 from bot.records import RecordStore
@@ -262,7 +263,7 @@ class EditRequest:
         return Path(self.data_dir) / "index" if self.data_dir is not None else None
 
     def place(self) -> TestPlace:
-        envs = Path(self.data_dir) / "envs" if self.data_dir is not None else default_envs_dir()
+        envs = envs_dir_in(self.data_dir) if self.data_dir is not None else default_envs_dir()
         return TestPlace(envs, self.sandbox, self.network, self.label)
 
 
@@ -593,16 +594,31 @@ def tests_in_env(
     to them gets an environment of its own). With `coverage_to`, pytest in a
     Python environment (which has coverage.py) writes its coverage report there."""
     sandbox, network = place.sandbox, place.network
-    try:
-        env = ensure_test_env(
-            root, command, setup_command, place.envs_dir, scope=place.scope, sandbox=sandbox, network=network
+    with ExitStack() as hold:  # the environment stays until the tests are done with it
+        try:
+            env = ensure_test_env(
+                root,
+                command,
+                setup_command,
+                place.envs_dir,
+                scope=place.scope,
+                sandbox=sandbox,
+                network=network,
+                hold=hold,
+            )
+        except EnvError as exc:
+            return TestRun.not_run(command, str(exc)), None
+        measure = coverage_to if isinstance(env, PyEnv) else None
+        run = run_tests(
+            root,
+            command,
+            timeout_s,
+            setup_command,
+            env,
+            sandbox=sandbox,
+            network=network,
+            coverage_to=measure,
         )
-    except EnvError as exc:
-        return TestRun.not_run(command, str(exc)), None
-    measure = coverage_to if isinstance(env, PyEnv) else None
-    run = run_tests(
-        root, command, timeout_s, setup_command, env, sandbox=sandbox, network=network, coverage_to=measure
-    )
     return run, env
 
 

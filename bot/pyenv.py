@@ -38,13 +38,14 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from bot.buildcache import PROXY_AND_CA_ENV, EnvError, build_once
+from bot.buildcache import PROXY_AND_CA_ENV, EnvError, build_once, use
 from bot.config import APP_NAME
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
 from bot.sandbox import run as sandboxed
@@ -379,11 +380,12 @@ def ensure_env(
     scope: str = "",
     sandbox: Sandbox | None = None,
     network: Network = "setup",
+    hold: ExitStack | None = None,
 ) -> PyEnv:
     """The environment for the checkout at `root` (of the repository `scope`):
     reused when one with the same key exists, else built in `sandbox`, with
-    the network when `network` allows it during setup. Raises EnvError when it
-    cannot be built."""
+    the network when `network` allows it during setup; kept from pruning until
+    `hold` closes. Raises EnvError when it cannot be built."""
     root = Path(root)
     started = time.monotonic()
     key = env_key(root, setup_command, scope)
@@ -391,11 +393,13 @@ def ensure_env(
     cache = scope_cache(envs_dir, scope)
 
     def build(target: Path) -> None:
-        cache.mkdir(parents=True, exist_ok=True)
-        net = network in ("setup", "all")
-        _Builder(root, target, cache, sandbox or Sandbox(), net, started + timeout_s).build(args)
+        with ExitStack() as using:
+            use(cache.parent, cache.name, using)  # the cache too is pruned when unused
+            cache.mkdir(parents=True, exist_ok=True)
+            net = network in ("setup", "all")
+            _Builder(root, target, cache, sandbox or Sandbox(), net, started + timeout_s).build(args)
 
-    built = build_once(envs_dir, key, INFO_FILE, build, "the test environment")
+    built = build_once(envs_dir, key, INFO_FILE, build, "the test environment", hold)
     return PyEnv(built.path, key, words, built.seconds, reused=built.reused)
 
 
@@ -403,3 +407,8 @@ def default_envs_dir() -> Path:
     """Where environments live when no data directory is given: the user's cache
     (the same place the CLI keeps its index cache)."""
     return platformdirs.user_cache_path(APP_NAME) / "envs"
+
+
+def envs_dir_in(data_dir: Path) -> Path:
+    """Where a data directory keeps its environments."""
+    return Path(data_dir) / "envs"

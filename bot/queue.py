@@ -46,6 +46,7 @@ from bot.ledger import (
     checkpoint,
     tune_sqlite,
 )
+from bot.prune import prune_logged
 from bot.redis_ledger import RedisLedger, default_owner
 from bot.workflow import BranchBusy, abandon, work
 
@@ -333,6 +334,7 @@ class JobQueue:
             # The requester has been told; the worker lives on. Left 'running', the
             # job is run once more at the next start.
             log.error("job %s ended (%s) but the ledger could not record it: %s", job.job_id, outcome, exc)
+        prune_logged(self.settings, after_job=True)  # environments this job may have left behind
 
     def _release_dead_runs_lock(self, job_id: str) -> None:
         """A job given up (Redis mode) may hold its branch from a dead run."""

@@ -25,6 +25,7 @@ from bot import logs
 from bot.config import Settings, load_settings
 from bot.forward import start_forwarder
 from bot.github import signing_key
+from bot.prune import prune_logged
 from bot.queue import JobQueue, redis_url
 from bot.setup_mode import Switch, setup_app
 from bot.web import WEBHOOK_PATH, create_app
@@ -129,6 +130,12 @@ def start_consumer(queue: JobQueue, workers: int) -> InProcessConsumer:
     return consumer
 
 
+def start_pruning(settings: Settings) -> None:
+    """Prune the test environments (bot.prune) in a thread: a large removal
+    must not hold up the start."""
+    threading.Thread(target=prune_logged, args=(settings,), name="prune", daemon=True).start()
+
+
 def start_checkpoints(queue: JobQueue, stop: threading.Event, every_s: float = CHECKPOINT_EVERY_S) -> None:
     """Checkpoint the SQLite logs off the request path, until `stop` is set."""
 
@@ -229,6 +236,7 @@ class Running:
         scrub_environment()
         queue = JobQueue(settings)
         resumed = queue.recover()
+        start_pruning(settings)
         if resumed:
             log.info("resuming %d job(s) interrupted by the last stop", resumed)
         app = create_app(settings, queue=queue)
@@ -271,6 +279,7 @@ def run_worker(settings: Settings, *, verbose: bool = False) -> None:
     scrub_environment()
     queue = JobQueue(settings)
     worker = queue.worker(max(1, settings.workers))
+    start_pruning(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: stop.set())

@@ -56,7 +56,11 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def leftovers(place: Path) -> list[str]:
     """What a build left in its place besides the lock files."""
-    return sorted(p.name for p in place.iterdir() if not p.name.endswith(".lock")) if place.is_dir() else []
+    return (
+        sorted(p.name for p in place.iterdir() if not p.name.endswith((".lock", ".use")))
+        if place.is_dir()
+        else []
+    )
 
 
 # -- Node: a package.json whose one dependency is a local tarball, pinned by package-lock.json

@@ -125,7 +125,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(EnvError, match="failed"):
         ensure_env(root, envs)
     # Only the repository's uv cache stays (by design), never a half-built environment.
-    assert sorted(p.name for p in envs.iterdir() if not p.name.endswith(".lock")) == [".uv-cache"]
+    assert sorted(p.name for p in envs.iterdir() if not p.name.endswith((".lock", ".use"))) == [".uv-cache"]
 
 
 def test_the_key_follows_the_dependency_files(tmp_path: Path) -> None:
