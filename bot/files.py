@@ -134,7 +134,7 @@ NODE_SUFFIXES = (".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".cts", ".tsx")
 NODE_TEST_MARKS = (".test", ".spec", "-test", "_test")
 
 
-def test_ecosystem(path: str) -> str | None:
+def ecosystem_of_test(path: str) -> str | None:
     """The ecosystem whose runner takes `path` for a test file by its default
     conventions: "python" (pytest's test_*.py, *_test.py), "go" (*_test.go),
     "node" (*.test.ts, *.spec.js, … or any script under test/ or __tests__/);
@@ -159,7 +159,7 @@ def is_test_path(path: str) -> bool:
     stem = name.rpartition(".")[0] or name
     if TEST_DIRS.intersection(dirs) or name == "conftest.py" or name.startswith("test_"):
         return True
-    return stem.endswith(("_test", "_tests", ".test", ".spec")) or test_ecosystem(path) is not None
+    return stem.endswith(("_test", "_tests", ".test", ".spec")) or ecosystem_of_test(path) is not None
 
 
 # --------------------------------------------------------------------------

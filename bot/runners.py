@@ -31,7 +31,7 @@ from typing import Any
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from bot.files import PathRefused, open_file, test_ecosystem
+from bot.files import PathRefused, ecosystem_of_test, open_file
 
 # npm's placeholder script for a package without tests.
 NPM_NO_TEST = "no test specified"
@@ -104,7 +104,7 @@ class Runner:
     # Host directories the toolchain lives in, shown read-only in the sandbox.
     toolchain: Callable[[], list[Path]] = lambda: []
     # Test-first edits (bot.testfirst): whose test-file conventions its tests
-    # follow (bot.files.test_ecosystem), and the command that runs one new
+    # follow (bot.files.ecosystem_of_test), and the command that runs one new
     # test file alone; None where this runner has no such command.
     tests: str | None = None
     alone: Alone | None = None
@@ -380,7 +380,7 @@ def _test_location(root: Path, word: str) -> bool:
         return False
     if any(ch in word for ch in "*?{") or word.endswith("/") or (root / word).is_dir():
         return True
-    return test_ecosystem(word) == "node"
+    return ecosystem_of_test(word) == "node"
 
 
 def _compiled(root: Path, path: str) -> str:

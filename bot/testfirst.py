@@ -10,7 +10,7 @@ Covered: pytest (test_*.py), Go (`*_test.go`, run as `go test -run
 '^(TestName)$' ./pkg`) and Node (`*.test.ts`, `*.spec.js`, `test/**`…, run by
 the repository's own node --test, jest, vitest or mocha pointed at the one
 file). Which runner is the one bot.runners reads the test command's output
-with; which files are tests is bot.files.test_ecosystem. The test runs in the
+with; which files are tests is bot.files.ecosystem_of_test. The test runs in the
 same sandbox and environment as the repository's tests (bot.engine.tests_in_env).
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from bot import models, runners
 from bot.apply import ApplyError, extract_whole_file
 from bot.config import Tier
-from bot.files import NODE_TEST_MARKS, list_files, read_text, test_ecosystem
+from bot.files import NODE_TEST_MARKS, ecosystem_of_test, list_files, read_text
 from bot.verify import TestRun, check_syntax, has_python_tests, pytest_args
 
 # How a new pytest test runs alone, in the repository's environment.
@@ -114,7 +114,7 @@ def style_example(root: Path, ecosystem: str = "python") -> tuple[str, str] | No
     """One of the repository's test files of this ecosystem (the shallowest,
     then the first by name), cut to EXAMPLE_CHARS: its path and text; None
     when it has none."""
-    tests = sorted((p for p in list_files(root) if test_ecosystem(p) == ecosystem), key=_shallow_first)
+    tests = sorted((p for p in list_files(root) if ecosystem_of_test(p) == ecosystem), key=_shallow_first)
     for path in tests:
         text = _text(root, path)
         if text.strip():
@@ -140,7 +140,7 @@ def new_test_path(root: Path, beside: str, instruction: str) -> str:
 
 
 def _test_name(example: str, words: list[str]) -> str:
-    ecosystem = test_ecosystem(example)
+    ecosystem = ecosystem_of_test(example)
     if ecosystem == "go":
         return "_".join(words) + "_test.go"
     if ecosystem == "node":

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot import grammars, runners
-from bot.files import list_files, test_ecosystem
+from bot.files import ecosystem_of_test, list_files
 from bot.index import language_of
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
 from bot.sandbox import run as sandboxed
@@ -185,7 +185,7 @@ def has_python_tests(root: Path) -> bool:
     """A tests/ directory with Python in it, or any test_*.py / *_test.py, among the
     project's files (bot.files: no junk, vendored or ignored directories, no links)."""
     return any(
-        rel.endswith(".py") and (rel.startswith("tests/") or test_ecosystem(rel) == "python")
+        rel.endswith(".py") and (rel.startswith("tests/") or ecosystem_of_test(rel) == "python")
         for rel in list_files(Path(root))
     )
 
