@@ -67,7 +67,7 @@ from bot.redact import redact, secret_parts
 from bot.rollback import rollback_on_error
 from bot.routing import Router
 from bot.sandbox import Network, Sandbox
-from bot.testfirst import DraftTest, alone_command, fails_before, passes_after
+from bot.testfirst import DraftTest, fails_before, passes_after
 from bot.testfirst import draft as draft_test
 from bot.tokens import truncate_to_tokens
 from bot.verify import (
@@ -840,7 +840,7 @@ async def _draft_test(run: _Run, clock: _TierRun) -> _FirstTest:
     conventions = fit_conventions(run.conventions, tier.input_budget)
     try:
         test, usage, note = await draft_test(
-            tier, request.root, request.instruction, context.render(), conventions
+            tier, request.root, run.command, request.instruction, context.render(), conventions
         )
     except models.ModelError as exc:
         clock.usage += exc.usage
@@ -878,11 +878,11 @@ async def _try(run: _Run, change: _Change, first: _FirstTest | None = None) -> _
     return _Ending(status, message, before, after, change, proof)
 
 
-async def _run_alone(run: _Run, path: str) -> TestRun:
+async def _run_alone(run: _Run, test: DraftTest) -> TestRun:
     request = run.request
     args = (
         request.root,
-        alone_command(path),
+        test.alone,
         request.setup_command,
         request.test_timeout_s,
         run.baseline.place,
@@ -895,7 +895,7 @@ async def _test_fails_before(run: _Run, tier: str, test: DraftTest, proof: Proof
     """Write the test and run it alone on the unchanged code: kept when it
     fails there; otherwise removed, and the note says why."""
     _write(run.request.root, {test.path: test.text})
-    why = fails_before(test.path, await _run_alone(run, test.path))
+    why = fails_before(test.path, await _run_alone(run, test))
     run.emit(TestWritten(tier, test.path, why is None, why or ""))
     if why is None:
         return test
@@ -906,7 +906,7 @@ async def _test_fails_before(run: _Run, tier: str, test: DraftTest, proof: Proof
 
 async def _test_passes_after(run: _Run, test: DraftTest, proof: Proof) -> None:
     """The tier's own test must pass with its change, or the change is refused."""
-    alone = await _run_alone(run, test.path)
+    alone = await _run_alone(run, test)
     if not passes_after(alone):
         reason = f"the test written first ({test.path}) still fails after the change: {alone.summary()}"
         raise _TierFailed("tests_worse", reason, _test_feedback(reason, alone, run.rules.secrets))

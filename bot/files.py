@@ -124,6 +124,45 @@ class PathRefused(PermissionError):
 
 
 # --------------------------------------------------------------------------
+# Test files
+
+# Directories that hold tests, in any language.
+TEST_DIRS = frozenset({"tests", "test", "testsuite", "testing", "__tests__", "spec"})
+# Where Node's runners look for tests by default: node --test, jest, vitest, mocha.
+NODE_TEST_DIRS = frozenset({"test", "tests", "__tests__"})
+NODE_SUFFIXES = (".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".cts", ".tsx")
+NODE_TEST_MARKS = (".test", ".spec", "-test", "_test")
+
+
+def ecosystem_of_test(path: str) -> str | None:
+    """The ecosystem whose runner takes `path` for a test file by its default
+    conventions: "python" (pytest's test_*.py, *_test.py), "go" (*_test.go),
+    "node" (*.test.ts, *.spec.js, … or any script under test/ or __tests__/);
+    None for anything else."""
+    *dirs, name = path.split("/")
+    if name.endswith(".py"):
+        return "python" if name.startswith("test_") or name.endswith("_test.py") else None
+    if name.endswith("_test.go"):
+        return "go"
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or f".{suffix}" not in NODE_SUFFIXES or stem.endswith(".d"):  # .d.ts: types, no tests
+        return None
+    if stem.endswith(NODE_TEST_MARKS) or NODE_TEST_DIRS.intersection(dirs):
+        return "node"
+    return None
+
+
+def is_test_path(path: str) -> bool:
+    """Whether `path` looks like test code, in any language: in a test
+    directory, named as a test, or a runner's test file."""
+    *dirs, name = path.split("/")
+    stem = name.rpartition(".")[0] or name
+    if TEST_DIRS.intersection(dirs) or name == "conftest.py" or name.startswith("test_"):
+        return True
+    return stem.endswith(("_test", "_tests", ".test", ".spec")) or ecosystem_of_test(path) is not None
+
+
+# --------------------------------------------------------------------------
 # Names
 
 

@@ -265,7 +265,8 @@ async def write_test(
     tier: Tier, instruction: str, path: str, context: str, example: tuple[str, str], conventions: str = ""
 ) -> tuple[str, Usage]:
     """A new test file for `instruction`, at `path`, in the style of `example`
-    (path, text); returns the raw reply text (BAML function WriteTest)."""
+    (path, text), its language named and fenced by the path; returns the raw
+    reply text (BAML function WriteTest)."""
     reply, usage = await _call(
         tier,
         "WriteTest",
@@ -275,6 +276,8 @@ async def write_test(
         example_path=example[0],
         example=example[1],
         conventions=conventions,
+        language=fences.language_name(path),
+        fence=fences.fence_tag(path),
     )
     return str(reply), usage
 

@@ -11,13 +11,13 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from bot.files import is_test_path
 from bot.index import IDENT_RE, FileInfo, IndexDelta, RepoIndex, identifier_terms
 from bot.query import BODY_MENTION, PATH_RE, Query, parse_query
 from bot.terms import TermTable
 
 _CODE_LANGUAGES = "python javascript typescript go rust java kotlin ruby php c cpp csharp swift shell"
 CODE_LANGUAGES = frozenset(_CODE_LANGUAGES.split())
-TEST_DIRS = frozenset({"tests", "test", "testsuite", "testing", "__tests__", "spec"})
 AUX_DIRS = frozenset(
     {"docs", "doc", "examples", "example", "samples", "sample", "benchmarks", "bench", "scripts"}
 )
@@ -174,20 +174,9 @@ def path_terms(path: str) -> list[str]:
     return terms
 
 
-def is_test(path: str) -> bool:
-    dirs, name, file_stem = _split(path)
-    if any(p in TEST_DIRS for p in dirs):
-        return True
-    return (
-        name.startswith("test_")
-        or file_stem.endswith(("_test", "_tests", ".test", ".spec"))
-        or name == "conftest.py"
-    )
-
-
 def role_factor(info: FileInfo, query: Query) -> float:
     """Tests and auxiliary files (docs, examples, setup) rank lower unless asked for."""
-    if is_test(info.path):
+    if is_test_path(info.path):
         return query.test_factor
     dirs, name, file_stem = _split(info.path)
     if _CHANGELOG_NAME_RE.match(name):

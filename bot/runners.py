@@ -25,13 +25,13 @@ import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from bot.files import PathRefused, open_file
+from bot.files import PathRefused, ecosystem_of_test, open_file
 
 # npm's placeholder script for a package without tests.
 NPM_NO_TEST = "no test specified"
@@ -43,6 +43,14 @@ JUNIT_MAX_BYTES = 20 << 20
 NODE_PROGRAMS = frozenset({"npm", "pnpm", "yarn", "npx", "node", "jest", "vitest", "bun"})
 JVM_PROGRAMS = frozenset({"mvn", "mvnw", "gradle", "gradlew"})
 
+# How a run that stopped at a compiler's error is said (Counts.could_not_run).
+BUILD_FAILED = "the build failed"
+# Node runners that take test files as arguments.
+NODE_FILE_RUNNERS = ("jest", "vitest", "mocha")
+# What tsc compiles each TypeScript suffix to.
+TS_OUTPUTS = {".ts": ".js", ".tsx": ".js", ".mts": ".mjs", ".cts": ".cjs"}
+
+_GO_TEST_FUNC_RE = re.compile(r"^func (Test\w*)\(", re.MULTILINE)
 _GO_BUILD_FAILED_RE = re.compile(r"^FAIL\t(\S+) \[(?:build|setup) failed\]$")
 _CARGO_RESULT_RE = re.compile(
     r"^test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored; \d+ measured; \d+ filtered out"
@@ -76,6 +84,13 @@ class Counts:
 
 # (output, checkout, wall-clock time the run started) -> counts, or None when not recognised.
 Parser = Callable[[str, Path, float], "Counts | None"]
+# (checkout, the repository's test command, new test's path, its text) -> the
+# command that runs that test alone; raises NoAlone, saying why, when it cannot.
+Alone = Callable[[Path, str, str, str], str]
+
+
+class NoAlone(ValueError):
+    """A new test file cannot be run alone: the message says why."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,11 @@ class Runner:
     env: Callable[[Path], dict[str, str]] = lambda root: {}
     # Host directories the toolchain lives in, shown read-only in the sandbox.
     toolchain: Callable[[], list[Path]] = lambda: []
+    # Test-first edits (bot.testfirst): whose test-file conventions its tests
+    # follow (bot.files.ecosystem_of_test), and the command that runs one new
+    # test file alone; None where this runner has no such command.
+    tests: str | None = None
+    alone: Alone | None = None
 
 
 # -- Go -----------------------------------------------------------------------------
@@ -148,6 +168,17 @@ def go_precheck(root: Path) -> str | None:
             " commit them with `go mod vendor`"
         )
     return None
+
+
+def go_alone(root: Path, command: str, path: str, text: str) -> str:
+    """`go test -json -run '^(TestA|TestB)$' ./pkg`: the new file's test
+    functions, in its package, as a maintainer runs one test."""
+    names = [n for n in _GO_TEST_FUNC_RE.findall(text) if n == "Test" or not n[4].islower()]
+    if not names:
+        raise NoAlone(f"{path} holds no Go test function (func TestXxx(t *testing.T))")
+    folder = PurePosixPath(path).parent.as_posix()
+    package = "." if folder == "." else f"./{folder}"
+    return f"go test -json -run {shlex.quote('^(' + '|'.join(names) + ')$')} {package}"
 
 
 # -- Rust ---------------------------------------------------------------------------
@@ -282,6 +313,95 @@ def node_command(root: Path) -> str | None:
     return "npm test"
 
 
+def node_alone(root: Path, command: str, path: str, text: str) -> str:
+    """The repository's test script with its runner pointed at the new file
+    alone: the steps before the runner (a `tsc -p .` build) kept, the runner's
+    test locations (directories, globs, test files) replaced by the file
+    (for node --test on TypeScript, the file tsc compiles it to)."""
+    script = _script_of(root, command)
+    steps = _steps(script)
+    found = next((i for i in reversed(range(len(steps))) if _node_runner(steps[i])), None)
+    if found is None:
+        raise NoAlone(f"`{script}` runs none of {', '.join(NODE_FILE_RUNNERS)} or node --test")
+    step = steps[found]
+    kept = [w for w in step if not _test_location(root, w)]
+    target = path
+    if _node_runner(step) == "node --test" and PurePosixPath(path).suffix in TS_OUTPUTS:
+        target = _compiled(root, path)
+    line = " && ".join(shlex.join(s) for s in [*steps[:found], [*kept, target]])
+    if package_json(root).get("devDependencies") or package_json(root).get("dependencies"):
+        line = f'export PATH="$PWD/node_modules/.bin:$PATH" && {line}'  # as npm runs scripts
+    return line
+
+
+def _script_of(root: Path, command: str) -> str:
+    """The package.json script a `npm test`-style command runs, else the command."""
+    words = _words(command)
+    if not words or words[0] not in ("npm", "pnpm", "yarn"):
+        return command
+    if words[1:] in (["test"], ["t"]):
+        script = "test"
+    elif len(words) == 3 and words[1] in ("run", "run-script"):
+        script = words[2]
+    else:
+        return command
+    text = (package_json(root).get("scripts") or {}).get(script)
+    if not isinstance(text, str) or not text.strip():
+        raise NoAlone(f"package.json has no `{script}` script")
+    return text
+
+
+def _steps(script: str) -> list[list[str]]:
+    """The script's commands, split at `&&` and `;`; NoAlone for other shell
+    syntax (pipes, `||`, redirects), which a rewrite could change the sense of."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    steps: list[list[str]] = [[]]
+    for word in lexer:
+        if word in ("&&", ";"):
+            steps.append([])
+        elif word and set(word) <= set("|&<>()"):
+            raise NoAlone(f"`{script}` uses `{word}`; write_test runs only scripts joined by && or ;")
+        else:
+            steps[-1].append(word)
+    return [s for s in steps if s]
+
+
+def _node_runner(step: list[str]) -> str | None:
+    names = [PurePosixPath(w).name for w in step]
+    if "node" in names and "--test" in names:
+        return "node --test"
+    return next((n for n in names if n in NODE_FILE_RUNNERS), None)
+
+
+def _test_location(root: Path, word: str) -> bool:
+    """A runner argument that says where tests are (not an option or program)."""
+    if word.startswith("-"):
+        return False
+    if any(ch in word for ch in "*?{") or word.endswith("/") or (root / word).is_dir():
+        return True
+    return ecosystem_of_test(word) == "node"
+
+
+def _compiled(root: Path, path: str) -> str:
+    """Where tsc writes `path`: under compilerOptions.outDir, relative to rootDir."""
+    try:
+        config = json.loads((root / "tsconfig.json").read_text(encoding="utf-8"))
+        options = config.get("compilerOptions") or {}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        raise NoAlone("node --test runs compiled tests, and tsconfig.json is not plain JSON") from None
+    out_dir, root_dir = options.get("outDir"), options.get("rootDir") or "."
+    if not isinstance(out_dir, str) or not isinstance(root_dir, str):
+        raise NoAlone("node --test runs compiled tests, and tsconfig.json names no outDir")
+    source = PurePosixPath(path)
+    try:
+        relative = source.relative_to(PurePosixPath(os.path.normpath(root_dir)))
+    except ValueError:
+        raise NoAlone(f"{path} lies outside tsconfig.json's rootDir ({root_dir})") from None
+    compiled = PurePosixPath(os.path.normpath(out_dir)) / relative
+    return compiled.with_suffix(TS_OUTPUTS[source.suffix]).as_posix()
+
+
 # -- JVM ----------------------------------------------------------------------------
 
 
@@ -359,12 +479,12 @@ def _build_failure(output: str) -> Counts | None:
     match = _BUILD_ERROR_RE.search(output)
     if match is None:
         return None
-    return Counts(could_not_run=f"the build failed: {match.group(1).strip()[:300]}")
+    return Counts(could_not_run=f"{BUILD_FAILED}: {match.group(1).strip()[:300]}")
 
 
-GO = Runner("go", parse_go_json, precheck=go_precheck, env=go_env)
+GO = Runner("go", parse_go_json, precheck=go_precheck, env=go_env, tests="go", alone=go_alone)
 CARGO = Runner("cargo", parse_cargo, env=cargo_env, toolchain=cargo_toolchain)
-NODE = Runner("node", parse_node, precheck=node_precheck)
+NODE = Runner("node", parse_node, precheck=node_precheck, tests="node", alone=node_alone)
 JUNIT = Runner("junit", parse_junit)
 
 

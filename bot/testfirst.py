@@ -1,13 +1,17 @@
 """Test-first edits: before a tier's change is written, the tier writes a new
-pytest test for the instruction, in the style of one of the repository's test
-files. The test runs alone against the unchanged checkout, where it must fail;
-after the change it must pass. Only then is it evidence (bot.evidence), and it
-is committed with the change. A test that passes before the change proves
+test for the instruction, in the style of one of the repository's test files.
+The test runs alone against the unchanged checkout, where it must fail; after
+the change it must pass. Only then is it evidence (bot.evidence), and it is
+committed with the change. A test that passes before the change proves
 nothing and is discarded, with a note; so is one that does not compile or
 holds no test.
 
-Python repositories with pytest tests only, for now. The test runs in the same
-sandbox and environment as the repository's tests (bot.engine.tests_in_env).
+Covered: pytest (test_*.py), Go (`*_test.go`, run as `go test -run
+'^(TestName)$' ./pkg`) and Node (`*.test.ts`, `*.spec.js`, `test/**`…, run by
+the repository's own node --test, jest, vitest or mocha pointed at the one
+file). Which runner is the one bot.runners reads the test command's output
+with; which files are tests is bot.files.ecosystem_of_test. The test runs in the
+same sandbox and environment as the repository's tests (bot.engine.tests_in_env).
 """
 
 from __future__ import annotations
@@ -17,88 +21,175 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bot import models
+from bot import models, runners
 from bot.apply import ApplyError, extract_whole_file
 from bot.config import Tier
-from bot.files import list_files, read_text
-from bot.verify import TestRun, check_syntax
+from bot.files import NODE_TEST_MARKS, ecosystem_of_test, list_files, read_text
+from bot.verify import TestRun, check_syntax, has_python_tests, pytest_args
 
-# How the new test runs alone: pytest, in the repository's environment.
+# How a new pytest test runs alone, in the repository's environment.
 ALONE_COMMAND = "python -m pytest -q -p no:cacheprovider -rfE"
 # The style example is cut to this much: it shows the style, not every case.
 EXAMPLE_CHARS = 4000
 SLUG_WORDS = 5
-# pytest's exit codes that mean "tests ran and some failed" (1) or "the module
-# failed to import" (2): a name the change has yet to add fails the import.
+# Exit codes of a run whose tests failed (1), or stopped before running at an
+# error of the new test: pytest's import error (2), tsc's type error (2), a
+# Go build failure (1). A name the change has yet to add fails that way.
 FAILED_EXIT_CODES = (1, 2)
+# What each ecosystem's test files are called, for the notes.
+TEST_FILES = {
+    "python": "pytest test (test_*.py)",
+    "go": "Go test (*_test.go)",
+    "node": "JavaScript or TypeScript test (*.test.ts, *.spec.js, test/…)",
+}
+# Where a repository that runs its tests some other way (make test, tox) shows it uses pytest.
+PYTEST_FILES = ("pytest.ini", "conftest.py", "tests/conftest.py")
+PYTEST_SETTINGS = ("pyproject.toml", "setup.cfg", "tox.ini", "setup.py", "noxfile.py", "Makefile")
+PYTEST_RE = re.compile(r"\bpytest\b")
+COVERED = "test-first edits cover pytest, go test and Node's runners (node --test, jest, vitest, mocha)"
+
+
+class NoTest(Exception):
+    """Why no test is written first, as the note says it."""
 
 
 @dataclass(frozen=True)
 class DraftTest:
     path: str
     text: str
+    alone: str  # the command that runs this test alone
 
 
-def is_test_file(path: str) -> bool:
-    name = PurePosixPath(path).name
-    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+@dataclass(frozen=True)
+class Way:
+    """How a repository's new test is written and run: whose test-file
+    conventions it follows, and the runner that runs it alone (None: pytest)."""
+
+    ecosystem: str
+    runner: runners.Runner | None = None
+
+    def alone(self, root: Path, command: str, path: str, text: str) -> str:
+        if self.runner is None or self.runner.alone is None:
+            return f"{ALONE_COMMAND} {shlex.quote(path)}"
+        return self.runner.alone(root, command, path, text)
 
 
-def style_example(root: Path) -> tuple[str, str] | None:
-    """One of the repository's test files (the shallowest, then the first by
-    name), cut to EXAMPLE_CHARS: its path and text; None when it has none."""
-    tests = sorted((p for p in list_files(root) if is_test_file(p)), key=lambda p: (p.count("/"), p))
+def way_of(root: Path, command: str | None) -> Way:
+    """How this repository's tests are written and run; NoTest says why none can be."""
+    if not command:
+        raise NoTest("no test written first: the repository has no tests to run")
+    if pytest_args(command) is not None:
+        return Way("python")
+    runner = runners.runner_for(command)
+    if runner is not None and runner.tests is not None:
+        return Way(runner.tests, runner)
+    if runner is None and has_python_tests(root):
+        if uses_pytest(root):
+            return Way("python")  # pytest runs the new file alone, whatever runs the rest
+        raise NoTest(
+            f"no test written first: the tests run with `{command}`, not pytest, and the repository"
+            " shows no sign of pytest (no conftest.py or pytest.ini, no pytest in its settings or"
+            " requirements) to run a new test alone with"
+        )
+    raise NoTest(f"no test written first: the tests run with `{command}`; {COVERED}")
+
+
+def uses_pytest(root: Path) -> bool:
+    """Whether the repository shows it uses pytest: its configuration files,
+    or pytest named in its settings or requirements."""
+    if any((root / name).is_file() for name in PYTEST_FILES):
+        return True
+    names = [*PYTEST_SETTINGS, *(p.name for p in root.glob("*requirements*.txt"))]
+    return any(PYTEST_RE.search(_text(root, name)) for name in names)
+
+
+def _text(root: Path, path: str) -> str:
+    try:
+        return read_text(root, path)
+    except (OSError, ValueError):  # absent, a link, not UTF-8
+        return ""
+
+
+def style_example(root: Path, ecosystem: str = "python") -> tuple[str, str] | None:
+    """One of the repository's test files of this ecosystem (the shallowest,
+    then the first by name), cut to EXAMPLE_CHARS: its path and text; None
+    when it has none."""
+    tests = sorted((p for p in list_files(root) if ecosystem_of_test(p) == ecosystem), key=_shallow_first)
     for path in tests:
-        try:
-            text = read_text(root, path)
-        except (OSError, ValueError):  # unreadable, a link, not UTF-8: try the next
-            continue
+        text = _text(root, path)
         if text.strip():
             return path, text[:EXAMPLE_CHARS]
     return None
 
 
+def _shallow_first(path: str) -> tuple[int, str]:
+    return path.count("/"), path
+
+
 def new_test_path(root: Path, beside: str, instruction: str) -> str:
-    """A file name for the new test, in the example's directory, not taken yet."""
-    words = re.findall(r"[a-z0-9]+", instruction.lower())[:SLUG_WORDS]
-    stem = "test_" + ("_".join(words) or "change")
-    folder = PurePosixPath(beside).parent
+    """A file name for the new test, in the example's directory and named as
+    its ecosystem names tests (test_x.py, x_test.go, x.test.ts), not taken yet."""
+    words = re.findall(r"[a-z0-9]+", instruction.lower())[:SLUG_WORDS] or ["change"]
+    example = PurePosixPath(beside)
     for n in range(1, 100):
-        path = (folder / f"{stem}{'' if n == 1 else f'_{n}'}.py").as_posix()
+        name = _test_name(example.name, [*words, str(n)] if n > 1 else words)
+        path = (example.parent / name).as_posix()
         if not (root / path).exists():
             return path
-    raise ValueError(f"no free test file name for {stem} in {folder}")
+    raise ValueError(f"no free test file name beside {beside}")
+
+
+def _test_name(example: str, words: list[str]) -> str:
+    ecosystem = ecosystem_of_test(example)
+    if ecosystem == "go":
+        return "_".join(words) + "_test.go"
+    if ecosystem == "node":
+        stem, _, suffix = example.rpartition(".")
+        mark = next((m for m in NODE_TEST_MARKS if stem.endswith(m)), "")
+        return "-".join(words) + f"{mark}.{suffix}"
+    return "test_" + "_".join(words) + ".py"
 
 
 async def draft(
-    tier: Tier, root: Path, instruction: str, context: str, conventions: str = ""
+    tier: Tier, root: Path, command: str | None, instruction: str, context: str, conventions: str = ""
 ) -> tuple[DraftTest | None, models.Usage, str]:
     """The tier's new test, the tokens it took, and a note when there is none
-    (no example to follow, a reply that is not a Python file). Raises
-    models.ModelError when the model does not answer."""
-    example = style_example(root)
+    (tests this module cannot run alone, no example to follow, a reply that is
+    not a test file). Raises models.ModelError when the model does not answer."""
+    try:
+        way = way_of(root, command)
+    except NoTest as exc:
+        return None, models.Usage(), str(exc)
+    example = style_example(root, way.ecosystem)
     if example is None:
-        return None, models.Usage(), "no test written first: the repository has no pytest test to follow"
+        why = f"the repository has no {TEST_FILES[way.ecosystem]} file to follow"
+        return None, models.Usage(), f"no test written first: {why}"
     path = new_test_path(root, example[0], instruction)
     reply, usage = await models.write_test(tier, instruction, path, context, example, conventions)
     try:
-        text = extract_whole_file(reply)
-    except ApplyError as exc:
+        text = _checked(path, reply)
+        alone = way.alone(root, command or "", path, text)
+    except (ApplyError, runners.NoAlone) as exc:
         return None, usage, f"the test written first was discarded: {exc}"
+    return DraftTest(path, text, alone), usage, ""
+
+
+def _checked(path: str, reply: str) -> str:
+    text = extract_whole_file(reply)
     problems = check_syntax({path: text})
     if problems:
-        return None, usage, f"the test written first was discarded: it does not compile ({problems[0]})"
-    return DraftTest(path, text), usage, ""
-
-
-def alone_command(path: str) -> str:
-    return f"{ALONE_COMMAND} {shlex.quote(path)}"
+        raise ApplyError(f"it does not compile ({problems[0]})")
+    return text
 
 
 def fails_before(path: str, run: TestRun) -> str | None:
     """None when the new test failed on the unchanged code, as it must; else
-    why it is discarded as evidence."""
-    if run.exit_code in FAILED_EXIT_CODES and not run.timed_out and run.failed + run.errors > 0:
+    why it is discarded as evidence. A build that stopped at the new test
+    (a name the change has yet to add) is such a failure; one that stopped
+    elsewhere is not."""
+    broken = run.could_not_run or ""
+    built = not broken.startswith(runners.BUILD_FAILED) or path in broken
+    if run.exit_code in FAILED_EXIT_CODES and not run.timed_out and run.failed + run.errors > 0 and built:
         return None
     if run.exit_code == 0:
         return f"the test written first ({path}) passes before the change, so it proves nothing; discarded"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot import grammars, runners
-from bot.files import list_files
+from bot.files import ecosystem_of_test, list_files
 from bot.index import language_of
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
 from bot.sandbox import run as sandboxed
@@ -184,13 +184,10 @@ def check_syntax(changes: Mapping[str, str | bytes]) -> list[str]:
 def has_python_tests(root: Path) -> bool:
     """A tests/ directory with Python in it, or any test_*.py / *_test.py, among the
     project's files (bot.files: no junk, vendored or ignored directories, no links)."""
-    for rel in list_files(Path(root)):
-        name = rel.rsplit("/", 1)[-1]
-        if not name.endswith(".py"):
-            continue
-        if rel.startswith("tests/") or name.startswith("test_") or name.endswith("_test.py"):
-            return True
-    return False
+    return any(
+        rel.endswith(".py") and (rel.startswith("tests/") or ecosystem_of_test(rel) == "python")
+        for rel in list_files(Path(root))
+    )
 
 
 def default_test_command(root: Path) -> str | None:
