@@ -9,7 +9,8 @@ Without --repo the bench builds its corpus from local data: the localisation
 snapshots (`<workspace>/shared/bench/localize/*/src.tar.gz`) copied under distinct
 top-level directory names until about --files files, committed to a fresh git
 repository. With --repo it measures that tree as it is (a git work tree or a
-plain directory; the App's rows commit a copy of a plain one).
+plain directory); the App's rows, like the App, index a fresh checkout of a git
+work tree's HEAD, and a committed copy of a plain directory.
 
 The App's rows: "same tree" refreshes an index kept in memory after one file of
 the tree changed; "next job" is what a worker does for a second command on the
@@ -81,14 +82,6 @@ def commit(root: Path) -> None:
     repo.create_commit("HEAD", who, who, "snapshot", tree, parents)
 
 
-def restat(root: Path) -> None:
-    """Record the copied files' new inodes and times in git's index: with the
-    original's, every status would hash every file to tell it is unchanged."""
-    repo = pygit2.Repository(str(root))
-    repo.index.add_all()
-    repo.index.write()
-
-
 def measured(argv: list[str], code: Path | None) -> tuple[float, float, str]:
     """(CPU seconds, peak RSS in MB, stdout) of one process running the modules
     of `code` (a checkout; None: this one)."""
@@ -128,16 +121,24 @@ def app_call(repo: Path, code: Path | None, runs: int) -> tuple[dict[str, list[f
 def app_rows(repo: Path, runs: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="patchling-app-") as tmp:
         cache = Path(tmp) / "cache"
-        origin = Path(tmp) / "origin"
-        shutil.copytree(repo, origin, symlinks=True)
-        if (origin / ".git").exists():
-            restat(origin)
-        else:
-            commit(origin)
+        origin = _app_tree(repo, Path(tmp) / "origin")
         return {
             "same": same_tree(origin, cache, runs),
             "next": next_job(origin, Path(tmp), cache, runs),
         }
+
+
+def _app_tree(repo: Path, dest: Path) -> Path:
+    """The tree as the App has it: a fresh checkout (bot.workspace.checkout clones),
+    whose git index records the files' own inodes and times. Not a copy of a work
+    tree: its git index keeps the original's, so every status hashes every file to
+    tell it is unchanged, a cost no checkout of the App ever pays. A plain
+    directory is copied and committed, which records the copy's stat data."""
+    if (repo / ".git").exists():
+        return _checkout(repo, dest)
+    shutil.copytree(repo, dest, symlinks=True)
+    commit(dest)
+    return dest
 
 
 def same_tree(repo: Path, cache: Path, runs: int) -> list[float]:

@@ -509,6 +509,7 @@ def _add_tracked(
     """Tracked files count even when a .gitignore pattern matches them. The index's own
     mode names a committed link, whatever the work tree holds at that path now."""
     linked: dict[str, str | None] = {d: None for d in real_dirs}  # directory -> the link on its path
+    junk: dict[str, bool] = {}  # directory -> whether it lies under a junk or vendored one
     for path, mode, _ in entries:
         if mode == pygit2.enums.FileMode.COMMIT:
             continue
@@ -516,7 +517,7 @@ def _add_tracked(
             rel = clean_path(path[len(prefix) :])
         except PathRefused:
             continue
-        if junk_path(root, rel):
+        if _junk_on(root, rel, junk):
             continue
         if mode == pygit2.enums.FileMode.LINK:
             links.add(rel)
@@ -528,6 +529,16 @@ def _add_tracked(
             _add(os.path.join(root, rel), rel, files, links)  # changed in the work tree: look at it
         else:
             files.add(rel)  # git's status compared it to the index: a regular file, unchanged
+
+
+def _junk_on(root: Path, rel: str, junk: dict[str, bool]) -> bool:
+    """junk_path, asked once per directory (memoised in `junk`): its answer depends
+    on the directories alone, and a tree holds far fewer of them than files."""
+    directory = rel.rpartition("/")[0]
+    found = junk.get(directory)
+    if found is None:
+        found = junk[directory] = junk_path(root, rel)
+    return found
 
 
 def _link_on(root: Path, directory: str, linked: dict[str, str | None]) -> str | None:

@@ -381,6 +381,29 @@ def test_a_fresh_checkout_rereads_only_what_git_says_changed(repo: Path, tmp_pat
     assert second.files["pkg/__init__.py"].symbols is first.files["pkg/__init__.py"].symbols
 
 
+@pytest.mark.parametrize("aged", [False, True], ids=["fresh", "aged"])
+def test_a_file_changed_in_place_with_the_same_size_and_time_is_read_again(
+    repo: Path, tmp_path: Path, aged: bool
+) -> None:
+    """In a checkout indexed and kept in memory, neither git's stat data nor the
+    index's stamps may take a rewrite of the same size and modification time for
+    no change (fresh: within the racy window; aged: stamps trusted)."""
+    commit_all(pygit2.Repository(str(repo)), "first")
+    job = fresh_checkout(repo, tmp_path / "job")
+    if aged:
+        age(job)
+    first = build_index(job)
+    core = job / "pkg/core.py"
+    before = core.stat()
+    core.write_text(core.read_text().replace("Thing", "Thong"))
+    os.utime(core, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert core.stat().st_size == before.st_size and core.stat().st_mtime_ns == before.st_mtime_ns
+    second = build_index(job, previous=first)
+    assert second.stats.read == 1
+    assert "Thong" in {s.name for s in second.files["pkg/core.py"].symbols}
+    assert second.files["pkg/core.py"].sha != first.files["pkg/core.py"].sha
+
+
 def test_kept_indexes_serve_the_next_job_and_stay_bounded(repo: Path, tmp_path: Path) -> None:
     commit_all(pygit2.Repository(str(repo)), "first")
     kept = KeptIndexes(entries=2)
