@@ -13,26 +13,32 @@ Anything else (packages from a registry, the standard library) resolves to nothi
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from fnmatch import fnmatchcase
 from functools import cached_property
 
 from bot.symbols import ImportRef
+from bot.tsconfig import TsConfig, TsConfigError, load_tsconfig
 
 Reader = Callable[[str], str | None]
 
 TS_EXTENSIONS = (".ts", ".tsx", ".d.ts", ".mts", ".cts", ".js", ".jsx", ".mjs", ".cjs")
 _JS_LANGUAGES = frozenset({"javascript", "typescript"})
 _GO_MODULE_RE = re.compile(r"^\s*module\s+(\S+)", re.MULTILINE)
-# tsconfig.json is JSON with comments and trailing commas: drop both outside strings.
-_JSONC_RE = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.DOTALL)
-_TRAILING_COMMA_RE = re.compile(r",(\s*[}\]])")
 # The files whose content (not only whose presence) the rules below read: when one
-# changes, every file's imports are resolved again.
-CONFIG_FILES = frozenset({"tsconfig.json", "go.mod", "Cargo.toml"})
+# changes, every file's imports are resolved again. A tsconfig's bases count too,
+# by the names they usually have (tsconfig.base.json, tsconfig.build.json, …).
+CONFIG_FILES = frozenset({"go.mod", "Cargo.toml"})
+TSCONFIG_NAMES = "*tsconfig*.json"
+
+
+def configures_imports(path: str) -> bool:
+    """Whether `path` is one of the files the resolution rules read."""
+    name = posixpath.basename(path)
+    return name in CONFIG_FILES or fnmatchcase(name, TSCONFIG_NAMES)
 
 
 def _dir(path: str) -> str:
@@ -110,7 +116,7 @@ class Resolver:
         candidates = [base, *(stem + e for e in TS_EXTENSIONS), *(f"{base}/index{e}" for e in TS_EXTENSIONS)]
         return next((c for c in candidates if c in self.paths), None)
 
-    def _tsconfig_for(self, path: str) -> _TsConfig | None:
+    def _tsconfig_for(self, path: str) -> TsConfig | None:
         directory = _dir(path)
         while True:
             config = self._tsconfigs.get(directory)
@@ -121,13 +127,15 @@ class Resolver:
             directory = _dir(directory)
 
     @cached_property
-    def _tsconfigs(self) -> dict[str, _TsConfig]:
-        configs: dict[str, _TsConfig] = {}
+    def _tsconfigs(self) -> dict[str, TsConfig]:
+        """Each directory's tsconfig.json; one tsc could not read resolves nothing."""
+        configs: dict[str, TsConfig] = {}
         for p in self.paths:
             if posixpath.basename(p) == "tsconfig.json":
-                config = _TsConfig.load(_dir(p), self.read(p))
-                if config is not None:
-                    configs[_dir(p)] = config
+                try:
+                    configs[_dir(p)] = load_tsconfig(p, self.read)
+                except TsConfigError:
+                    continue
         return configs
 
     # -------------------------------------------------------------------- Go
@@ -345,41 +353,3 @@ def _split_top_level(text: str) -> list[str]:
             parts.append(text[start:i])
             start = i + 1
     return [*parts, text[start:]]
-
-
-class _TsConfig:
-    """`compilerOptions.baseUrl` and `paths` of one tsconfig.json."""
-
-    def __init__(self, base: str, paths: dict[str, list[str]], has_base_url: bool) -> None:
-        self.base = base
-        self.paths = paths
-        self.has_base_url = has_base_url
-
-    @classmethod
-    def load(cls, directory: str, text: str | None) -> _TsConfig | None:
-        try:
-            plain = _JSONC_RE.sub(lambda m: m.group(1) or "", text or "")
-            raw = json.loads(_TRAILING_COMMA_RE.sub(r"\1", plain))
-        except ValueError:
-            return None
-        options = raw.get("compilerOptions", {}) if isinstance(raw, dict) else {}
-        if not isinstance(options, dict):
-            return None
-        base_url = options.get("baseUrl")
-        base = _join(directory or ".", base_url) if isinstance(base_url, str) else directory
-        paths = options.get("paths", {})
-        clean = {k: [t for t in v if isinstance(t, str)] for k, v in paths.items() if isinstance(v, list)}
-        return cls("" if base == "." else base, clean, isinstance(base_url, str))
-
-    def candidates(self, spec: str) -> list[str]:
-        found: list[str] = []
-        for pattern, targets in self.paths.items():
-            prefix, star, suffix = pattern.partition("*")
-            if star and spec.startswith(prefix) and spec.endswith(suffix):
-                middle = spec[len(prefix) : len(spec) - len(suffix)]
-                found.extend(_join(self.base or ".", t.replace("*", middle, 1)) for t in targets)
-            elif not star and spec == pattern:
-                found.extend(_join(self.base or ".", t) for t in targets)
-        if self.has_base_url:
-            found.append(_join(self.base or ".", spec))
-        return found

@@ -36,7 +36,7 @@ from bot.files import junk_file as junk_file
 from bot.files import list_files as list_files
 from bot.files import vendored_dir as vendored_dir
 from bot.grammars import grammar_name
-from bot.imports import CONFIG_FILES, Resolver, common_prefix
+from bot.imports import Resolver, common_prefix, configures_imports
 from bot.terms import IDENT_RE as IDENT_RE
 from bot.terms import STOPWORDS as STOPWORDS
 from bot.terms import TermCounts
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Bump when the cached record format or the parsing rules change.
-CACHE_VERSION = 10
+CACHE_VERSION = 11
 CACHE_FILE = "index.sqlite3"
 
 MAX_FILE_BYTES = 1_000_000
@@ -590,7 +590,7 @@ def _resolve(
     if not changed:
         return previous.py_pairs
     pairs = _resolve_imports(files, previous.py_pairs, changed)
-    configured = any(p.rsplit("/", 1)[-1] in CONFIG_FILES for p in changed)
+    configured = any(configures_imports(p) for p in changed)
     _resolve_other_imports(root, files, None if configured else changed)
     return pairs
 

@@ -32,6 +32,7 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from bot.files import PathRefused, ecosystem_of_test, open_file
+from bot.tsconfig import TsConfigError, disk_reader, load_tsconfig
 
 # npm's placeholder script for a package without tests.
 NPM_NO_TEST = "no test specified"
@@ -384,21 +385,21 @@ def _test_location(root: Path, word: str) -> bool:
 
 
 def _compiled(root: Path, path: str) -> str:
-    """Where tsc writes `path`: under compilerOptions.outDir, relative to rootDir."""
+    """Where tsc writes `path`: under compilerOptions.outDir, relative to rootDir
+    (tsconfig.json's directory, the repository root, when it names none)."""
     try:
-        config = json.loads((root / "tsconfig.json").read_text(encoding="utf-8"))
-        options = config.get("compilerOptions") or {}
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        raise NoAlone("node --test runs compiled tests, and tsconfig.json is not plain JSON") from None
-    out_dir, root_dir = options.get("outDir"), options.get("rootDir") or "."
-    if not isinstance(out_dir, str) or not isinstance(root_dir, str):
+        config = load_tsconfig("tsconfig.json", disk_reader(root))
+    except TsConfigError as exc:
+        raise NoAlone(f"node --test runs compiled tests, and {exc}") from None
+    if config.out_dir is None:
         raise NoAlone("node --test runs compiled tests, and tsconfig.json names no outDir")
+    root_dir = config.root_dir or "."
     source = PurePosixPath(path)
     try:
-        relative = source.relative_to(PurePosixPath(os.path.normpath(root_dir)))
+        relative = source.relative_to(PurePosixPath(root_dir))
     except ValueError:
         raise NoAlone(f"{path} lies outside tsconfig.json's rootDir ({root_dir})") from None
-    compiled = PurePosixPath(os.path.normpath(out_dir)) / relative
+    compiled = PurePosixPath(config.out_dir or ".") / relative
     return compiled.with_suffix(TS_OUTPUTS[source.suffix]).as_posix()
 
 

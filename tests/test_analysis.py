@@ -265,6 +265,21 @@ def test_typescript_relative_index_and_tsconfig_path_imports(tmp_path: Path) -> 
     assert index.files["src/app.ts"].imports == ["src/c.ts", "src/lib/b.tsx", "src/utils/index.ts"]
 
 
+def test_typescript_paths_of_an_extended_tsconfig_resolve_imports(tmp_path: Path) -> None:
+    root = write(
+        tmp_path,
+        {
+            "tsconfig.base.json": (
+                '{\n  "compilerOptions": {"paths": {"@lib/*": ["./packages/lib/src/*"],},},\n}\n'
+            ),
+            "apps/web/tsconfig.json": '{"extends": "../../tsconfig.base.json", /* own options */ }',
+            "apps/web/main.ts": "import { b } from '@lib/b'\n",
+            "packages/lib/src/b.ts": "export const b = 1\n",
+        },
+    )
+    assert build_index(root).files["apps/web/main.ts"].imports == ["packages/lib/src/b.ts"]
+
+
 def test_go_imports_reach_every_file_of_the_package(tmp_path: Path) -> None:
     root = write(
         tmp_path,

@@ -25,6 +25,9 @@ TREE = {
     "web/a.ts": 'import { b } from "./b";\nexport const a = b;\n',
     "web/b.ts": "export const b = 1;\n",
     "web/c.ts": "export const c = 2;\n",
+    "web/d.ts": 'import { b } from "#b";\n',
+    "web/tsconfig.json": '{"extends": "./tsconfig.base.json"}',
+    "web/tsconfig.base.json": '{"compilerOptions": {"paths": {"#b": ["./b.ts"]}}}',
 }
 
 
@@ -100,6 +103,14 @@ def test_a_changed_configuration_resolves_unchanged_files_again(tmp_path: Path) 
     first, second = _kept_and_next(tmp_path, {"go.mod": "module example.com/renamed\n"})
     assert first.files["cmd/main.go"].imports == ["util/util.go"]
     assert second.files["cmd/main.go"].imports == []
+    _assert_as_fresh(second)
+
+
+def test_a_changed_tsconfig_base_resolves_unchanged_files_again(tmp_path: Path) -> None:
+    base = '{"compilerOptions": {"paths": {"#b": ["./c.ts"]}}}'
+    first, second = _kept_and_next(tmp_path, {"web/tsconfig.base.json": base})
+    assert first.files["web/d.ts"].imports == ["web/b.ts"]
+    assert second.files["web/d.ts"].imports == ["web/c.ts"]
     _assert_as_fresh(second)
 
 

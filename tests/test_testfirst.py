@@ -129,6 +129,22 @@ def test_node_points_the_repositorys_runner_at_the_one_file(tmp_path: Path) -> N
         node_alone(package(tmp_path / "pipe", "jest | tee log"), "npm test", "test/a.test.js", "")
 
 
+def test_node_test_on_typescript_follows_a_commented_tsconfig_and_its_base(tmp_path: Path) -> None:
+    """tsc --init writes comments and trailing commas; outDir may come from a base."""
+    root = package(tmp_path / "app", "tsc -p . && node --test build/test/")
+    (root / "tsconfig.base.json").write_text('{"compilerOptions": {"outDir": "build", "rootDir": "."}}')
+    (root / "tsconfig.json").write_text(
+        '{\n  // shared options\n  "extends": "./tsconfig.base.json",\n'
+        '  "compilerOptions": {\n    /* Modules */ "module": "node16",\n  },\n}\n'
+    )
+    assert (
+        node_alone(root, "npm test", "test/x.test.ts", "") == "tsc -p . && node --test build/test/x.test.js"
+    )
+    (root / "tsconfig.base.json").write_text('{"compilerOptions": {"outDir": "build",, }}')
+    with pytest.raises(NoAlone, match=r"tsconfig\.base\.json is not valid JSON with comments"):
+        node_alone(root, "npm test", "test/x.test.ts", "")
+
+
 def test_the_repositorys_command_decides_whether_a_test_can_be_written_first(tmp_path: Path) -> None:
     assert way_of(example("units", tmp_path), "go test -json ./...").ecosystem == "go"
     assert way_of(example("todo", tmp_path), "npm test").ecosystem == "node"
