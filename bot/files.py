@@ -330,6 +330,19 @@ def read_text(root: Path, raw: str) -> str:
     return read_bytes(root, raw).decode("utf-8")
 
 
+def text_reader(root: Path) -> Callable[[str], str | None]:
+    """Reads repository files' text under root, never through a link; None for
+    one that cannot be read (missing, a link, not UTF-8)."""
+
+    def read(path: str) -> str | None:
+        try:
+            return read_text(root, path)
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return read
+
+
 # --------------------------------------------------------------------------
 # Listing
 

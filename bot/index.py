@@ -30,7 +30,7 @@ from bot.analysis import SymbolKind as SymbolKind
 
 # The file rules live in bot.files; these names stay importable from here.
 from bot.files import JUNK_DIRS as JUNK_DIRS
-from bot.files import PathRefused, open_file, read_bytes, scan
+from bot.files import PathRefused, open_file, read_bytes, scan, text_reader
 from bot.files import junk_dir as junk_dir
 from bot.files import junk_file as junk_file
 from bot.files import list_files as list_files
@@ -561,17 +561,11 @@ def _resolve_other_imports(root: Path, files: dict[str, FileInfo], changed: set[
     """Imports of the languages beyond Python (bot.imports has their rules); with
     `changed` (same paths and configuration as the kept index), only those files'."""
 
-    def read(path: str) -> str | None:
-        try:
-            return read_bytes(root, path).decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-
     todo = files if changed is None else {p: files[p] for p in changed}
     todo = {p: f for p, f in todo.items() if f.language != "python" and f.raw_imports}
     if not todo:
         return
-    resolver = Resolver({p: (f.language, f.raw_imports) for p, f in files.items()}, read)
+    resolver = Resolver({p: (f.language, f.raw_imports) for p, f in files.items()}, text_reader(root))
     for path, info in todo.items():
         info.imports = resolver.resolve(path)
 

@@ -31,8 +31,8 @@ from typing import Any
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from bot.files import PathRefused, ecosystem_of_test, open_file
-from bot.tsconfig import TsConfigError, disk_reader, load_tsconfig
+from bot.files import PathRefused, ecosystem_of_test, open_file, text_reader
+from bot.tsconfig import TsConfigError, load_tsconfig
 
 # npm's placeholder script for a package without tests.
 NPM_NO_TEST = "no test specified"
@@ -388,7 +388,7 @@ def _compiled(root: Path, path: str) -> str:
     """Where tsc writes `path`: under compilerOptions.outDir, relative to rootDir
     (tsconfig.json's directory, the repository root, when it names none)."""
     try:
-        config = load_tsconfig("tsconfig.json", disk_reader(root))
+        config = load_tsconfig("tsconfig.json", text_reader(root))
     except TsConfigError as exc:
         raise NoAlone(f"node --test runs compiled tests, and {exc}") from None
     if config.out_dir is None:

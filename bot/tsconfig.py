@@ -10,7 +10,7 @@ the extending file overrides them all; a path option is relative to the file tha
 defines it (`${configDir}` stands for the directory of the config first read).
 Nothing outside the repository is read: every file is a repository path, judged
 by `bot.files.clean_path`, and read through the caller's reader, which refuses
-links (see `disk_reader`).
+links (see `bot.files.text_reader`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyjson5
 
-from bot.files import PathRefused, clean_path, read_bytes
+from bot.files import PathRefused, clean_path
 
 # The text of a repository path, or None when it is missing or may not be read.
 Reader = Callable[[str], str | None]
@@ -64,18 +63,6 @@ class TsConfig:
         if self.base_url is not None:
             found.append(_join(self.base_url, spec))
         return found
-
-
-def disk_reader(root: Path) -> Reader:
-    """Reads repository files under root, never through a link (bot.files)."""
-
-    def read(path: str) -> str | None:
-        try:
-            return read_bytes(root, path).decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-
-    return read
 
 
 def load_tsconfig(path: str, read: Reader) -> TsConfig:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.tsconfig import MAX_DEPTH, TsConfig, TsConfigError, disk_reader, load_tsconfig
+from bot.files import text_reader
+from bot.tsconfig import MAX_DEPTH, TsConfig, TsConfigError, load_tsconfig
 from tests.test_index import write_tree
 
 # As `tsc --init` writes it, with a "/*" inside a string and trailing commas.
@@ -37,7 +38,7 @@ def options(**values: str) -> str:
 
 
 def load(root: Path, path: str = "tsconfig.json") -> TsConfig:
-    return load_tsconfig(path, disk_reader(root))
+    return load_tsconfig(path, text_reader(root))
 
 
 def test_a_commented_tsconfig_with_trailing_commas_is_read(tmp_path: Path) -> None:
