@@ -312,8 +312,8 @@ class _TestPlan:
     network: Network
     coverage_to: Path | None
     runner: runners.Runner | None
-    started: float  # time.monotonic() when the call began
-    since: float  # time.time() then: reports written before it are stale
+    started: float = field(default_factory=time.monotonic)  # when the call began
+    since: float = field(default_factory=time.time)  # the same: reports written before it are stale
 
 
 @dataclass(frozen=True)
@@ -344,21 +344,10 @@ def run_tests(
     sandbox cannot run, the tests do not run either. With `coverage_to`, a
     plain pytest command runs under coverage.py, which writes its JSON report
     there (the directory must exist and lie outside the checkout)."""
-    sandbox = sandbox or Sandbox()
-    started, since = time.monotonic(), time.time()
     runner = runners.runner_for(command)
+    sandbox = sandbox or Sandbox()
     plan = _TestPlan(
-        Path(root),
-        command,
-        timeout_s,
-        setup_command,
-        pyenv,
-        sandbox,
-        network,
-        coverage_to,
-        runner,
-        started,
-        since,
+        Path(root), command, timeout_s, setup_command, pyenv, sandbox, network, coverage_to, runner
     )
     reason = _precheck(plan)
     if reason is not None:
