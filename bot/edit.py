@@ -469,24 +469,24 @@ async def generate(
     """Edit every planned file, `concurrency` calls at a time (None: all at
     once). Raises EditError unless every file applied and something changed.
     `conventions` (bot.conventions) go into every file's prompt as given."""
-    limit = asyncio.Semaphore(concurrency) if concurrency else None
-
     edit = TierEdit(tier, root, instruction, index, focus, feedback, cache_dir, conventions, query, memo)
+    limit = asyncio.Semaphore(concurrency) if concurrency else None
+    results = await asyncio.gather(*(_limited(limit, edit, p) for p in plan.files))
+    return _generated(tier, results)
 
-    async def one(planned: PlannedFile) -> FileResult:
-        async with limit or contextlib.nullcontext():
-            return await generate_file(edit, planned)
 
-    results = await asyncio.gather(*(one(p) for p in plan.files))
+async def _limited(limit: asyncio.Semaphore | None, edit: TierEdit, planned: PlannedFile) -> FileResult:
+    async with limit or contextlib.nullcontext():
+        return await generate_file(edit, planned)
+
+
+def _generated(tier: Tier, results: list[FileResult]) -> Generated:
+    """The tier's change, from every file's result. Raises EditError unless
+    every file applied and something changed."""
     usage = sum((r.usage for r in results), Usage())
     failed = [r for r in results if r.outcome is not None]
     if failed:
-        outcomes = {r.outcome for r in failed}
-        # The most telling failure names the attempt: no answer before a bad one.
-        ranked = ("too_large", *sorted(models.NO_ANSWER_KINDS), "bad_reply", "model_error", "apply_failed")
-        outcome = next((o for o in ranked if o in outcomes), failed[0].outcome or "model_error")
-        last = next((r.reply for r in reversed(failed) if r.reply), "")
-        raise EditError(outcome, "; ".join(r.error for r in failed), last_output=last, usage=usage)
+        raise _failure(failed, usage)
     changes = {r.path: r.new for r in results if r.new is not None and r.new != (r.original or "")}
     if not changes:
         last = results[-1].reply if results else ""
@@ -495,3 +495,13 @@ async def generate(
         )
     originals = {r.path: r.original for r in results if r.path in changes}
     return Generated(files=results, changes=changes, originals=originals, usage=usage)
+
+
+def _failure(failed: list[FileResult], usage: Usage) -> EditError:
+    """One error for the files that failed: all their errors, under the most telling outcome."""
+    outcomes = {r.outcome for r in failed}
+    # The most telling failure names the attempt: no answer before a bad one.
+    ranked = ("too_large", *sorted(models.NO_ANSWER_KINDS), "bad_reply", "model_error", "apply_failed")
+    outcome = next((o for o in ranked if o in outcomes), failed[0].outcome or "model_error")
+    last = next((r.reply for r in reversed(failed) if r.reply), "")
+    return EditError(outcome, "; ".join(r.error for r in failed), last_output=last, usage=usage)
