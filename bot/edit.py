@@ -407,27 +407,32 @@ def _fixed_tokens(edit: TierEdit, planned: PlannedFile, feedback: str) -> int:
 
 def _shown(edit: TierEdit, planned: PlannedFile, content: str, fixed: int) -> tuple[str, str]:
     """The content shown and the change asked: all of the file when it fits,
-    else its part most about the change (never for whole-file replies), the
-    change then saying so. Raises EditError when no part fits."""
-    tier, budget = edit.tier, edit.tier.input_budget
-    content_tokens = count_tokens(content)
-    if fixed + content_tokens <= budget:
+    else its part most about the change, the change then saying so."""
+    if fixed + count_tokens(content) <= edit.tier.input_budget:
         return content, planned.change
-    span = None
-    if tier.edit_format != "whole":
-        query = f"{edit.instruction} {planned.change}"
-        span = relevant_span(content, query, budget - fixed - 40, edit.focus_on(planned.path))
-    if span is None:
-        raise EditError(
-            "too_large",
-            f"{planned.path} ({content_tokens} tokens) is too large for tier {tier.name}"
-            f" (input budget {budget} tokens)",
-        )
-    first, last, shown = span
+    first, last, shown = _part(edit, planned, content, edit.tier.input_budget - fixed - 40)
     total = content.count("\n") + 1
     return (
         shown,
         f"{planned.change} (Only lines {first}-{last} of {total} are shown; the rest stays as it is.)",
+    )
+
+
+def _part(edit: TierEdit, planned: PlannedFile, content: str, budget: int) -> tuple[int, int, str]:
+    """The part of the file most about the change within `budget` tokens (never
+    for whole-file replies, which must give the whole file back). Raises
+    EditError when no part fits."""
+    tier = edit.tier
+    span = None
+    if tier.edit_format != "whole":
+        query = f"{edit.instruction} {planned.change}"
+        span = relevant_span(content, query, budget, edit.focus_on(planned.path))
+    if span is not None:
+        return span
+    raise EditError(
+        "too_large",
+        f"{planned.path} ({count_tokens(content)} tokens) is too large for tier {tier.name}"
+        f" (input budget {tier.input_budget} tokens)",
     )
 
 
