@@ -364,6 +364,7 @@ class _Run:
 
 
 def _edit_and_deliver(run: _Run) -> bool:
+    """Check out, edit, commit, push and deliver, in a scratch directory removed whatever happens."""
     work = run.settings.data_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"job-{run.job.job_id}-", dir=work))
@@ -391,7 +392,7 @@ def _in_scratch(run: _Run, scratch: Path) -> bool:
 def _check_out(
     run: _Run, scratch: Path, mirror: pygit2.Repository
 ) -> Delivery | tuple[str, pygit2.Repository]:
-    """The delivery an earlier run pushed, or the branch it starts from and its fresh work tree."""
+    """The delivery an earlier run pushed, or the branch the work starts from and a fresh work tree of it."""
     pushed = _pushed_before(run.memo, mirror, run.plan.branch)
     if pushed is not None:
         return pushed
