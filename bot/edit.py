@@ -312,106 +312,148 @@ def apply_reply(root: Path, tier: Tier, reply: str, path: str, original: str | N
     return changes.get(path, original or "")
 
 
-async def generate_file(
-    tier: Tier,
-    root: Path,
-    instruction: str,
-    planned: PlannedFile,
-    *,
-    index: RepoIndex,
-    focus: Focus | None = None,
-    feedback: str = "",
-    cache_dir: Path | None = None,
-    conventions: str = "",
-    query: Query | None = None,
-    memo: ContextMemo | None = None,
-) -> FileResult:
+@dataclass(frozen=True)
+class TierEdit:
+    """What every planned file of one tier's edit is written with."""
+
+    tier: Tier
+    root: Path
+    instruction: str
+    index: RepoIndex
+    focus: Focus | None = None
+    feedback: str = ""
+    cache_dir: Path | None = None
+    conventions: str = ""
+    query: Query | None = None
+    memo: ContextMemo | None = None
+
+    def focus_on(self, path: str) -> Focus | None:
+        """The focus, where it lies in `path`."""
+        return self.focus if self.focus is not None and self.focus.path == path else None
+
+
+async def generate_file(edit: TierEdit, planned: PlannedFile) -> FileResult:
     """One planned file: one model call (plus one retry when the reply does
     not apply). Never raises for model or apply problems: see FileResult."""
     path = planned.path
-    original: str | None = None
-    if planned.exists:
-        try:
-            original = read_bytes(root, path).decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            return FileResult(path, None, None, outcome="apply_failed", error=f"{path}: cannot read ({exc})")
-    content = original or ""
-    result = FileResult(path=path, original=original, new=None)
-    file_focus = focus if focus is not None and focus.path == path else None
-
-    async def call(extra_feedback: str) -> str:
-        full_feedback = "\n\n".join(p for p in (feedback, extra_feedback) if p)
-        fixed = EDIT_OVERHEAD_TOKENS + count_tokens(instruction) + count_tokens(planned.change)
-        fixed += count_tokens(path) + count_tokens(full_feedback) + prompt_tokens(conventions)
-        budget = tier.input_budget
-        shown, change = content, planned.change
-        content_tokens = count_tokens(content)
-        if fixed + content_tokens > budget:
-            span = None
-            if tier.edit_format != "whole":
-                span = relevant_span(
-                    content, f"{instruction} {planned.change}", budget - fixed - 40, file_focus
-                )
-            if span is None:
-                raise EditError(
-                    "too_large",
-                    f"{path} ({content_tokens} tokens) is too large for tier {tier.name}"
-                    f" (input budget {budget} tokens)",
-                )
-            first, last, shown = span
-            total = content.count("\n") + 1
-            change += f" (Only lines {first}-{last} of {total} are shown; the rest stays as it is.)"
-        remaining = (
-            budget - fixed - count_tokens(shown) - (count_tokens(change) - count_tokens(planned.change))
-        )
-        context_text = ""
-        if remaining >= MIN_CONTEXT_TOKENS:
-            # In a thread: the files of one tier are edited concurrently.
-            ctx = await asyncio.to_thread(
-                select_context,
-                root,
-                query if query is not None else instruction,
-                remaining,
-                focus=focus,
-                index=index,
-                memo=memo,
-                cache_dir=cache_dir,
-                exclude=[path],
-            )
-            context_text = ctx.render()
-            if count_tokens(context_text) > remaining:
-                context_text = truncate_to_tokens(context_text, remaining)
-        reply, usage = await models.write_file_edit(
-            tier, instruction, change, path, shown, context_text, full_feedback, conventions
-        )
-        result.usage = result.usage + usage
-        result.reply = reply
-        return reply
-
     try:
-        reply = await call("")
-        try:
-            result.new = apply_reply(root, tier, reply, path, original)
-        except ApplyError as exc:
-            result.retried = True
-            reply = await call(apply_feedback(exc))
-            result.new = apply_reply(root, tier, reply, path, original)
-    except EditError as exc:
-        result.outcome, result.error = exc.outcome, exc.message
-    except ModelError as exc:
-        result.outcome = exc.kind
-        result.error = exc.message
-        result.usage = result.usage + exc.usage
-        if exc.raw_output:
-            result.reply = exc.raw_output
-    except ApplyError as exc:
-        result.outcome = "apply_failed"
-        result.error = f"{path}: {exc.message}"
+        original = read_bytes(edit.root, path).decode("utf-8") if planned.exists else None
+    except (OSError, UnicodeDecodeError) as exc:
+        return FileResult(path, None, None, outcome="apply_failed", error=f"{path}: cannot read ({exc})")
+    result = FileResult(path=path, original=original, new=None)
+    try:
+        await _write(edit, planned, result)
     except Exception as exc:  # a reply must never crash the engine
-        log.exception("unexpected error while editing %s", path)
-        result.outcome = "apply_failed"
-        result.error = f"{path}: {type(exc).__name__}: {exc}"
+        _failed(result, exc)
     return result
+
+
+async def _write(edit: TierEdit, planned: PlannedFile, result: FileResult) -> None:
+    """The file's new content, on `result`: a reply that does not apply is
+    asked again once, told why."""
+    reply = await _call(edit, planned, result, "")
+    try:
+        result.new = apply_reply(edit.root, edit.tier, reply, planned.path, result.original)
+    except ApplyError as exc:
+        result.retried = True
+        reply = await _call(edit, planned, result, apply_feedback(exc))
+        result.new = apply_reply(edit.root, edit.tier, reply, planned.path, result.original)
+
+
+def _failed(result: FileResult, exc: Exception) -> None:
+    """Why the file failed, on `result`: an outcome as in EditError, and the error."""
+    path = result.path
+    match exc:
+        case EditError():
+            result.outcome, result.error = exc.outcome, exc.message
+        case ModelError():
+            result.outcome = exc.kind
+            result.error = exc.message
+            result.usage = result.usage + exc.usage
+            if exc.raw_output:
+                result.reply = exc.raw_output
+        case ApplyError():
+            result.outcome = "apply_failed"
+            result.error = f"{path}: {exc.message}"
+        case _:
+            log.error("unexpected error while editing %s", path, exc_info=exc)
+            result.outcome = "apply_failed"
+            result.error = f"{path}: {type(exc).__name__}: {exc}"
+
+
+async def _call(edit: TierEdit, planned: PlannedFile, result: FileResult, extra_feedback: str) -> str:
+    """One model call for the file: its content (or the part that fits), and
+    neighbour context in what the budget leaves. The reply and usage go on `result`."""
+    feedback = "\n\n".join(p for p in (edit.feedback, extra_feedback) if p)
+    fixed = _fixed_tokens(edit, planned, feedback)
+    shown, change = _shown(edit, planned, result.original or "", fixed)
+    grown = count_tokens(change) - count_tokens(planned.change)
+    context_text = await _context(
+        edit, planned.path, edit.tier.input_budget - fixed - count_tokens(shown) - grown
+    )
+    reply, usage = await models.write_file_edit(
+        edit.tier, edit.instruction, change, planned.path, shown, context_text, feedback, edit.conventions
+    )
+    result.usage = result.usage + usage
+    result.reply = reply
+    return reply
+
+
+def _fixed_tokens(edit: TierEdit, planned: PlannedFile, feedback: str) -> int:
+    """The prompt's tokens besides the file's content and the context."""
+    fixed = EDIT_OVERHEAD_TOKENS + count_tokens(edit.instruction) + count_tokens(planned.change)
+    return fixed + count_tokens(planned.path) + count_tokens(feedback) + prompt_tokens(edit.conventions)
+
+
+def _shown(edit: TierEdit, planned: PlannedFile, content: str, fixed: int) -> tuple[str, str]:
+    """The content shown and the change asked: all of the file when it fits,
+    else its part most about the change, the change then saying so."""
+    if fixed + count_tokens(content) <= edit.tier.input_budget:
+        return content, planned.change
+    first, last, shown = _part(edit, planned, content, edit.tier.input_budget - fixed - 40)
+    total = content.count("\n") + 1
+    return (
+        shown,
+        f"{planned.change} (Only lines {first}-{last} of {total} are shown; the rest stays as it is.)",
+    )
+
+
+def _part(edit: TierEdit, planned: PlannedFile, content: str, budget: int) -> tuple[int, int, str]:
+    """The part of the file most about the change within `budget` tokens (never
+    for whole-file replies, which must give the whole file back). Raises
+    EditError when no part fits."""
+    tier = edit.tier
+    span = None
+    if tier.edit_format != "whole":
+        query = f"{edit.instruction} {planned.change}"
+        span = relevant_span(content, query, budget, edit.focus_on(planned.path))
+    if span is not None:
+        return span
+    raise EditError(
+        "too_large",
+        f"{planned.path} ({count_tokens(content)} tokens) is too large for tier {tier.name}"
+        f" (input budget {tier.input_budget} tokens)",
+    )
+
+
+async def _context(edit: TierEdit, path: str, remaining: int) -> str:
+    """Neighbour context within `remaining` tokens; none where too few are left."""
+    if remaining < MIN_CONTEXT_TOKENS:
+        return ""
+    # In a thread: the files of one tier are edited concurrently.
+    ctx = await asyncio.to_thread(
+        select_context,
+        edit.root,
+        edit.query if edit.query is not None else edit.instruction,
+        remaining,
+        focus=edit.focus,
+        index=edit.index,
+        memo=edit.memo,
+        cache_dir=edit.cache_dir,
+        exclude=[path],
+    )
+    text = ctx.render()
+    return truncate_to_tokens(text, remaining) if count_tokens(text) > remaining else text
 
 
 async def generate(
@@ -432,34 +474,24 @@ async def generate(
     """Edit every planned file, `concurrency` calls at a time (None: all at
     once). Raises EditError unless every file applied and something changed.
     `conventions` (bot.conventions) go into every file's prompt as given."""
+    edit = TierEdit(tier, root, instruction, index, focus, feedback, cache_dir, conventions, query, memo)
     limit = asyncio.Semaphore(concurrency) if concurrency else None
+    results = await asyncio.gather(*(_limited(limit, edit, p) for p in plan.files))
+    return _generated(tier, results)
 
-    async def one(planned: PlannedFile) -> FileResult:
-        async with limit or contextlib.nullcontext():
-            return await generate_file(
-                tier,
-                root,
-                instruction,
-                planned,
-                index=index,
-                focus=focus,
-                feedback=feedback,
-                cache_dir=cache_dir,
-                conventions=conventions,
-                query=query,
-                memo=memo,
-            )
 
-    results = await asyncio.gather(*(one(p) for p in plan.files))
+async def _limited(limit: asyncio.Semaphore | None, edit: TierEdit, planned: PlannedFile) -> FileResult:
+    async with limit or contextlib.nullcontext():
+        return await generate_file(edit, planned)
+
+
+def _generated(tier: Tier, results: list[FileResult]) -> Generated:
+    """The tier's change, from every file's result. Raises EditError unless
+    every file applied and something changed."""
     usage = sum((r.usage for r in results), Usage())
     failed = [r for r in results if r.outcome is not None]
     if failed:
-        outcomes = {r.outcome for r in failed}
-        # The most telling failure names the attempt: no answer before a bad one.
-        ranked = ("too_large", *sorted(models.NO_ANSWER_KINDS), "bad_reply", "model_error", "apply_failed")
-        outcome = next((o for o in ranked if o in outcomes), failed[0].outcome or "model_error")
-        last = next((r.reply for r in reversed(failed) if r.reply), "")
-        raise EditError(outcome, "; ".join(r.error for r in failed), last_output=last, usage=usage)
+        raise _failure(failed, usage)
     changes = {r.path: r.new for r in results if r.new is not None and r.new != (r.original or "")}
     if not changes:
         last = results[-1].reply if results else ""
@@ -468,3 +500,13 @@ async def generate(
         )
     originals = {r.path: r.original for r in results if r.path in changes}
     return Generated(files=results, changes=changes, originals=originals, usage=usage)
+
+
+def _failure(failed: list[FileResult], usage: Usage) -> EditError:
+    """One error for the files that failed: all their errors, under the most telling outcome."""
+    outcomes = {r.outcome for r in failed}
+    # The most telling failure names the attempt: no answer before a bad one.
+    ranked = ("too_large", *sorted(models.NO_ANSWER_KINDS), "bad_reply", "model_error", "apply_failed")
+    outcome = next((o for o in ranked if o in outcomes), failed[0].outcome or "model_error")
+    last = next((r.reply for r in reversed(failed) if r.reply), "")
+    return EditError(outcome, "; ".join(r.error for r in failed), last_output=last, usage=usage)

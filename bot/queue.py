@@ -104,6 +104,16 @@ def make_ledger(settings: Settings) -> JobLedger:
     return Ledger(settings.data_dir / "jobs.sqlite3")
 
 
+@contextmanager
+def _held_in_redis(locks: BranchLocks, job_id: str, name: str) -> Iterator[None]:
+    if not locks.acquire(name, job_id):
+        raise BranchBusy(name)
+    try:
+        yield
+    finally:
+        locks.release(name, job_id)
+
+
 class JobQueue:
     """huey plus the ledger, with the job task registered under a fixed name so
     a new process (or a new JobQueue on the same storage) can run what an
@@ -279,54 +289,71 @@ class JobQueue:
     @metrics.job
     def _execute(self, payload: dict[str, Any]) -> None:
         job = JobRequest.model_validate(payload)
+        if self._ended(job) or self._given_up(job):
+            return
+        self.ledger.started(job)
+        outcome = self._work(job, payload)
+        if outcome is not None:  # None: the branch is busy, and the job sent again for later
+            self._finish(job, outcome)
+
+    def _ended(self, job: JobRequest) -> bool:
         status = self.ledger.status(job.job_id)
         if status in FINISHED:
             # Delivered again (its worker died after the end, before acknowledging).
             log.info("job %s has ended (%s) already", job.job_id, status)
-            return
-        if self.ledger.runs(job.job_id) >= MAX_RUNS:
-            # Interrupted as often as allowed: end it with a word, not silence.
-            abandon(job, self.settings, self.github, self.ledger.progress(job.job_id))
-            metrics.job_finished(JobStatus.INTERRUPTED)
-            self.ledger.set_status(job.job_id, JobStatus.INTERRUPTED)
-            self._release_dead_runs_lock(job.job_id)
-            return
-        self.ledger.started(job)
+            return True
+        return False
 
-        @contextmanager
-        def branch_lock(name: str) -> Iterator[None]:
-            if self.branch_locks is not None:
-                if not self.branch_locks.acquire(name, job.job_id):
-                    raise BranchBusy(name)
-                try:
-                    self.ledger.locked(job.job_id, name)
-                    yield
-                finally:
-                    self.branch_locks.release(name, job.job_id)
-                return
-            self._release_stuck_locks()
-            lock = self.huey.lock_task(name)
-            try:
-                lock.acquire()
-            except TaskLockedException:
-                raise BranchBusy(name) from None
-            try:
-                self.ledger.locked(job.job_id, name)
-                yield
-            finally:
-                self._release(name)
+    def _given_up(self, job: JobRequest) -> bool:
+        if self.ledger.runs(job.job_id) < MAX_RUNS:
+            return False
+        # Interrupted as often as allowed: end it with a word, not silence.
+        abandon(job, self.settings, self.github, self.ledger.progress(job.job_id))
+        metrics.job_finished(JobStatus.INTERRUPTED)
+        self.ledger.set_status(job.job_id, JobStatus.INTERRUPTED)
+        self._release_dead_runs_lock(job.job_id)
+        return True
 
+    def _work(self, job: JobRequest, payload: dict[str, Any]) -> JobStatus | None:
+        """The job's outcome; None when its branch is busy, the job then sent
+        again to wait its turn."""
         memo = LedgerMemo(self.ledger, job.job_id)
         try:
-            outcome = work(job, self.settings, self.github, lock=branch_lock, memo=memo)
+            return work(
+                job, self.settings, self.github, lock=lambda name: self._branch_lock(job, name), memo=memo
+            )
         except BranchBusy as busy:
             log.info("job %s waits: %s is busy", job.job_id, busy)
             self.ledger.set_status(job.job_id, JobStatus.QUEUED)
             self._send(payload, delay_s=self.settings.busy_retry_s)
-            return
+            return None
         except Exception:
             log.exception("job %s failed", job.job_id)
-            outcome = JobStatus.ERROR
+            return JobStatus.ERROR
+
+    @contextmanager
+    def _branch_lock(self, job: JobRequest, name: str) -> Iterator[None]:
+        """Hold the repository branch `name` for the job; BranchBusy when another job does."""
+        locks = self.branch_locks
+        held = _held_in_redis(locks, job.job_id, name) if locks is not None else self._huey_lock(name)
+        with held:
+            self.ledger.locked(job.job_id, name)
+            yield
+
+    @contextmanager
+    def _huey_lock(self, name: str) -> Iterator[None]:
+        self._release_stuck_locks()
+        lock = self.huey.lock_task(name)
+        try:
+            lock.acquire()
+        except TaskLockedException:
+            raise BranchBusy(name) from None
+        try:
+            yield
+        finally:
+            self._release(name)
+
+    def _finish(self, job: JobRequest, outcome: JobStatus) -> None:
         metrics.job_finished(outcome)
         try:
             self.ledger.set_status(job.job_id, outcome)

@@ -299,6 +299,33 @@ def _step(
     return outcome.exit_code, outcome.timed_out, output
 
 
+@dataclass(frozen=True)
+class _TestPlan:
+    """One run_tests call, resolved: what each of its steps needs."""
+
+    root: Path
+    command: str
+    timeout_s: float  # shared by the setup command and the tests
+    setup_command: str | None
+    pyenv: Environment | None
+    sandbox: Sandbox
+    network: Network
+    coverage_to: Path | None
+    runner: runners.Runner | None
+    started: float = field(default_factory=time.monotonic)  # when the call began
+    since: float = field(default_factory=time.time)  # the same: reports written before it are stale
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """What came back from the sandbox: the test command's outcome, and a failed setup's note."""
+
+    code: int | None
+    timed_out: bool
+    output: str
+    setup_note: str
+
+
 def run_tests(
     root: Path,
     command: str,
@@ -317,74 +344,114 @@ def run_tests(
     sandbox cannot run, the tests do not run either. With `coverage_to`, a
     plain pytest command runs under coverage.py, which writes its JSON report
     there (the directory must exist and lie outside the checkout)."""
-    root = Path(root)
-    sandbox = sandbox or Sandbox()
-    started, since = time.monotonic(), time.time()
     runner = runners.runner_for(command)
-    # Dependencies a setup command or the environment installs are not in the checkout yet.
-    checks = runner is not None and not setup_command and pyenv is None
-    reason = runner.precheck(root) if runner is not None and checks else None
+    sandbox = sandbox or Sandbox()
+    plan = _TestPlan(
+        Path(root), command, timeout_s, setup_command, pyenv, sandbox, network, coverage_to, runner
+    )
+    reason = _precheck(plan)
     if reason is not None:
         return TestRun.not_run(command, reason)
-    toolchain = runner.toolchain() if runner is not None else []
+    try:
+        ran = _in_home(plan)
+    except SandboxUnavailable as exc:
+        return TestRun.not_run(command, f"sandbox unavailable: {exc}")
+    return _test_run(plan, ran)
+
+
+def _precheck(plan: _TestPlan) -> str | None:
+    """Why the tests cannot run, as the runner sees it before they do; or None."""
+    # Dependencies a setup command or the environment installs are not in the checkout yet.
+    if plan.runner is None or plan.setup_command or plan.pyenv is not None:
+        return None
+    return plan.runner.precheck(plan.root)
+
+
+def _in_home(plan: _TestPlan) -> _Ran:
+    """The setup command, then the tests, with a home directory of their own."""
+    toolchain = plan.runner.toolchain() if plan.runner is not None else []
     with tempfile.TemporaryDirectory(prefix="patchling-test-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
-        env = scrubbed_env(home) | (runner.env(root) if runner is not None else {})
-        if pyenv is not None:
-            env = pyenv.apply(env, root)
-        setup_note = ""
-        try:
-            if setup_command:
-                code, timed_out, output = _step(
-                    sandbox,
-                    setup_command,
-                    root,
-                    env,
-                    timeout_s,
-                    pyenv,
-                    setup=True,
-                    network=network,
-                    toolchain=toolchain,
-                )
-                if timed_out or code != 0:
-                    # Reported, and the tests still run: a baseline and an "after" run
-                    # see the same (incomplete) setup, so they stay comparable.
-                    why = "timed out" if timed_out else f"exited with {code}"
-                    setup_note = f"setup command {why}: {setup_command}\n{output[-2000:]}\n"
-            remaining = max(1.0, timeout_s - (time.monotonic() - started))
-            measured = coverage_commands(command, coverage_to) if coverage_to is not None else None
-            step = functools.partial(
-                _step,
-                sandbox,
-                root=root,
-                env=env,
-                test_env=pyenv,
-                setup=False,
-                network=network,
-                toolchain=toolchain,
-                scratch=[coverage_to.parent] if measured and coverage_to else [],
-            )
-            code, timed_out, output = step(measured[0] if measured else command, timeout_s=remaining)
-            if measured and not timed_out:
-                step(measured[1], timeout_s=COVERAGE_EXPORT_S)  # no report: not measured, said by the caller
-        except SandboxUnavailable as exc:
-            return TestRun.not_run(command, f"sandbox unavailable: {exc}")
-    run = parse_test_output(
-        command, output, exit_code=code, timed_out=timed_out, duration_s=time.monotonic() - started
+        env = _test_env(plan, home)
+        setup_note = _setup(plan, env, toolchain)
+        code, timed_out, output = _tests(plan, env, toolchain)
+        return _Ran(code, timed_out, output, setup_note)
+
+
+def _test_env(plan: _TestPlan, home: Path) -> dict[str, str]:
+    env = scrubbed_env(home) | (plan.runner.env(plan.root) if plan.runner is not None else {})
+    return plan.pyenv.apply(env, plan.root) if plan.pyenv is not None else env
+
+
+def _setup(plan: _TestPlan, env: dict[str, str], toolchain: list[Path]) -> str:
+    """Run the setup command, if any: what went wrong with it, or ""."""
+    if not plan.setup_command:
+        return ""
+    code, timed_out, output = _step(
+        plan.sandbox,
+        plan.setup_command,
+        plan.root,
+        env,
+        plan.timeout_s,
+        plan.pyenv,
+        setup=True,
+        network=plan.network,
+        toolchain=toolchain,
     )
-    counts = runner.parse(output, root, since) if runner is not None else None
+    if not timed_out and code == 0:
+        return ""
+    # Reported, and the tests still run: a baseline and an "after" run
+    # see the same (incomplete) setup, so they stay comparable.
+    why = "timed out" if timed_out else f"exited with {code}"
+    return f"setup command {why}: {plan.setup_command}\n{output[-2000:]}\n"
+
+
+def _tests(plan: _TestPlan, env: dict[str, str], toolchain: list[Path]) -> tuple[int | None, bool, str]:
+    """The test command, in what is left of the timeout; under coverage.py when asked."""
+    remaining = max(1.0, plan.timeout_s - (time.monotonic() - plan.started))
+    coverage_to = plan.coverage_to
+    measured = coverage_commands(plan.command, coverage_to) if coverage_to is not None else None
+    step = functools.partial(
+        _step,
+        plan.sandbox,
+        root=plan.root,
+        env=env,
+        test_env=plan.pyenv,
+        setup=False,
+        network=plan.network,
+        toolchain=toolchain,
+        scratch=[coverage_to.parent] if measured and coverage_to else [],
+    )
+    code, timed_out, output = step(measured[0] if measured else plan.command, timeout_s=remaining)
+    if measured and not timed_out:
+        step(measured[1], timeout_s=COVERAGE_EXPORT_S)  # no report: not measured, said by the caller
+    return code, timed_out, output
+
+
+def _test_run(plan: _TestPlan, ran: _Ran) -> TestRun:
+    """The counts from the output: the runner's own reading where it has one."""
+    duration_s = time.monotonic() - plan.started
+    run = parse_test_output(
+        plan.command, ran.output, exit_code=ran.code, timed_out=ran.timed_out, duration_s=duration_s
+    )
+    counts = plan.runner.parse(ran.output, plan.root, plan.since) if plan.runner is not None else None
     if counts is not None:
         _take_counts(run, counts)
-    run.sandboxed = sandbox.enabled
+    run.sandboxed = plan.sandbox.enabled
     run.could_not_run = (counts.could_not_run if counts is not None else None) or not_run_reason(
-        command, output, code, project_packages(root)
+        plan.command, ran.output, ran.code, project_packages(plan.root)
     )
-    if setup_note:
-        run.errors += 1
-        run.failing.insert(0, f"setup: {setup_command}")
-        run.output_tail = (setup_note + run.output_tail)[-OUTPUT_TAIL_CHARS:]
+    if ran.setup_note:
+        _count_setup(run, plan.setup_command, ran.setup_note)
     return run
+
+
+def _count_setup(run: TestRun, setup_command: str | None, note: str) -> None:
+    """A failed setup is one error of the run, its output first in the tail."""
+    run.errors += 1
+    run.failing.insert(0, f"setup: {setup_command}")
+    run.output_tail = (note + run.output_tail)[-OUTPUT_TAIL_CHARS:]
 
 
 # -- parsing ----------------------------------------------------------------

@@ -39,7 +39,8 @@ from bot.repo_settings import (
 )
 
 if TYPE_CHECKING:
-    from bot.engine import EditResult
+    from bot.engine import EditRequest, EditResult
+    from bot.ranking import Focus
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def _work(job: JobRequest, settings: Settings, api: gh.RepoAPI, lock: LockFn, me
     with lock(f"{job.full_name}@{plan.branch}"):
         board = StatusBoard(api, job, memo)
         try:
-            delivered = _edit_and_deliver(job, settings, api, plan, board, memo)
+            delivered = _edit_and_deliver(_Run(job, settings, api, plan, board, memo))
         except Exception as exc:
             log.exception("job %s stopped", job.job_id)
             board.finish(f"stopped: {_describe(exc)}", ok=False)
@@ -350,87 +351,133 @@ class Delivery:
     verified: bool
 
 
-def _edit_and_deliver(
-    job: JobRequest,
-    settings: Settings,
-    api: gh.RepoAPI,
-    plan: Plan,
-    board: StatusBoard,
-    memo: Memo,
-) -> bool:
-    # The engine's side is imported only where a job runs: the web process stays light.
-    from bot.engine import EditRequest, run_edit
-    from bot.files import is_protected
-    from bot.ranking import Focus
-    from bot.records import RecordStore
+@dataclass(frozen=True)
+class _Run:
+    """One job under its branch lock: what each step of editing and delivering needs."""
 
-    data_dir = settings.data_dir
-    (data_dir / "work").mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"job-{job.job_id}-", dir=data_dir / "work"))
+    job: JobRequest
+    settings: Settings
+    api: gh.RepoAPI
+    plan: Plan
+    board: StatusBoard
+    memo: Memo
+
+
+def _edit_and_deliver(run: _Run) -> bool:
+    """Check out, edit, commit, push and deliver, in a scratch directory removed whatever happens."""
+    work = run.settings.data_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"job-{run.job.job_id}-", dir=work))
     try:
-
-        def check_out(mirror: pygit2.Repository) -> Delivery | tuple[str, pygit2.Repository]:
-            pushed = _pushed_before(memo, mirror, plan.branch)
-            if pushed is not None:
-                return pushed
-            start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
-            shutil.rmtree(scratch / "tree", ignore_errors=True)  # what a damaged mirror let through
-            return start, workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
-
-        # Fetched again, now that the branch is ours: a job that held it may have pushed since.
-        found = _from_mirror(job, api, data_dir, check_out)
-        if isinstance(found, Delivery):
-            # An earlier run of this job pushed its commit and was cut short: deliver it, no new edit.
-            board.done(f"resumed: `{found.sha[:7]}` is already on `{plan.branch}`")
-            return _deliver(job, api, plan, found, board, memo)
-        start, tree = found
-        metrics.stage("clone")
-        board.done(f"cloned `{start}` at `{str(tree.head.target)[:7]}`")
-
-        focus = None
-        if job.target == "review" and job.path and job.end_line:
-            focus = Focus(job.path, job.start_line or job.end_line, job.end_line, job.diff_hunk)
-        protected = plan.settings.protected_paths()
-        request = EditRequest(
-            Path(tree.workdir),
-            job.instruction,
-            focus=focus,
-            protected_paths=protected,
-            allow_workflows=plan.settings.allow_workflows,
-            caps=plan.settings.caps_within(settings.caps),
-            secrets=job_secrets(settings, api.token),
-            test_command=plan.settings.test or settings.test_command,
-            setup_command=plan.settings.setup,
-            test_timeout_s=settings.test_timeout_s,
-            sandbox=settings.make_sandbox(),
-            network=plan.settings.network,
-            write_test=plan.settings.write_test(job.target),
-            repo=job.full_name,
-            job_id=job.job_id,
-            data_dir=data_dir,
-        )
-        records = RecordStore(data_dir / "records.sqlite3")
-        edit = run_edit(
-            request, tiers=plan.tiers, records=records, on_progress=board.progress, routing=settings.routing
-        )
-        result = asyncio.run(edit)
-        if result.status == "failed" or not result.files_changed:
-            board.finish(f"no change made: {result.message}", ok=False)
-            _reply(api, job, messages.no_change_report(job, result))
-            return False
-        allow = plan.settings.allow_workflows
-        touched = [p for p in result.files_changed if is_protected(p, protected, allow_workflows=allow)]
-        if touched:  # the engine refuses these too; never commit one regardless
-            board.finish(f"refused: the change touches protected paths {', '.join(touched)}", ok=False)
-            return False
-
-        requester = workspace.Identity.user(job.requester_login, job.requester_id)
-        message = messages.commit_message(job, result)
-        oid = workspace.commit_paths(tree, result.files_changed, message, board.author, [requester])
-        delivery = _push(job, api, plan, tree, oid, result, memo)
-        return _deliver(job, api, plan, delivery, board, memo)
+        return _in_scratch(run, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _in_scratch(run: _Run, scratch: Path) -> bool:
+    # Fetched again, now that the branch is ours: a job that held it may have pushed since.
+    found = _from_mirror(
+        run.job, run.api, run.settings.data_dir, lambda mirror: _check_out(run, scratch, mirror)
+    )
+    if isinstance(found, Delivery):
+        # An earlier run of this job pushed its commit and was cut short: deliver it, no new edit.
+        run.board.done(f"resumed: `{found.sha[:7]}` is already on `{run.plan.branch}`")
+        return _deliver(run.job, run.api, run.plan, found, run.board, run.memo)
+    start, tree = found
+    metrics.stage("clone")
+    run.board.done(f"cloned `{start}` at `{str(tree.head.target)[:7]}`")
+    return _edit_commit_deliver(run, tree)
+
+
+def _check_out(
+    run: _Run, scratch: Path, mirror: pygit2.Repository
+) -> Delivery | tuple[str, pygit2.Repository]:
+    """The delivery an earlier run pushed, or the branch the work starts from and a fresh work tree of it."""
+    pushed = _pushed_before(run.memo, mirror, run.plan.branch)
+    if pushed is not None:
+        return pushed
+    plan = run.plan
+    start = plan.branch if workspace.branch_tip(mirror, plan.branch) is not None else plan.start
+    shutil.rmtree(scratch / "tree", ignore_errors=True)  # what a damaged mirror let through
+    return start, workspace.checkout(mirror, start, scratch / "tree", branch=plan.branch)
+
+
+def _edit_commit_deliver(run: _Run, tree: pygit2.Repository) -> bool:
+    result = _run_engine(run, tree)
+    if _turned_down(run, result):
+        return False
+    job = run.job
+    requester = workspace.Identity.user(job.requester_login, job.requester_id)
+    message = messages.commit_message(job, result)
+    oid = workspace.commit_paths(tree, result.files_changed, message, run.board.author, [requester])
+    delivery = _push(job, run.api, run.plan, tree, oid, result, run.memo)
+    return _deliver(job, run.api, run.plan, delivery, run.board, run.memo)
+
+
+def _run_engine(run: _Run, tree: pygit2.Repository) -> EditResult:
+    # The engine's side is imported only where a job runs: the web process stays light.
+    from bot.engine import run_edit
+    from bot.records import RecordStore
+
+    request = _edit_request(run, tree)
+    records = RecordStore(run.settings.data_dir / "records.sqlite3")
+    edit = run_edit(
+        request,
+        tiers=run.plan.tiers,
+        records=records,
+        on_progress=run.board.progress,
+        routing=run.settings.routing,
+    )
+    return asyncio.run(edit)
+
+
+def _edit_request(run: _Run, tree: pygit2.Repository) -> EditRequest:
+    from bot.engine import EditRequest
+
+    job, settings, repo_settings = run.job, run.settings, run.plan.settings
+    return EditRequest(
+        Path(tree.workdir),
+        job.instruction,
+        focus=_focus(job),
+        protected_paths=repo_settings.protected_paths(),
+        allow_workflows=repo_settings.allow_workflows,
+        caps=repo_settings.caps_within(settings.caps),
+        secrets=job_secrets(settings, run.api.token),
+        test_command=repo_settings.test or settings.test_command,
+        setup_command=repo_settings.setup,
+        test_timeout_s=settings.test_timeout_s,
+        sandbox=settings.make_sandbox(),
+        network=repo_settings.network,
+        write_test=repo_settings.write_test(job.target),
+        repo=job.full_name,
+        job_id=job.job_id,
+        data_dir=settings.data_dir,
+    )
+
+
+def _focus(job: JobRequest) -> Focus | None:
+    """The lines a review comment was left on, which the edit centres on."""
+    from bot.ranking import Focus
+
+    if job.target == "review" and job.path and job.end_line:
+        return Focus(job.path, job.start_line or job.end_line, job.end_line, job.diff_hunk)
+    return None
+
+
+def _turned_down(run: _Run, result: EditResult) -> bool:
+    """Whether the result is not to be committed; the status comment says why."""
+    from bot.files import is_protected
+
+    if result.status == "failed" or not result.files_changed:
+        run.board.finish(f"no change made: {result.message}", ok=False)
+        _reply(run.api, run.job, messages.no_change_report(run.job, result))
+        return True
+    protected, allow = run.plan.settings.protected_paths(), run.plan.settings.allow_workflows
+    touched = [p for p in result.files_changed if is_protected(p, protected, allow_workflows=allow)]
+    if touched:  # the engine refuses these too; never commit one regardless
+        run.board.finish(f"refused: the change touches protected paths {', '.join(touched)}", ok=False)
+        return True
+    return False
 
 
 def _push(
