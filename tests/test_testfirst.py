@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.files import ecosystem_of_test, is_test_path
-from bot.runners import NoAlone, go_alone, node_alone
+from bot.runners import NoAlone, cargo_alone, go_alone, node_alone
 from bot.testfirst import NoTest, fails_before, new_test_path, style_example, way_of
 from bot.verify import TestRun
 from tests.modelserver import ScriptedModel
@@ -53,6 +53,10 @@ def test_each_ecosystem_names_its_test_files_by_its_runners_conventions() -> Non
             "__tests__/app.tsx",
             "types/node.d.ts",
             "test/fixture.json",
+            "tests/shapes.rs",
+            "crates/geo/tests/area.rs",
+            "tests/common/mod.rs",
+            "src/lib.rs",
         )
     }
     assert found == {
@@ -67,6 +71,10 @@ def test_each_ecosystem_names_its_test_files_by_its_runners_conventions() -> Non
         "__tests__/app.tsx": "node",
         "types/node.d.ts": None,
         "test/fixture.json": None,
+        "tests/shapes.rs": "rust",
+        "crates/geo/tests/area.rs": "rust",
+        "tests/common/mod.rs": None,  # a helper the test binaries share, no test binary itself
+        "src/lib.rs": None,
     }
     # Ranking's wider "looks like a test" rule rests on the same one.
     assert is_test_path("test/fixture.json") and is_test_path("pkg/units_test.go")
@@ -83,6 +91,9 @@ def test_the_new_test_is_named_as_its_example_is(tmp_path: Path) -> None:
         "test/add-a-remove-method-2.test.ts"
     )
     assert new_test_path(tmp_path, "src/app.spec.js", "fix it") == "src/fix-it.spec.js"
+    assert new_test_path(tmp_path, "crates/geo/tests/area.rs", "Add a perimeter") == (
+        "crates/geo/tests/add_a_perimeter.rs"
+    )
 
 
 def test_the_style_example_is_a_test_file_of_the_runners_language(tmp_path: Path) -> None:
@@ -103,6 +114,59 @@ def test_go_runs_the_new_files_test_functions_in_its_package(tmp_path: Path) -> 
     assert go_alone(tmp_path, "go test ./...", "miles_test.go", "func Test(t *testing.T) {}").endswith(" .")
     with pytest.raises(NoAlone, match="holds no Go test function"):
         go_alone(tmp_path, "go test ./...", "miles_test.go", "func helper() {}\n")
+
+
+def test_go_carries_the_repositorys_build_flags_and_drops_its_packages_and_run(tmp_path: Path) -> None:
+    text = "func TestMiles(t *testing.T) {}\n"
+    command = (
+        "CGO_ENABLED=1 go test -v -tags integration -race -count=1 -run 'TestOld' ./... -timeout 5m -args -x"
+    )
+    assert go_alone(tmp_path, command, "conv/miles_test.go", text) == (
+        "CGO_ENABLED=1 go test -json -tags integration -race -count=1 -timeout 5m -run '^(TestMiles)$' ./conv"
+    )
+    # Go's other spellings (--flag, -flag=value), quoted values, and a pipe after the command.
+    piped = "go test --tags=a,b -ldflags '-s -w' -mod vendor ./pkg/... 2>&1 | tee log"
+    assert go_alone(tmp_path, piped, "miles_test.go", text) == (
+        "go test -json -tags=a,b -ldflags '-s -w' -mod vendor -run '^(TestMiles)$' ."
+    )
+
+
+def crate(root: Path, name: str, extra: str = "") -> Path:
+    (root / "tests").mkdir(parents=True)
+    (root / "Cargo.toml").write_text(f'[package]\nname = "{name}"\nversion = "0.1.0"\n{extra}')
+    return root
+
+
+def test_cargo_runs_the_new_integration_test_alone_with_the_repositorys_options(tmp_path: Path) -> None:
+    shapes = crate(tmp_path / "shapes", "shapes")
+    assert cargo_alone(shapes, "cargo test", "tests/area.rs", "") == "cargo test --test area"
+    command = (
+        "RUSTFLAGS='-D warnings' cargo +1.80 test --workspace --all-features --locked -F serde"
+        " --release --lib old_filter -- --test-threads=1 --nocapture"
+    )
+    assert cargo_alone(shapes, command, "tests/area.rs", "") == (
+        "RUSTFLAGS='-D warnings' cargo +1.80 test --all-features --locked -F serde --release"
+        " --test area -- --test-threads=1"
+    )
+    assert cargo_alone(shapes, "cargo nextest run --features x", "tests/area.rs", "") == (
+        "cargo test --features x --test area"
+    )
+    with pytest.raises(NoAlone, match=r"not a cargo integration test \(tests/<name>.rs\)"):
+        cargo_alone(shapes, "cargo test", "tests/common/mod.rs", "")
+    off = crate(tmp_path / "off", "off", "autotests = false\n")
+    with pytest.raises(NoAlone, match="autotests = false"):
+        cargo_alone(off, "cargo test", "tests/area.rs", "")
+
+
+def test_in_a_workspace_the_new_test_runs_in_the_member_crate_that_holds_it(tmp_path: Path) -> None:
+    (tmp_path / "Cargo.toml").write_text('[workspace]\nmembers = ["crates/*"]\n')
+    crate(tmp_path / "crates" / "geo", "geo-core")
+    assert cargo_alone(tmp_path, "cargo test --workspace", "crates/geo/tests/area.rs", "") == (
+        "cargo test -p geo-core --test area"
+    )
+    (tmp_path / "crates" / "bare" / "tests").mkdir(parents=True)
+    with pytest.raises(NoAlone, match=r"crates/bare/Cargo.toml names no \[package\]"):
+        cargo_alone(tmp_path, "cargo test", "crates/bare/tests/area.rs", "")
 
 
 def package(root: Path, test: str, **extra: Any) -> Path:
@@ -139,8 +203,9 @@ def test_the_repositorys_command_decides_whether_a_test_can_be_written_first(tmp
         way_of(python, "make test")
     (python / "tox.ini").write_text("[testenv]\ndeps = pytest\ncommands = pytest\n")
     assert way_of(python, "tox").ecosystem == "python"
-    with pytest.raises(NoTest, match="cover pytest, go test and Node's runners"):
-        way_of(tmp_path / "rust", "cargo test")
+    assert way_of(tmp_path / "rust", "cargo test --workspace").ecosystem == "rust"
+    with pytest.raises(NoTest, match="cover pytest, go test, cargo test and Node's runners"):
+        way_of(tmp_path / "java", "mvn -B test")
     with pytest.raises(NoTest, match="no tests to run"):
         way_of(python, None)
 
@@ -154,6 +219,20 @@ def test_a_build_stopped_by_the_new_test_counts_as_its_failure() -> None:
     assert "did not run before the change (the build failed: src/todo.ts" in (
         fails_before("test/x.test.ts", other) or ""
     )
+
+
+def test_a_rust_build_stopped_at_the_new_test_counts_as_its_failure_and_elsewhere_does_not() -> None:
+    error = "the build failed: error[E0599]: no method named `perimeter` found (at {})"
+    stopped = TestRun(
+        "cargo test --test x", 0, 1, 0, 0, exit_code=101, could_not_run=error.format("tests/x.rs:9:7")
+    )
+    assert fails_before("tests/x.rs", stopped) is None
+    other = TestRun(
+        "cargo test --test x", 0, 1, 0, 0, exit_code=101, could_not_run=error.format("src/lib.rs:3:1")
+    )
+    assert "did not run before the change (the build failed" in (fails_before("tests/x.rs", other) or "")
+    failed = TestRun("cargo test --test x", 0, 1, 0, 0, exit_code=101)  # compiled, and its test failed
+    assert fails_before("tests/x.rs", failed) is None
 
 
 # -- patchling edit --write-test on the examples -------------------------------------
