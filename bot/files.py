@@ -137,13 +137,16 @@ NODE_TEST_MARKS = (".test", ".spec", "-test", "_test")
 def ecosystem_of_test(path: str) -> str | None:
     """The ecosystem whose runner takes `path` for a test file by its default
     conventions: "python" (pytest's test_*.py, *_test.py), "go" (*_test.go),
-    "node" (*.test.ts, *.spec.js, … or any script under test/ or __tests__/);
-    None for anything else."""
+    "rust" (cargo's integration tests, tests/*.rs: one test binary each;
+    tests/common/mod.rs is a helper), "node" (*.test.ts, *.spec.js, … or any
+    script under test/ or __tests__/); None for anything else."""
     *dirs, name = path.split("/")
     if name.endswith(".py"):
         return "python" if name.startswith("test_") or name.endswith("_test.py") else None
     if name.endswith("_test.go"):
         return "go"
+    if name.endswith(".rs"):
+        return "rust" if dirs[-1:] == ["tests"] else None
     stem, dot, suffix = name.rpartition(".")
     if not dot or f".{suffix}" not in NODE_SUFFIXES or stem.endswith(".d"):  # .d.ts: types, no tests
         return None

@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 import shutil
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,7 +32,7 @@ from typing import Any
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from bot.files import PathRefused, ecosystem_of_test, open_file, text_reader
+from bot.files import PathRefused, ecosystem_of_test, open_file, read_text, text_reader
 from bot.tsconfig import TsConfigError, load_tsconfig
 
 # npm's placeholder script for a package without tests.
@@ -52,6 +53,19 @@ NODE_FILE_RUNNERS = ("jest", "vitest", "mocha")
 TS_OUTPUTS = {".ts": ".js", ".tsx": ".js", ".mts": ".mjs", ".cts": ".cjs"}
 
 _GO_TEST_FUNC_RE = re.compile(r"^func (Test\w*)\(", re.MULTILINE)
+# `go test` flags a new test runs with too: they change what is built or how it runs.
+GO_VALUED_FLAGS = frozenset({"tags", "timeout", "count", "ldflags", "gcflags", "mod"})
+GO_BOOL_FLAGS = frozenset({"race", "trimpath", "short"})
+# `cargo test` options a new test runs with too (features, profile, lock
+# file); target and package selection are the new test's own.
+CARGO_VALUED_OPTIONS = frozenset(
+    {"--features", "-F", "--profile", "--target", "--target-dir", "--manifest-path", "--config", "-Z"}
+)
+CARGO_BOOL_OPTIONS = frozenset(
+    {"--all-features", "--no-default-features", "--release", "-r", "--locked", "--frozen", "--offline"}
+)
+# Options of the test harness (after `--`) carried over: tests that share state run one at a time.
+CARGO_HARNESS_OPTIONS = frozenset({"--test-threads"})
 _GO_BUILD_FAILED_RE = re.compile(r"^FAIL\t(\S+) \[(?:build|setup) failed\]$")
 _CARGO_RESULT_RE = re.compile(
     r"^test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored; \d+ measured; \d+ filtered out"
@@ -65,6 +79,10 @@ _NODE_FAILED_RE = re.compile(r"^\s*(?:not ok \d+ - (.+?)(?:\s+#.*)?|✖ (.+?) \(
 _BUILD_ERROR_RE = re.compile(
     r"^(.*error TS\d+:.*|error(\[E\d+\])?: .*|.*\.java:\d+: error: .*)$", re.MULTILINE
 )
+
+# rustc's ` --> tests/x.rs:3:5` under an error.
+_RUSTC_AT_RE = re.compile(r"\n\s*--> (\S+)")
+_ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 @dataclass
@@ -172,14 +190,36 @@ def go_precheck(root: Path) -> str | None:
 
 
 def go_alone(root: Path, command: str, path: str, text: str) -> str:
-    """`go test -json -run '^(TestA|TestB)$' ./pkg`: the new file's test
-    functions, in its package, as a maintainer runs one test."""
+    """`go test -json -tags x -race -run '^(TestA|TestB)$' ./pkg`: the new
+    file's test functions, in its package, as a maintainer runs one test,
+    with the build flags of the repository's own `go test` (its packages and
+    any -run dropped)."""
     names = [n for n in _GO_TEST_FUNC_RE.findall(text) if n == "Test" or not n[4].islower()]
     if not names:
         raise NoAlone(f"{path} holds no Go test function (func TestXxx(t *testing.T))")
     folder = PurePosixPath(path).parent.as_posix()
     package = "." if folder == "." else f"./{folder}"
-    return f"go test -json -run {shlex.quote('^(' + '|'.join(names) + ')$')} {package}"
+    assigned, words = _invocation(command, "go", "test")
+    words = words[1:]  # after `test`
+    run = shlex.quote("^(" + "|".join(names) + ")$")
+    return " ".join([*assigned, "go test -json", *_go_flags(words), "-run", run, package])
+
+
+def _go_flags(words: list[str]) -> list[str]:
+    """The build-relevant flags among `go test`'s words (Go takes -f, --f,
+    -f=v and -f v alike), quoted; the rest (packages, -run, -v, -json) dropped."""
+    kept: list[str] = []
+    for i, word in enumerate(words):
+        if word == "-args":
+            break  # what follows is the test binary's
+        name, eq, _value = word.lstrip("-").partition("=")
+        if not word.startswith("-"):
+            continue
+        if name in GO_VALUED_FLAGS and not eq and i + 1 < len(words):
+            kept += [f"-{name}", shlex.quote(words[i + 1])]
+        elif name in GO_VALUED_FLAGS or name in GO_BOOL_FLAGS:
+            kept.append(shlex.quote(f"-{word.lstrip('-')}"))
+    return kept
 
 
 # -- Rust ---------------------------------------------------------------------------
@@ -229,6 +269,71 @@ def cargo_toolchain() -> list[Path]:
     dirs = [Path(found).parent]
     rustup = _rustup_home()
     return dirs + ([rustup] if rustup is not None else [])
+
+
+def cargo_alone(root: Path, command: str, path: str, text: str) -> str:
+    """`cargo test --test name`: the new integration test (tests/name.rs)
+    alone, with the repository's own cargo options (features, profile, lock
+    file) carried over; in a workspace, `-p crate` names the member crate
+    whose directory holds it."""
+    test = PurePosixPath(path)
+    if test.suffix != ".rs" or test.parent.name != "tests":
+        raise NoAlone(f"{path} is not a cargo integration test (tests/<name>.rs)")
+    assigned, words = _invocation(command, "cargo", "test")
+    if not words:  # `cargo nextest run` takes cargo's options too
+        assigned, words = _invocation(command, "cargo", "nextest")
+    toolchain = words[:1] if words[:1] and words[0].startswith("+") else []
+    package = _cargo_package(root, test.parent.parent)
+    pick = ["-p", package] if _is_workspace(root) else []
+    line = ["cargo", *toolchain, "test", *_cargo_options(words), *pick, "--test", test.stem]
+    harness = _cargo_harness(words)
+    return " ".join([*assigned, shlex.join([*line, *(["--", *harness] if harness else [])])])
+
+
+def _cargo_options(words: list[str]) -> list[str]:
+    """cargo's own options among the words (before `--`) that CARGO_*_OPTIONS carry over."""
+    kept: list[str] = []
+    own = words[: words.index("--")] if "--" in words else words
+    for i, word in enumerate(own):
+        name = word.partition("=")[0]
+        if word in CARGO_VALUED_OPTIONS and i + 1 < len(own):
+            kept += [word, own[i + 1]]
+        elif name in CARGO_VALUED_OPTIONS or word in CARGO_BOOL_OPTIONS:
+            kept.append(word)
+    return kept
+
+
+def _cargo_harness(words: list[str]) -> list[str]:
+    harness = words[words.index("--") + 1 :] if "--" in words else []
+    kept: list[str] = []
+    for i, word in enumerate(harness):
+        if word in CARGO_HARNESS_OPTIONS and i + 1 < len(harness):
+            kept += [word, harness[i + 1]]
+        elif word.partition("=")[0] in CARGO_HARNESS_OPTIONS:
+            kept.append(word)
+    return kept
+
+
+def _cargo_manifest(root: Path, folder: PurePosixPath) -> dict[str, Any]:
+    try:
+        return tomllib.loads(read_text(root, (folder / "Cargo.toml").as_posix()))
+    except (OSError, ValueError):  # absent, a link, not UTF-8, not TOML
+        return {}
+
+
+def _is_workspace(root: Path) -> bool:
+    return "workspace" in _cargo_manifest(root, PurePosixPath("."))
+
+
+def _cargo_package(root: Path, crate: PurePosixPath) -> str:
+    """The name of the crate whose tests/ directory holds the new test; NoAlone
+    when its Cargo.toml names none, or turns off cargo's finding of tests/*.rs."""
+    package = _cargo_manifest(root, crate).get("package")
+    if not isinstance(package, dict) or not isinstance(package.get("name"), str):
+        raise NoAlone(f"{crate / 'Cargo.toml'} names no [package] to hold {crate / 'tests'}")
+    if package.get("autotests") is False:
+        raise NoAlone(f"{crate / 'Cargo.toml'} sets autotests = false: cargo would not find a new tests/*.rs")
+    return str(package["name"])
 
 
 # -- Node ---------------------------------------------------------------------------
@@ -474,17 +579,51 @@ def _json_object(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _invocation(command: str, program: str, sub: str) -> tuple[list[str], list[str]]:
+    """Where `command` runs `program sub` (`go test`, `cargo +nightly test`):
+    the VAR=value assignments before it, and its words after the program
+    (rustup's `+toolchain`, then `sub` and what follows), up to the next shell
+    operator; two empty lists when it does not."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:  # an unclosed quote: nothing to carry over
+        return [], []
+    for i, word in enumerate(words):
+        rest = list(itertools.takewhile(_not_operator, words[i + 1 :]))
+        toolchain = rest[:1] if rest[:1] and rest[0].startswith("+") else []
+        if PurePosixPath(word).name == program and rest[len(toolchain) : len(toolchain) + 1] == [sub]:
+            return _assignments(words[:i]), rest
+    return [], []
+
+
+def _not_operator(word: str) -> bool:
+    return not (word and set(word) <= set("|&;<>()"))
+
+
+def _assignments(before: list[str]) -> list[str]:
+    """The VAR=value words right before a program (`GOFLAGS=-mod=mod go test`),
+    quoted for the shell (the value only, or it would read as a program)."""
+    found = list(itertools.takewhile(lambda w: _ASSIGNMENT_RE.match(w) is not None, reversed(before)))
+    return [f"{name}={shlex.quote(value)}" for name, _, value in (w.partition("=") for w in found[::-1])]
+
+
 def _build_failure(output: str) -> Counts | None:
     """A compiler's error before any test ran (tsc, rustc, javac): the tests
     did not run, and the first error says why; None when there is none."""
     match = _BUILD_ERROR_RE.search(output)
     if match is None:
         return None
-    return Counts(could_not_run=f"{BUILD_FAILED}: {match.group(1).strip()[:300]}")
+    at = _RUSTC_AT_RE.match(output, match.end())  # rustc says where on the next line
+    where = f" (at {at.group(1)})" if at else ""
+    return Counts(could_not_run=f"{BUILD_FAILED}: {match.group(1).strip()[:300]}{where}")
 
 
 GO = Runner("go", parse_go_json, precheck=go_precheck, env=go_env, tests="go", alone=go_alone)
-CARGO = Runner("cargo", parse_cargo, env=cargo_env, toolchain=cargo_toolchain)
+CARGO = Runner(
+    "cargo", parse_cargo, env=cargo_env, toolchain=cargo_toolchain, tests="rust", alone=cargo_alone
+)
 NODE = Runner("node", parse_node, precheck=node_precheck, tests="node", alone=node_alone)
 JUNIT = Runner("junit", parse_junit)
 

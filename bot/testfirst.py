@@ -7,7 +7,9 @@ nothing and is discarded, with a note; so is one that does not compile or
 holds no test.
 
 Covered: pytest (test_*.py), Go (`*_test.go`, run as `go test -run
-'^(TestName)$' ./pkg`) and Node (`*.test.ts`, `*.spec.js`, `test/**`…, run by
+'^(TestName)$' ./pkg` with the repository's build flags), Rust (an
+integration test `tests/name.rs`, run as `cargo test --test name`, with `-p
+crate` in a workspace) and Node (`*.test.ts`, `*.spec.js`, `test/**`…, run by
 the repository's own node --test, jest, vitest or mocha pointed at the one
 file). Which runner is the one bot.runners reads the test command's output
 with; which files are tests is bot.files.ecosystem_of_test. The test runs in the
@@ -34,19 +36,23 @@ EXAMPLE_CHARS = 4000
 SLUG_WORDS = 5
 # Exit codes of a run whose tests failed (1), or stopped before running at an
 # error of the new test: pytest's import error (2), tsc's type error (2), a
-# Go build failure (1). A name the change has yet to add fails that way.
-FAILED_EXIT_CODES = (1, 2)
+# Go build failure (1), cargo's failed test or build (101). A name the change
+# has yet to add fails that way.
+FAILED_EXIT_CODES = (1, 2, 101)
 # What each ecosystem's test files are called, for the notes.
 TEST_FILES = {
     "python": "pytest test (test_*.py)",
     "go": "Go test (*_test.go)",
+    "rust": "Rust integration test (tests/*.rs)",
     "node": "JavaScript or TypeScript test (*.test.ts, *.spec.js, test/…)",
 }
 # Where a repository that runs its tests some other way (make test, tox) shows it uses pytest.
 PYTEST_FILES = ("pytest.ini", "conftest.py", "tests/conftest.py")
 PYTEST_SETTINGS = ("pyproject.toml", "setup.cfg", "tox.ini", "setup.py", "noxfile.py", "Makefile")
 PYTEST_RE = re.compile(r"\bpytest\b")
-COVERED = "test-first edits cover pytest, go test and Node's runners (node --test, jest, vitest, mocha)"
+COVERED = (
+    "test-first edits cover pytest, go test, cargo test and Node's runners (node --test, jest, vitest, mocha)"
+)
 
 
 class NoTest(Exception):
@@ -128,11 +134,11 @@ def _shallow_first(path: str) -> tuple[int, str]:
 
 def new_test_path(root: Path, beside: str, instruction: str) -> str:
     """A file name for the new test, in the example's directory and named as
-    its ecosystem names tests (test_x.py, x_test.go, x.test.ts), not taken yet."""
+    its ecosystem names tests (test_x.py, x_test.go, tests/x.rs, x.test.ts), not taken yet."""
     words = re.findall(r"[a-z0-9]+", instruction.lower())[:SLUG_WORDS] or ["change"]
     example = PurePosixPath(beside)
     for n in range(1, 100):
-        name = _test_name(example.name, [*words, str(n)] if n > 1 else words)
+        name = _test_name(beside, [*words, str(n)] if n > 1 else words)
         path = (example.parent / name).as_posix()
         if not (root / path).exists():
             return path
@@ -143,8 +149,10 @@ def _test_name(example: str, words: list[str]) -> str:
     ecosystem = ecosystem_of_test(example)
     if ecosystem == "go":
         return "_".join(words) + "_test.go"
+    if ecosystem == "rust":
+        return "_".join(words) + ".rs"
     if ecosystem == "node":
-        stem, _, suffix = example.rpartition(".")
+        stem, _, suffix = PurePosixPath(example).name.rpartition(".")
         mark = next((m for m in NODE_TEST_MARKS if stem.endswith(m)), "")
         return "-".join(words) + f"{mark}.{suffix}"
     return "test_" + "_".join(words) + ".py"

@@ -110,7 +110,9 @@ def test_cargo_summaries_and_failing_names() -> None:
 def test_cargo_compile_error_means_the_tests_did_not_run() -> None:
     counts = runners.parse_cargo(read("cargo-test-compile-error.txt"), Path("."), 0.0)
     assert counts is not None
-    assert counts.could_not_run == "the build failed: error[E0425]: cannot find value `c` in this scope"
+    assert counts.could_not_run == (
+        "the build failed: error[E0425]: cannot find value `c` in this scope (at src/lib.rs:7:9)"
+    )
 
 
 @pytest.mark.parametrize("name", ["node-test-tap.txt", "node-test-spec.txt"])

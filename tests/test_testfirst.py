@@ -7,6 +7,7 @@ discarded with a note. The pytest side is in tests/test_evidence.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -16,10 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.config import Tier
 from bot.files import ecosystem_of_test, is_test_path
-from bot.runners import NoAlone, go_alone, node_alone
-from bot.testfirst import NoTest, fails_before, new_test_path, style_example, way_of
+from bot.runners import NoAlone, cargo_alone, go_alone, node_alone
+from bot.testfirst import NoTest, draft, fails_before, new_test_path, style_example, way_of
 from bot.verify import TestRun
+from tests.conftest import make_git_repo
 from tests.modelserver import ScriptedModel
 from tests.test_cli import write_config
 from tests.test_languages_e2e import (
@@ -53,6 +56,10 @@ def test_each_ecosystem_names_its_test_files_by_its_runners_conventions() -> Non
             "__tests__/app.tsx",
             "types/node.d.ts",
             "test/fixture.json",
+            "tests/shapes.rs",
+            "crates/geo/tests/area.rs",
+            "tests/common/mod.rs",
+            "src/lib.rs",
         )
     }
     assert found == {
@@ -67,6 +74,10 @@ def test_each_ecosystem_names_its_test_files_by_its_runners_conventions() -> Non
         "__tests__/app.tsx": "node",
         "types/node.d.ts": None,
         "test/fixture.json": None,
+        "tests/shapes.rs": "rust",
+        "crates/geo/tests/area.rs": "rust",
+        "tests/common/mod.rs": None,  # a helper the test binaries share, no test binary itself
+        "src/lib.rs": None,
     }
     # Ranking's wider "looks like a test" rule rests on the same one.
     assert is_test_path("test/fixture.json") and is_test_path("pkg/units_test.go")
@@ -83,6 +94,9 @@ def test_the_new_test_is_named_as_its_example_is(tmp_path: Path) -> None:
         "test/add-a-remove-method-2.test.ts"
     )
     assert new_test_path(tmp_path, "src/app.spec.js", "fix it") == "src/fix-it.spec.js"
+    assert new_test_path(tmp_path, "crates/geo/tests/area.rs", "Add a perimeter") == (
+        "crates/geo/tests/add_a_perimeter.rs"
+    )
 
 
 def test_the_style_example_is_a_test_file_of_the_runners_language(tmp_path: Path) -> None:
@@ -103,6 +117,59 @@ def test_go_runs_the_new_files_test_functions_in_its_package(tmp_path: Path) -> 
     assert go_alone(tmp_path, "go test ./...", "miles_test.go", "func Test(t *testing.T) {}").endswith(" .")
     with pytest.raises(NoAlone, match="holds no Go test function"):
         go_alone(tmp_path, "go test ./...", "miles_test.go", "func helper() {}\n")
+
+
+def test_go_carries_the_repositorys_build_flags_and_drops_its_packages_and_run(tmp_path: Path) -> None:
+    text = "func TestMiles(t *testing.T) {}\n"
+    command = (
+        "CGO_ENABLED=1 go test -v -tags integration -race -count=1 -run 'TestOld' ./... -timeout 5m -args -x"
+    )
+    assert go_alone(tmp_path, command, "conv/miles_test.go", text) == (
+        "CGO_ENABLED=1 go test -json -tags integration -race -count=1 -timeout 5m -run '^(TestMiles)$' ./conv"
+    )
+    # Go's other spellings (--flag, -flag=value), quoted values, and a pipe after the command.
+    piped = "go test --tags=a,b -ldflags '-s -w' -mod vendor ./pkg/... 2>&1 | tee log"
+    assert go_alone(tmp_path, piped, "miles_test.go", text) == (
+        "go test -json -tags=a,b -ldflags '-s -w' -mod vendor -run '^(TestMiles)$' ."
+    )
+
+
+def crate(root: Path, name: str, extra: str = "") -> Path:
+    (root / "tests").mkdir(parents=True)
+    (root / "Cargo.toml").write_text(f'[package]\nname = "{name}"\nversion = "0.1.0"\n{extra}')
+    return root
+
+
+def test_cargo_runs_the_new_integration_test_alone_with_the_repositorys_options(tmp_path: Path) -> None:
+    shapes = crate(tmp_path / "shapes", "shapes")
+    assert cargo_alone(shapes, "cargo test", "tests/area.rs", "") == "cargo test --test area"
+    command = (
+        "RUSTFLAGS='-D warnings' cargo +1.80 test --workspace --all-features --locked -F serde"
+        " --release --lib old_filter -- --test-threads=1 --nocapture"
+    )
+    assert cargo_alone(shapes, command, "tests/area.rs", "") == (
+        "RUSTFLAGS='-D warnings' cargo +1.80 test --all-features --locked -F serde --release"
+        " --test area -- --test-threads=1"
+    )
+    assert cargo_alone(shapes, "cargo nextest run --features x", "tests/area.rs", "") == (
+        "cargo test --features x --test area"
+    )
+    with pytest.raises(NoAlone, match=r"not a cargo integration test \(tests/<name>.rs\)"):
+        cargo_alone(shapes, "cargo test", "tests/common/mod.rs", "")
+    off = crate(tmp_path / "off", "off", "autotests = false\n")
+    with pytest.raises(NoAlone, match="autotests = false"):
+        cargo_alone(off, "cargo test", "tests/area.rs", "")
+
+
+def test_in_a_workspace_the_new_test_runs_in_the_member_crate_that_holds_it(tmp_path: Path) -> None:
+    (tmp_path / "Cargo.toml").write_text('[workspace]\nmembers = ["crates/*"]\n')
+    crate(tmp_path / "crates" / "geo", "geo-core")
+    assert cargo_alone(tmp_path, "cargo test --workspace", "crates/geo/tests/area.rs", "") == (
+        "cargo test -p geo-core --test area"
+    )
+    (tmp_path / "crates" / "bare" / "tests").mkdir(parents=True)
+    with pytest.raises(NoAlone, match=r"crates/bare/Cargo.toml names no \[package\]"):
+        cargo_alone(tmp_path, "cargo test", "crates/bare/tests/area.rs", "")
 
 
 def package(root: Path, test: str, **extra: Any) -> Path:
@@ -155,8 +222,9 @@ def test_the_repositorys_command_decides_whether_a_test_can_be_written_first(tmp
         way_of(python, "make test")
     (python / "tox.ini").write_text("[testenv]\ndeps = pytest\ncommands = pytest\n")
     assert way_of(python, "tox").ecosystem == "python"
-    with pytest.raises(NoTest, match="cover pytest, go test and Node's runners"):
-        way_of(tmp_path / "rust", "cargo test")
+    assert way_of(tmp_path / "rust", "cargo test --workspace").ecosystem == "rust"
+    with pytest.raises(NoTest, match="cover pytest, go test, cargo test and Node's runners"):
+        way_of(tmp_path / "java", "mvn -B test")
     with pytest.raises(NoTest, match="no tests to run"):
         way_of(python, None)
 
@@ -170,6 +238,20 @@ def test_a_build_stopped_by_the_new_test_counts_as_its_failure() -> None:
     assert "did not run before the change (the build failed: src/todo.ts" in (
         fails_before("test/x.test.ts", other) or ""
     )
+
+
+def test_a_rust_build_stopped_at_the_new_test_counts_as_its_failure_and_elsewhere_does_not() -> None:
+    error = "the build failed: error[E0599]: no method named `perimeter` found (at {})"
+    stopped = TestRun(
+        "cargo test --test x", 0, 1, 0, 0, exit_code=101, could_not_run=error.format("tests/x.rs:9:7")
+    )
+    assert fails_before("tests/x.rs", stopped) is None
+    other = TestRun(
+        "cargo test --test x", 0, 1, 0, 0, exit_code=101, could_not_run=error.format("src/lib.rs:3:1")
+    )
+    assert "did not run before the change (the build failed" in (fails_before("tests/x.rs", other) or "")
+    failed = TestRun("cargo test --test x", 0, 1, 0, 0, exit_code=101)  # compiled, and its test failed
+    assert fails_before("tests/x.rs", failed) is None
 
 
 # -- patchling edit --write-test on the examples -------------------------------------
@@ -294,3 +376,92 @@ def test_typescript_test_written_first_fails_before_passes_after_and_is_kept(
     assert (data["tests"]["before"]["passed"], data["tests"]["after"]["passed"]) == (3, 4)
     [asked] = [t for t in prompts_of(model_server, "tiny") if "Write the new test file" in t]
     assert f"{path}, in TypeScript" in asked and "```typescript\nimport { test }" in asked
+
+
+SHAPES_LIB = """/// A rectangle.
+pub struct Rect {
+    pub width: f64,
+    pub height: f64,
+}
+
+impl Rect {
+    pub fn area(&self) -> f64 {
+        self.width * self.height
+    }
+}
+"""
+PERIMETER = """
+impl Rect {
+    pub fn perimeter(&self) -> f64 {
+        2.0 * (self.width + self.height)
+    }
+}
+"""
+SHAPES_TEST = """use shapes::Rect;
+
+#[test]
+fn area_of_a_square() {
+    assert_eq!(Rect { width: 2.0, height: 2.0 }.area(), 4.0);
+}
+"""
+RUST_NEW_TEST = """use shapes::Rect;
+
+#[test]
+fn perimeter_of_a_rectangle() {
+    assert_eq!(Rect { width: 2.0, height: 3.0 }.perimeter(), 10.0);
+}
+"""
+CARGO_LOCK = """# This file is automatically @generated by Cargo.
+version = 4
+
+[[package]]
+name = "shapes"
+version = "0.1.0"
+"""
+
+
+def shapes_crate(root: Path, *, with_tests: bool = True) -> Path:
+    crate(root, "shapes", 'edition = "2021"\n')
+    (root / "src").mkdir()
+    (root / "src" / "lib.rs").write_text(SHAPES_LIB)
+    (root / "Cargo.lock").write_text(CARGO_LOCK)
+    (root / ".gitignore").write_text("/target\n")
+    if with_tests:
+        (root / "tests" / "area.rs").write_text(SHAPES_TEST)
+    make_git_repo(root)
+    return root
+
+
+def test_a_crate_without_integration_tests_gets_a_note_not_a_guess(tmp_path: Path) -> None:
+    repo = shapes_crate(tmp_path / "shapes", with_tests=False)
+    test, _usage, note = asyncio.run(
+        draft(Tier(name="t", model="t"), repo, "cargo test", "add perimeter", "")
+    )
+    assert test is None
+    assert (
+        note
+        == "no test written first: the repository has no Rust integration test (tests/*.rs) file to follow"
+    )
+
+
+@pytest.mark.slow
+def test_rust_test_written_first_fails_before_passes_after_and_is_kept(
+    model_server: ScriptedModel, tmp_path: Path
+) -> None:
+    if shutil.which("cargo") is None:
+        pytest.skip("cargo is not installed (rustup or Debian's cargo provides it)")
+    repo = shapes_crate(tmp_path / "shapes")
+    model_server.script(
+        write_test_rule(RUST_NEW_TEST, "rust"),
+        plan("src/lib.rs"),
+        *answers("tiny", {"src/lib.rs": SHAPES_LIB + PERIMETER}, "rust"),
+    )
+    data = edit_writing_test(repo, tmp_path, model_server, "add a perimeter method")
+    path = "tests/add_a_perimeter_method.rs"
+    assert data["status"] == "verified", data["message"]
+    assert data["evidence"]["new_test"] == path and data["evidence"]["level"] == "new_test"
+    assert data["files_changed"] == ["src/lib.rs", path] and (repo / path).read_text() == RUST_NEW_TEST
+    # Before the change rustc stops at the new test (no perimeter yet); after it, cargo runs it too.
+    assert (data["tests"]["before"]["passed"], data["tests"]["after"]["passed"]) == (1, 2)
+    [asked] = [t for t in prompts_of(model_server, "tiny") if "Write the new test file" in t]
+    assert f"Write the new test file {path}, in Rust" in asked and "```rust\nuse shapes::Rect;" in asked
