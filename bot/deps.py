@@ -218,8 +218,8 @@ def _cargo_vendored(root: Path) -> bool:
 
 def _dep_tables(manifest: dict[str, Any]) -> list[Any]:
     """The dependency tables of a Cargo.toml: its own, per target, the workspace's."""
-    targets = [t for t in (manifest.get("target") or {}).values() if isinstance(t, dict)]
-    workspace = manifest.get("workspace")
+    target, workspace = manifest.get("target"), manifest.get("workspace")
+    targets = [t for t in target.values() if isinstance(t, dict)] if isinstance(target, dict) else []
     found = [table.get(name) for table in (manifest, *targets) for name in CARGO_DEP_TABLES]
     return [*found, workspace.get("dependencies") if isinstance(workspace, dict) else None]
 
