@@ -370,6 +370,8 @@ def test_when_cargo_fetches_nothing(tmp_path: Path) -> None:
         APP_TOML + '[dependencies]\ntiny = { path = "deps/tiny", version = "0.1" }\n'
     )
     assert plan(root, "cargo test", None) is None
+    (root / "Cargo.toml").write_text(APP_TOML + "[target.'cfg(unix)'.dependencies]\nlibc = \"0.2\"\n")
+    assert plan(root, "cargo test", None) is not None  # a platform's dependencies count too
     (root / "Cargo.toml").write_text(
         '[package]\nname = "app"\nversion = "0.1.0"\n\n[dev-dependencies]\nserde = "1"\n'
     )
