@@ -1,5 +1,5 @@
 """Things built once per key and reused: a repository's Python environment
-(bot/pyenv.py), its node_modules or Go modules (bot/deps.py).
+(bot/pyenv.py), its node_modules, Go modules or Rust crates (bot/deps.py).
 
 Each lives at `<place>/<key>/`, complete once it holds its marker file. It is
 built in a temporary directory beside its final place and renamed into place,

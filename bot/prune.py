@@ -1,7 +1,7 @@
 """Old test environments removed, so the disk they take stays bounded.
 
 What bot.buildcache builds once per key under the envs directory (Python
-environments, node_modules, Go module caches) and each repository's download
+environments, node_modules, Go module caches, cargo homes) and each repository's download
 caches are entries: directories named by a hex digest, whose mtime is their
 last use (bot.buildcache.use sets it). Pruning removes the entries unused for
 longer than the maximum age, then, least recently used first, as many as it
@@ -40,7 +40,7 @@ from bot.pyenv import envs_dir_in
 log = logging.getLogger(__name__)
 
 # Where entries live under the envs directory ("": the Python environments).
-PLACES = ("", "node", "go", pyenv.CACHE_DIR, deps.CACHE_DIR)
+PLACES = ("", *deps.KINDS, pyenv.CACHE_DIR, deps.CACHE_DIR)
 ENTRY_NAME = re.compile(r"[0-9a-f]{16,64}")
 TRASH_PREFIX = ".trash-"
 # Its mtime: when pruning last ran after a job.

@@ -241,22 +241,37 @@ def bwrap_argv(
 
 
 @contextlib.contextmanager
-def _mount_points(dests: Sequence[Path]) -> Iterator[None]:
-    """Empty directories for the bind destinations that do not exist yet (bwrap
-    cannot make one under a read-only mount), removed afterwards while still
-    empty, so a run leaves the directories it was mounted into as it found them.
-    A destination that exists as anything, a link included, is left alone."""
+def _mount_points(binds: Sequence[tuple[Path, str]]) -> Iterator[None]:
+    """Empty mount points for the bind destinations that do not exist yet (bwrap
+    cannot make one under a read-only mount): a file for a file, else a
+    directory; removed afterwards while still empty, so a run leaves the
+    directories it was mounted into as it found them. A destination that
+    exists as anything, a link included, is left alone."""
     made: list[Path] = []
     try:
-        for dest in dests:
+        for source, dest in ((s, Path(d)) for s, d in binds):
             if not os.path.lexists(dest) and dest.parent.is_dir() and not dest.parent.is_symlink():
-                dest.mkdir()
+                _make_mount_point(dest, file=source.is_file())
                 made.append(dest)
         yield
     finally:
         for dest in reversed(made):
-            with contextlib.suppress(OSError):  # no longer empty: the run's own doing, kept
-                dest.rmdir()
+            _remove_if_empty(dest)
+
+
+def _make_mount_point(dest: Path, *, file: bool) -> None:
+    if file:
+        dest.touch(exist_ok=False)
+    else:
+        dest.mkdir()
+
+
+def _remove_if_empty(dest: Path) -> None:
+    with contextlib.suppress(OSError):  # no longer empty: the run's own doing, kept
+        if dest.is_dir() and not dest.is_symlink():
+            dest.rmdir()
+        elif dest.is_file() and not dest.is_symlink() and dest.stat().st_size == 0:
+            dest.unlink()
 
 
 # -- limits -----------------------------------------------------------------------
@@ -444,7 +459,7 @@ def run(
         raise SandboxUnavailable(reason)
     with (
         tempfile.TemporaryDirectory(prefix="patchling-sandbox-") as tmp,
-        _mount_points([Path(d) for _, d in [*writable_binds, *binds]]),
+        _mount_points([*writable_binds, *binds]),
     ):
         full = list(argv)
         if sandbox.enabled:

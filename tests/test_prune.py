@@ -58,12 +58,15 @@ def test_old_removed_recent_kept(tmp_path: Path) -> None:
     old_node = make_entry(tmp_path / "node", key(2), days_ago=15)
     recent = make_entry(tmp_path / "go", key(3), days_ago=1)
     cache = make_entry(tmp_path / ".uv-cache", "a" * 16, days_ago=30)
-    sizes = tree_size(old) + tree_size(old_node) + tree_size(cache)
+    old_cargo = make_entry(tmp_path / "cargo", key(4), days_ago=15)
+    (old_cargo / "lib" / "module.py").chmod(0o444)  # cargo writes git's objects read-only
+    os.utime(old_cargo, (NOW - 15 * DAY_S, NOW - 15 * DAY_S))
+    sizes = sum(tree_size(p) for p in (old, old_node, cache, old_cargo))
     result = prune(tmp_path, ROOMY, now=NOW)
-    assert not old.exists() and not old_node.exists() and not cache.exists()
+    assert not old.exists() and not old_node.exists() and not cache.exists() and not old_cargo.exists()
     assert recent.is_dir() and (recent / MARKER).is_file()
-    assert sorted(e.path.name for e in result.removed) == sorted([key(1), key(2), "a" * 16])
-    assert result.freed == sizes and result.freed > 3 * 64 * 1024
+    assert sorted(e.path.name for e in result.removed) == sorted([key(1), key(2), key(4), "a" * 16])
+    assert result.freed == sizes and result.freed > 4 * 64 * 1024
     assert result.kept == 1 and result.busy == []
     assert leftover_names(tmp_path) == []
 
