@@ -312,7 +312,7 @@ def _find_pids_cgroup() -> Path | None:
 class _ProcessCap:
     """The process limit of one command: a pids cgroup when there is one (the
     only cap that holds for root), else RLIMIT_NPROC above what this user
-    already runs (the limit counts every process of the user)."""
+    already runs (the limit counts every task of the user, threads included)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -327,7 +327,7 @@ class _ProcessCap:
             except OSError:
                 with contextlib.suppress(OSError):
                     group.rmdir()
-        self.nproc = limit if self.cgroup is not None else _own_processes() + limit
+        self.nproc = limit if self.cgroup is not None else _own_tasks() + limit
 
     def hit(self) -> bool:
         if self.cgroup is None:
@@ -358,14 +358,17 @@ class _ProcessCap:
                 threading.Event().wait(0.05)
 
 
-def _own_processes() -> int:
+def _own_tasks() -> int:
+    """This user's tasks, threads included: RLIMIT_NPROC counts each thread (a
+    threaded worker's too), so counting processes alone would leave the
+    sandbox fewer processes than its limit says."""
     uid = os.getuid()
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 if entry.stat(follow_symlinks=False).st_uid == uid:
-                    count += 1
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
     return count
 
 
