@@ -284,8 +284,8 @@ def apply_patch(
     protected: ProtectedOption = None,
     allow_workflows: AllowWorkflowsOption = False,
 ) -> None:
-    """Apply a patch in any format Patchling reads (diff, search/replace, whole file).
-    Protected paths, binary content and files over the size cap (`[caps]` in the
+    r"""Apply a patch in any format Patchling reads (diff, search/replace, whole file).
+    Protected paths, binary content and files over the size cap (`\[caps]` in the
     settings) are refused, as for `edit`."""
     from bot.apply import ApplyError, apply_edit
 
