@@ -251,7 +251,10 @@ def _mount_points(binds: Sequence[tuple[Path, str]]) -> Iterator[None]:
     try:
         for source, dest in ((s, Path(d)) for s, d in binds):
             if not os.path.lexists(dest) and dest.parent.is_dir() and not dest.parent.is_symlink():
-                _make_mount_point(dest, file=source.is_file())
+                try:
+                    _make_mount_point(dest, file=source.is_file())
+                except OSError:  # not ours to write (an unprivileged worker): bwrap then says why
+                    continue
                 made.append(dest)
         yield
     finally:

@@ -250,3 +250,17 @@ def test_a_missing_program_is_told_apart_inside_the_sandbox(tmp_path: Path) -> N
     run = run_tests(tmp_path, "no-such-program-xyz " + textwrap.shorten("--flag", 10), 30)
     assert run.exit_code == 127
     assert run.could_not_run == "command not found or not executable: no-such-program-xyz"
+
+
+def test_a_mount_point_the_worker_cannot_make_is_left_to_bwrap(tmp_path: Path) -> None:
+    from bot.sandbox import _mount_points
+
+    source = tmp_path / "env"
+    source.mkdir()
+    made = tmp_path / "made"
+    # /proc/sys refuses new entries even to root, as a root-owned directory does to the service user.
+    refused = Path("/proc/sys") / f"patchling-{uuid.uuid4().hex}"
+    with _mount_points([(source, str(refused)), (source, str(made))]):
+        assert not refused.exists()
+        assert made.is_dir()
+    assert not made.exists()
