@@ -51,18 +51,28 @@ class TsConfig:
 
     def candidates(self, spec: str) -> list[str]:
         """Where a non-relative import may lie, by `paths` then `baseUrl`
-        (without extensions: the caller tries those)."""
+        (without extensions: the caller tries those). As tsc: of the `paths`
+        patterns, an exact one, else the matching one with the longest prefix."""
         found: list[str] = []
-        for pattern, targets in self.paths.items():
+        pattern = self._pattern_for(spec)
+        if pattern is not None:
             prefix, star, suffix = pattern.partition("*")
-            if star and spec.startswith(prefix) and spec.endswith(suffix):
-                middle = spec[len(prefix) : len(spec) - len(suffix)]
-                found.extend(t.replace("*", middle, 1) for t in targets)
-            elif not star and spec == pattern:
-                found.extend(targets)
+            middle = spec[len(prefix) : len(spec) - len(suffix)]
+            found.extend(t.replace("*", middle, 1) if star else t for t in self.paths[pattern])
         if self.base_url is not None:
             found.append(_join(self.base_url, spec))
         return found
+
+    def _pattern_for(self, spec: str) -> str | None:
+        if spec in self.paths and "*" not in spec:
+            return spec
+        matching = [p for p in self.paths if "*" in p and _matches(p, spec)]
+        return max(matching, key=lambda p: len(p.partition("*")[0]), default=None)
+
+
+def _matches(pattern: str, spec: str) -> bool:
+    prefix, _, suffix = pattern.partition("*")
+    return len(spec) >= len(prefix) + len(suffix) and spec.startswith(prefix) and spec.endswith(suffix)
 
 
 def load_tsconfig(path: str, read: Reader) -> TsConfig:

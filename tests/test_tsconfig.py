@@ -84,6 +84,16 @@ def test_paths_of_a_base_are_read_from_the_effective_baseUrl(tmp_path: Path) -> 
     assert config.candidates("~/a") == ["pkg/src/lib/a", "pkg/src/~/a"]
 
 
+def test_of_the_matching_paths_patterns_the_exact_then_the_longest_prefix_counts(tmp_path: Path) -> None:
+    paths = {"@app/*": ["generic/*"], "@app/ui/*": ["ui/src/*"], "@app/ui": ["ui/index.ts"]}
+    write_tree(tmp_path, {"tsconfig.json": json.dumps({"compilerOptions": {"paths": paths}})})
+    config = load(tmp_path)
+    assert config.candidates("@app/ui/button") == ["ui/src/button"]  # not generic/ui/button
+    assert config.candidates("@app/ui") == ["ui/index.ts"]
+    assert config.candidates("@app/core") == ["generic/core"]
+    assert config.candidates("other") == []
+
+
 def test_a_package_base_is_found_under_node_modules_up_the_tree(tmp_path: Path) -> None:
     write_tree(
         tmp_path,
