@@ -34,12 +34,14 @@ from bot.conventions import fit_conventions, read_conventions
 from bot.deps import ensure_test_env
 from bot.edit import EditError, Plan, generate, make_plan, plan_context_budget
 from bot.evidence import (
+    GO,
+    PYTHON,
     Evidence,
     FileLines,
     Proof,
     changed_lines,
     not_exercised,
-    read_report,
+    read_coverage,
     unexercised,
     unmeasured_languages,
 )
@@ -75,6 +77,7 @@ from bot.verify import (
     TestRun,
     check_syntax,
     default_test_command,
+    measure_of,
     pytest_args,
     run_tests,
     worse_than,
@@ -592,7 +595,8 @@ def tests_in_env(
     """Run the tests, in the repository's environment when they need one
     (built or reused first: its key follows the dependency files, so a change
     to them gets an environment of its own). With `coverage_to`, pytest in a
-    Python environment (which has coverage.py) writes its coverage report there."""
+    Python environment (which has coverage.py), or plain `go test`, writes its
+    coverage report there."""
     sandbox, network = place.sandbox, place.network
     with ExitStack() as hold:  # the environment stays until the tests are done with it
         try:
@@ -608,7 +612,9 @@ def tests_in_env(
             )
         except EnvError as exc:
             return TestRun.not_run(command, str(exc)), None
-        measure = coverage_to if isinstance(env, PyEnv) else None
+        # coverage.py comes with a Python environment; go test measures itself.
+        own = measure_of(command) is not PYTHON
+        measure = coverage_to if isinstance(env, PyEnv) or own else None
         run = run_tests(
             root,
             command,
@@ -921,11 +927,11 @@ def _write(root: Path, changes: Mapping[str, str]) -> None:
 
 
 async def _tests_after(run: _Run, tier: Tier, command: str) -> tuple[TestRun, dict[str, FileLines] | None]:
-    """The tests after the change, and what coverage.py saw them run (None
+    """The tests after the change, and what coverage.py (or go test) saw them run (None
     when not measured). Its data stay in a directory of their own, never the checkout."""
     request = run.request
     with tempfile.TemporaryDirectory(prefix="patchling-coverage-") as scratch:
-        target = Path(scratch) / "coverage.json"
+        target = Path(scratch) / "coverage.report"
         args = (
             request.root,
             command,
@@ -935,7 +941,7 @@ async def _tests_after(run: _Run, tier: Tier, command: str) -> tuple[TestRun, di
             target,
         )
         after, env = await asyncio.to_thread(tests_in_env, *args)
-        report = read_report(target, request.root)
+        report = read_coverage(measure_of(command), target, request.root)
     run.state.environment = env.to_json() if env is not None else None
     if env is not None and not env.reused:  # the change touched the dependency files
         run.emit(EnvironmentReady(env.describe(), tier.name))
@@ -970,13 +976,14 @@ def _weigh(
     proof: Proof,
 ) -> tuple[Status, str]:
     """The verdict once coverage is known: "verified" also needs every changed
-    line (of the files coverage.py measures) to have run in some test."""
+    line (of the files coverage.py or go test measures) to have run in some test."""
     status, message = verdict
     if status != "verified":
         proof.level = Evidence.NOT_RUN if after.could_not_run is not None else Evidence.NO_WORSE
         return verdict
-    changed = changed_lines(change.originals, change.changes)
-    others = unmeasured_languages(change.files)
+    measure = measure_of(after.command)
+    changed = changed_lines(change.originals, change.changes, measure)
+    others = unmeasured_languages(change.files, measure)
     if others:
         proof.notes.append(f"coverage not measured for {', '.join(others)}")
     measured = report is not None and bool(changed)
@@ -984,7 +991,7 @@ def _weigh(
         proof.coverage = "not measured: " + _why_unmeasured(after.command)
     elif measured:
         proof.coverage = "measured"
-        proof.unexercised = unexercised(changed, report or {})
+        proof.unexercised = unexercised(changed, report or {}, measure)
     proof.level = _level(proof, measured and not others)
     if proof.unexercised:
         return "unexercised", f"unexercised: tier {change.tier.name}; {not_exercised(proof.unexercised)}"
@@ -992,6 +999,8 @@ def _weigh(
 
 
 def _why_unmeasured(command: str) -> str:
+    if measure_of(command) is GO:
+        return "go test wrote no coverage profile"
     if pytest_args(command) is None:
         return "the test command is not plain pytest"
     return "coverage.py wrote no report"

@@ -35,6 +35,12 @@ CONFIG_FILES = frozenset({"go.mod", "Cargo.toml"})
 TSCONFIG_NAMES = "*tsconfig*.json"
 
 
+def go_module(go_mod: str) -> str | None:
+    """The module path a go.mod's `module` line declares, or None."""
+    found = _GO_MODULE_RE.search(go_mod)
+    return found.group(1).strip('"') if found else None
+
+
 def configures_imports(path: str) -> bool:
     """Whether `path` is one of the files the resolution rules read."""
     name = posixpath.basename(path)
@@ -154,9 +160,9 @@ class Resolver:
         modules: list[tuple[str, str]] = []
         for p in self.paths:
             if posixpath.basename(p) == "go.mod":
-                m = _GO_MODULE_RE.search(self.read(p) or "")
-                if m:
-                    modules.append((m.group(1), _dir(p)))
+                module = go_module(self.read(p) or "")
+                if module:
+                    modules.append((module, _dir(p)))
         return sorted(modules, key=lambda m: -len(m[0]))
 
     @cached_property

@@ -83,6 +83,8 @@ _BUILD_ERROR_RE = re.compile(
 # rustc's ` --> tests/x.rs:3:5` under an error.
 _RUSTC_AT_RE = re.compile(r"\n\s*--> (\S+)")
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# A command with any of these is shell syntax, not one program's plain invocation.
+_SHELL_CHARS = frozenset("|&;<>()$`*?[]{}~!\\\n")
 
 
 @dataclass
@@ -127,6 +129,10 @@ class Runner:
     # test file alone; None where this runner has no such command.
     tests: str | None = None
     alone: Alone | None = None
+    # (the repository's test command, where the profile goes) -> the command
+    # that also writes the runner's own coverage profile there; None where the
+    # command is not this runner's plain one (a wrapper, a pipe: left as it is).
+    cover: Callable[[str, Path], str | None] | None = None
 
 
 # -- Go -----------------------------------------------------------------------------
@@ -203,6 +209,22 @@ def go_alone(root: Path, command: str, path: str, text: str) -> str:
     words = words[1:]  # after `test`
     run = shlex.quote("^(" + "|".join(names) + ")$")
     return " ".join([*assigned, "go test -json", *_go_flags(words), "-run", run, package])
+
+
+def go_cover(command: str, profile: Path) -> str | None:
+    """`go test -coverprofile=P -coverpkg=./... <the rest>`: every package of
+    the module measured in every test binary (those without tests too), or
+    None when `command` is not plain `go test` or chooses its own coverage."""
+    if any(ch in _SHELL_CHARS for ch in command):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if words[:2] != ["go", "test"] or any(w.lstrip("-").startswith("cover") for w in words):
+        return None
+    flags = [f"-coverprofile={profile}", "-coverpkg=./..."]
+    return shlex.join(["go", "test", *flags, *words[2:]])
 
 
 def _go_flags(words: list[str]) -> list[str]:
@@ -620,7 +642,7 @@ def _build_failure(output: str) -> Counts | None:
     return Counts(could_not_run=f"{BUILD_FAILED}: {match.group(1).strip()[:300]}{where}")
 
 
-GO = Runner("go", parse_go_json, precheck=go_precheck, env=go_env, tests="go", alone=go_alone)
+GO = Runner("go", parse_go_json, precheck=go_precheck, env=go_env, tests="go", alone=go_alone, cover=go_cover)
 CARGO = Runner(
     "cargo", parse_cargo, env=cargo_env, toolchain=cargo_toolchain, tests="rust", alone=cargo_alone
 )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot import grammars, runners
+from bot.evidence import GO, PYTHON, Measure
 from bot.files import ecosystem_of_test, list_files
 from bot.index import language_of
 from bot.sandbox import Network, Sandbox, SandboxUnavailable
@@ -59,6 +60,8 @@ _NO_MODULE_RE = re.compile(r"No module named '?([A-Za-z_][\w.]*)'?")
 PYTEST_STARTS = (("python", "-m", "pytest"), ("python3", "-m", "pytest"), ("pytest",), ("py.test",))
 # The report's export needs no more than this, whatever the tests left of the timeout.
 COVERAGE_EXPORT_S = 60.0
+# Runners that measure coverage themselves (Runner.cover), and how their reports are read.
+RUNNER_MEASURES = {runners.GO.name: GO}
 
 
 @dataclass
@@ -228,6 +231,25 @@ def coverage_commands(command: str, report: Path) -> tuple[str, str] | None:
     return run, export
 
 
+def measure_of(command: str) -> Measure:
+    """Which tool measures `command`'s changed-line coverage: the runner's own
+    (plain `go test`), else coverage.py (plain pytest, or nothing measured)."""
+    runner = runners.runner_for(command)
+    if runner is not None and runner.cover is not None and runner.cover(command, Path("profile")):
+        return RUNNER_MEASURES.get(runner.name, PYTHON)
+    return PYTHON
+
+
+def measured_commands(command: str, report: Path) -> tuple[str, str | None] | None:
+    """`command` made to write its coverage report at `report`, and the command
+    that exports it where the tool needs one; None when `command` cannot be measured."""
+    runner = runners.runner_for(command)
+    if runner is not None and runner.cover is not None:
+        covered = runner.cover(command, report)
+        return (covered, None) if covered is not None else None
+    return coverage_commands(command, report)
+
+
 def _denied(name: str) -> bool:
     upper = name.upper()
     return any(fnmatch(upper, pattern) for pattern in ENV_DENY)
@@ -343,7 +365,8 @@ def run_tests(
     `timeout_s`. A failing setup counts as one error of the run. Where the
     sandbox cannot run, the tests do not run either. With `coverage_to`, a
     plain pytest command runs under coverage.py, which writes its JSON report
-    there (the directory must exist and lie outside the checkout)."""
+    there, and plain `go test` writes its coverage profile there (the
+    directory must exist and lie outside the checkout)."""
     runner = runners.runner_for(command)
     sandbox = sandbox or Sandbox()
     plan = _TestPlan(
@@ -411,7 +434,7 @@ def _tests(plan: _TestPlan, env: dict[str, str], toolchain: list[Path]) -> tuple
     """The test command, in what is left of the timeout; under coverage.py when asked."""
     remaining = max(1.0, plan.timeout_s - (time.monotonic() - plan.started))
     coverage_to = plan.coverage_to
-    measured = coverage_commands(plan.command, coverage_to) if coverage_to is not None else None
+    measured = measured_commands(plan.command, coverage_to) if coverage_to is not None else None
     step = functools.partial(
         _step,
         plan.sandbox,
@@ -424,7 +447,7 @@ def _tests(plan: _TestPlan, env: dict[str, str], toolchain: list[Path]) -> tuple
         scratch=[coverage_to.parent] if measured and coverage_to else [],
     )
     code, timed_out, output = step(measured[0] if measured else plan.command, timeout_s=remaining)
-    if measured and not timed_out:
+    if measured and measured[1] and not timed_out:
         step(measured[1], timeout_s=COVERAGE_EXPORT_S)  # no report: not measured, said by the caller
     return code, timed_out, output
 

@@ -10,9 +10,20 @@ from typing import Any
 
 import pytest
 
+from bot import evidence
 from bot.config import Tier
 from bot.engine import EditRequest, EditResult, run_edit
-from bot.evidence import Evidence, FileLines, Proof, changed_lines, read_report, spans, unexercised
+from bot.evidence import (
+    GO,
+    Evidence,
+    FileLines,
+    Proof,
+    changed_lines,
+    read_go_profile,
+    read_report,
+    spans,
+    unexercised,
+)
 from bot.messages import evidence_section
 from bot.progress import Progress, TestWritten
 from bot.repo_settings import parse_repo_settings
@@ -54,6 +65,56 @@ def test_a_report_is_read_relative_to_the_checkout_and_garbage_is_not_read(tmp_p
     report.write_text('{"files": [1, 2]}')
     assert read_report(report, root) is None
     assert read_report(tmp_path / "absent.json", root) is None
+
+
+GO_PROFILE = """mode: set
+example.com/units/units.go:7.45,9.2 1 1
+example.com/units/units.go:12.45,14.2 1 0
+example.com/units/units.go:12.45,14.2 1 1
+example.com/units/sub/x.go:4.14,6.2 1 0
+example.com/units/../outside.go:1.1,3.2 1 0
+example.com/other/y.go:1.1,3.2 1 0
+example.com/units/units.go:20.1,22.2 one 0
+example.com/units/units.go:30.1,28.2 1 0
+"""
+
+
+def test_a_go_profile_is_read_by_module_path_and_garbage_is_passed_over(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "go.mod").write_text("module example.com/units\n\ngo 1.19\n")
+    profile = tmp_path / "coverage.out"
+    profile.write_text(GO_PROFILE)
+    read = read_go_profile(profile, root)
+    # Outside the module, a path climbing out, a malformed count, a backwards block: not read.
+    assert read is not None and set(read) == {"units.go", "sub/x.go"}
+    # A block another test binary ran counts as run.
+    assert read["units.go"] == FileLines(frozenset({7, 8, 9, 12, 13, 14}), frozenset())
+    assert read["sub/x.go"] == FileLines(frozenset(), frozenset({4, 5, 6}))
+    # A changed line in no block (a comment) is no statement; a file without blocks holds none.
+    changed = {"sub/x.go": [3, 5], "sub/consts.go": [3]}
+    assert unexercised(changed, read, GO) == {"sub/x.go": [5]}
+    profile.write_text("example.com/units/units.go:7.45,9.2 1 1\n")  # no mode line: not a profile
+    assert read_go_profile(profile, root) is None
+
+
+def test_an_oversized_go_profile_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "go.mod").write_text("module example.com/units\n")
+    profile = tmp_path / "coverage.out"
+    profile.write_text(GO_PROFILE)
+    monkeypatch.setattr(evidence, "MAX_REPORT_BYTES", len(GO_PROFILE) - 1)
+    assert read_go_profile(profile, root) is None
+    monkeypatch.setattr(evidence, "MAX_REPORT_BYTES", len(GO_PROFILE))
+    monkeypatch.setattr(evidence, "MAX_PROFILE_LINES", 5)  # a block's lines are counted too
+    assert read_go_profile(profile, root) is None
+
+
+def test_go_changed_lines_leave_out_comments_and_brackets() -> None:
+    new = "package units\n\n// F is.\nfunc F() int {\n\treturn 1\n}\n"
+    assert changed_lines({"units.go": "package units\n"}, {"units.go": new}, GO) == {"units.go": [4, 5]}
+    assert changed_lines({}, {"units.go": new}) == {}  # coverage.py's measure: Go not measured
 
 
 def test_only_plain_pytest_runs_under_coverage(tmp_path: Path) -> None:

@@ -109,6 +109,9 @@ def test_go_edit_broken_syntax_refused_then_verified(model_server: ScriptedModel
     assert data["tests"]["before"]["command"] == "go test -json ./..."
     assert (data["tests"]["before"]["passed"], data["tests"]["after"]["passed"]) == (4, 5)
     assert data["tests"]["after"]["failed"] == 0
+    # go test's own profile says the new function ran in the new test.
+    assert data["evidence"]["level"] == "covered" and data["evidence"]["coverage"] == "measured"
+    assert data["evidence"]["unexercised"] == {} and data["evidence"]["notes"] == []
     # The next tier is told where the syntax broke, and sees Go fenced as Go.
     bigger = prompts_of(model_server, "bigger")
     assert bigger and all("units.go: line" in text and "```go\n" in text for text in bigger)
@@ -139,3 +142,18 @@ def test_typescript_edit_broken_syntax_refused_then_verified(
     bigger = prompts_of(model_server, "bigger")
     assert bigger and all("```typescript\n" in text for text in bigger)
     assert "remove(id: number)" in (repo / TODO_TS).read_text()
+
+
+@pytest.mark.slow
+def test_go_function_no_test_calls_is_unexercised(model_server: ScriptedModel, tmp_path: Path) -> None:
+    if shutil.which("go") is None:
+        pytest.skip("go is not installed (`make system` installs golang-go)")
+    repo = example("units", tmp_path)
+    source = (repo / UNITS_GO).read_text()
+    model_server.script(plan(UNITS_GO), *answers("tiny", {UNITS_GO: source + MILES}, "go"))
+    data = edit(repo, tmp_path, model_server, "add MilesToKilometres")
+    assert data["status"] == "unexercised"
+    # The signature and the return: not the comment above, nor the closing brace.
+    start = source.count("\n") + 3
+    assert data["evidence"]["unexercised"] == {UNITS_GO: [start, start + 1]}
+    assert f"lines {start}–{start + 1} of units.go are not exercised by any test" in data["message"]

@@ -80,6 +80,15 @@ def test_the_runner_is_read_from_the_command(command: str, runner: str | None) -
 # -- reading output -------------------------------------------------------------------
 
 
+def test_only_plain_go_test_writes_a_coverage_profile(tmp_path: Path) -> None:
+    profile = tmp_path / "coverage.out"
+    covered = runners.go_cover("go test -json -race ./...", profile)
+    assert covered == f"go test -coverprofile={profile} -coverpkg=./... -json -race ./..."
+    assert runners.go_cover("go test ./... && go vet ./...", profile) is None  # shell syntax
+    assert runners.go_cover("go test -coverprofile=c.out ./...", profile) is None  # its own coverage
+    assert runners.go_cover("make test", profile) is None
+
+
 def test_go_json_events() -> None:
     counts = runners.parse_go_json(read("go-test-fail.jsonl"), Path("."), 0.0)
     assert counts is not None
