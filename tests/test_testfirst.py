@@ -338,7 +338,9 @@ def test_go_test_that_passes_before_the_change_is_discarded_with_a_note(
         f"({path}) passes before the change, so it proves nothing" in n for n in data["evidence"]["notes"]
     )
     assert data["files_changed"] == [UNITS_GO] and not (repo / path).exists()
-    assert data["status"] == "verified"  # on the repository's own tests, no worse
+    # The repository's own tests pass, no worse, but none runs the new function (go test -coverprofile).
+    assert data["status"] == "unexercised", data["message"]
+    assert f"of {UNITS_GO} are not exercised" in data["message"]
 
 
 TS_NEW_TEST = """import { test } from "node:test";
