@@ -26,6 +26,8 @@ from bot.files import PathRefused, clean_path
 
 # The text of a repository path, or None when it is missing or may not be read.
 Reader = Callable[[str], str | None]
+# A config file found: its repository path and its text (None: unreadable).
+Found = tuple[str, str | None]
 
 # Deeper chains are a mistake or a trap (each base is one more file read).
 MAX_DEPTH = 16
@@ -80,7 +82,7 @@ def load_tsconfig(path: str, read: Reader) -> TsConfig:
     leaf = _dir(path)
     options: dict[str, tuple[Any, str]] = {}  # name -> (value, directory of the file defining it)
     files: list[str] = []
-    _merge(path, read, (), options, files)
+    _merge((path, read(path)), read, (), options, files)
     placed = {k: _place(v, d, leaf) for k, (v, d) in options.items() if k in _PATH_OPTIONS}
     paths, paths_dir = options.get("paths", ({}, leaf))
     # tsc reads `paths` from baseUrl when one is set, else from the file defining them.
@@ -96,22 +98,22 @@ def load_tsconfig(path: str, read: Reader) -> TsConfig:
 
 
 def _merge(
-    path: str, read: Reader, chain: tuple[str, ...], into: dict[str, tuple[Any, str]], files: list[str]
+    found: Found, read: Reader, chain: tuple[str, ...], into: dict[str, tuple[Any, str]], files: list[str]
 ) -> None:
-    """Adds the options of `path` and its bases to `into`, bases first."""
+    """Adds the options of a file (its path and text) and its bases to `into`, bases first."""
+    path, text = found
     if path in chain:
         raise TsConfigError(f"{chain[0]}: an extends cycle: {' -> '.join((*chain, path))}")
     if len(chain) >= MAX_DEPTH:
         raise TsConfigError(f"{chain[0]} extends more than {MAX_DEPTH} files deep")
-    raw = _parse(path, read)
+    raw = _parse(path, text)
     files.append(path)
     for base in _extends(path, raw, read):
         _merge(base, read, (*chain, path), into, files)
     into.update((name, (value, _dir(path))) for name, value in _options(path, raw).items())
 
 
-def _parse(path: str, read: Reader) -> dict[str, Any]:
-    text = read(path)
+def _parse(path: str, text: str | None) -> dict[str, Any]:
     if text is None:
         raise TsConfigError(f"{path} cannot be read (missing, a link, or not UTF-8)")
     try:
@@ -143,7 +145,7 @@ def _paths(path: str, value: Any) -> dict[str, list[str]]:
     return {k: [t for t in v if isinstance(t, str)] for k, v in value.items() if isinstance(v, list)}
 
 
-def _extends(path: str, raw: dict[str, Any], read: Reader) -> list[str]:
+def _extends(path: str, raw: dict[str, Any], read: Reader) -> list[Found]:
     value = raw.get("extends", [])
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
@@ -151,11 +153,11 @@ def _extends(path: str, raw: dict[str, Any], read: Reader) -> list[str]:
     return [_base(path, name, read) for name in names]
 
 
-def _base(path: str, name: str, read: Reader) -> str:
-    """The repository path of the file `path` extends by `name`."""
+def _base(path: str, name: str, read: Reader) -> Found:
+    """The repository path and text of the file `path` extends by `name` (read once)."""
     for candidate in _base_candidates(path, name):
-        if read(candidate) is not None:
-            return candidate
+        if (text := read(candidate)) is not None:
+            return candidate, text
     raise TsConfigError(f"{path} extends {name!r}, which is not a readable file in the repository")
 
 
